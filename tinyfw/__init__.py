@@ -1,0 +1,3 @@
+"""tinyfw: TinyBERT-style two-stage knowledge distillation of BERT encoders."""
+
+__version__ = "0.1.0"

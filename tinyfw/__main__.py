@@ -1,0 +1,37 @@
+"""``python -m tinyfw stage=<name> [group=option ...] [key=value ...]``: the one entry point."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from tinyfw import config, rundir
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+config.register()
+if not OmegaConf.has_resolver("tinyfw_run_id"):
+    OmegaConf.register_new_resolver("tinyfw_run_id", rundir.run_id, use_cache=True)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    from tinyfw.runner import run_stage
+
+    run_stage(cfg)
+
+
+def main() -> None:
+    if not (CONF_DIR / "config.yaml").exists():
+        sys.exit(
+            f"tinyfw: config tree not found at {CONF_DIR}; install tinyfw in editable mode "
+            "(`pip install -e .`) from its repository."
+        )
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

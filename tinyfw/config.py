@@ -1,0 +1,244 @@
+"""Typed config schema, registered in Hydra's ConfigStore.
+
+The YAML tree in ``conf/`` fills these dataclasses; a typo in a key or an invalid enum
+value fails at composition time with a message naming the valid choices.
+Stage code reads the sub-trees it needs and passes explicit arguments further down:
+losses, data sources and model builders never see the whole config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+class _StrEnum(str, Enum):
+    def __str__(self) -> str:  # interpolations (`${stage}`) and f-strings give the value
+        return self.value
+
+
+class Stage(_StrEnum):
+    info = "info"  # print the resolved config and the asset inventory
+    assets = "assets"  # provision the offline default assets
+    general = "general"  # general distillation (GD)
+    mlm = "mlm"  # masked-LM adaptation of an encoder, for the augmenter
+    augment = "augment"  # word-replacement augmentation of a task's train split
+    teacher = "teacher"  # fine-tune the teacher on a task
+    task = "task"  # task-specific distillation (TD)
+    report = "report"  # ablation table + chart from a sweep
+    pipeline = "pipeline"  # the whole embedded-default story in one command
+    bench = "bench"  # size / latency / throughput benchmark
+
+
+class Switch(_StrEnum):
+    on = "on"
+    off = "off"
+
+
+class Precision(_StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+@dataclass
+class ShapeCfg:
+    """Shape of a BERT encoder built from config (random weights)."""
+
+    num_layers: int = 4
+    hidden_size: int = 312
+    intermediate_size: int = 1200
+    num_heads: int = 12
+    max_position_embeddings: int = 512
+
+
+@dataclass
+class TeacherCfg:
+    # An asset short name (`minilm-l6`), a hub name (`bert-base-uncased`), a local
+    # directory, or `random` (a model of `shape` with random weights: smoke runs, benches).
+    name_or_path: str = "minilm-l6"
+    # Tokenizer: "" = the model's own; `tiny` = a small built-in WordPiece vocabulary
+    # (letters, digits, punctuation and common words) used with random models.
+    tokenizer: str = ""
+    shape: ShapeCfg = field(default_factory=lambda: ShapeCfg(2, 64, 128, 4))
+
+
+@dataclass
+class StudentCfg:
+    shape: ShapeCfg = field(default_factory=ShapeCfg)
+    # random | teacher_layers | path to a checkpoint directory (HF format)
+    init: str = "random"
+    # uniform | top | bottom | explicit list of teacher layers (1-based), one per student layer
+    layer_map: Any = "uniform"
+
+
+@dataclass
+class LossWeights:
+    embd: float = 1.0
+    attn: float = 1.0
+    hidn: float = 1.0
+    pred: float = 1.0
+
+
+@dataclass
+class DistillCfg:
+    weights: LossWeights = field(default_factory=LossWeights)
+    share_projection: bool = False  # one W for embeddings and hidden states (reference code)
+    attn_mode: str = "masked"  # masked | reference
+    temperature: float = 1.0
+
+
+@dataclass
+class TrainCfg:
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    log_every: int = 10
+    save_every: int = 0  # checkpoint every N optimizer steps (0: only at the end)
+    eval_every: int = 0  # evaluate every N optimizer steps (0: only at the end)
+    num_workers: int = 0
+    grad_checkpointing: bool = False
+
+
+@dataclass
+class CorpusCfg:
+    # `offline` (the assets stage's text), a hub dataset name, or local file(s)
+    # (.txt / .json / .jsonl / .parquet; a glob or a directory).
+    source: str = "offline"
+    config_name: Optional[str] = None
+    split: str = "train"
+    text_column: str = "text"
+    streaming: bool = False
+    max_seq_len: int = 128
+    max_docs: int = -1  # keep only the first N documents (-1: all)
+    num_proc: int = 1
+    heldout_fraction: float = 0.02
+
+
+@dataclass
+class TaskCfg:
+    # A registry name (`mr`, `sst2`, `cola`, `mnli`, ... ) or `custom` (files below).
+    name: str = "mr"
+    files: Dict[str, str] = field(default_factory=dict)  # custom: split -> path
+    text_columns: List[str] = field(default_factory=list)  # custom: one or two columns
+    label_column: str = "label"
+    labels: List[str] = field(default_factory=list)  # custom: label names; empty + regression
+    regression: bool = False
+    max_seq_len: int = 64
+    max_train_examples: int = -1
+    max_eval_examples: int = -1
+
+
+@dataclass
+class GeneralCfg:
+    train: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=5e-4, max_steps=600))
+
+
+@dataclass
+class MlmCfg:
+    base: str = "teacher"  # encoder to adapt: `teacher` (the teacher config) or a name/path
+    mask_prob: float = 0.15
+    eval_examples: int = 200
+    train: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=1e-4, max_steps=600))
+
+
+@dataclass
+class AugmentCfg:
+    # masked LM: `mlm` (the output of stage=mlm, built when missing), a hub name or a path
+    mlm: str = "mlm"
+    vectors: str = "glove-50d"  # asset name, a gensim KeyedVectors file, or a GloVe .txt file
+    n_aug: int = 20
+    p_replace: float = 0.4
+    top_k: int = 15
+    seed: int = 42
+    mode: str = "exact"  # exact | reference
+    batch_size: int = 128  # masked sequences per forward (exact mode)
+    second_segment: bool = False  # masked input also carries the original sentence
+    multi_mask: bool = False  # approximation: several far-apart words masked per forward
+    alpha_only: bool = True  # drop non-alphabetic masked-LM candidates
+    stopwords: bool = True  # drop stop-word masked-LM candidates
+    max_examples: int = -1  # augment only the first N training rows (-1: all)
+    shard_size: int = 256  # rows per resumable shard
+
+
+@dataclass
+class TeacherFtCfg:
+    train: TrainCfg = field(
+        default_factory=lambda: TrainCfg(batch_size=32, lr=5e-5, epochs=3.0, eval_every=0)
+    )
+    path: str = ""  # use this fine-tuned teacher instead of building one
+
+
+@dataclass
+class TaskDistillCfg:
+    step1: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=5e-5, epochs=2.0))
+    step2: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=3e-5, epochs=3.0))
+    gd_checkpoint: str = ""  # GD student to start from when gd=on ("" = the cached GD run)
+    gd_off_init: str = "random"  # student init when gd=off: random | teacher_layers
+
+
+@dataclass
+class ReportCfg:
+    source: str = ""  # sweep dir | local wandb dir | wandb:ENTITY/PROJECT/GROUP
+    out: str = ""  # "" = the run directory
+
+
+@dataclass
+class BenchCfg:
+    repeats: int = 20
+    warmup: int = 3
+    seq_len: int = 128
+    batch_sizes: List[int] = field(default_factory=lambda: [1, 32])
+    paper_shapes: bool = True
+    models: List[str] = field(default_factory=list)  # extra model paths to measure
+
+
+@dataclass
+class WandbCfg:
+    mode: str = "offline"  # online | offline | disabled (env WANDB_MODE wins)
+    project: str = "tinyfw"
+    entity: Optional[str] = None
+    group: str = ""  # "" = the sweep directory name for multiruns, else "single"
+
+
+@dataclass
+class LoggingCfg:
+    wandb: WandbCfg = field(default_factory=WandbCfg)
+
+
+@dataclass
+class Config:
+    stage: Stage = Stage.info
+    gd: Switch = Switch.on
+    td: Switch = Switch.on
+    augment: Switch = Switch.on
+    seed: int = 42
+    precision: Precision = Precision.fp32
+    teacher: TeacherCfg = field(default_factory=TeacherCfg)
+    student: StudentCfg = field(default_factory=StudentCfg)
+    distill: DistillCfg = field(default_factory=DistillCfg)
+    corpus: CorpusCfg = field(default_factory=CorpusCfg)
+    task: TaskCfg = field(default_factory=TaskCfg)
+    general: GeneralCfg = field(default_factory=GeneralCfg)
+    mlm: MlmCfg = field(default_factory=MlmCfg)
+    augmenter: AugmentCfg = field(default_factory=AugmentCfg)
+    teacher_ft: TeacherFtCfg = field(default_factory=TeacherFtCfg)
+    task_distill: TaskDistillCfg = field(default_factory=TaskDistillCfg)
+    report: ReportCfg = field(default_factory=ReportCfg)
+    bench: BenchCfg = field(default_factory=BenchCfg)
+    logging: LoggingCfg = field(default_factory=LoggingCfg)
+    # Root of assets and cached artefacts; "" = $TINYFW_HOME or ~/.cache/tinyfw.
+    home: str = ""
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="tinyfw_schema", node=Config)
