@@ -1,0 +1,20 @@
+# README's two commands: `make demo` (set up, fetch assets, run the main job) and `make test`.
+PY := .venv/bin/python
+export WANDB_SILENT := true
+
+.PHONY: setup assets demo test test-fast clean-cache
+
+setup:
+	bash scripts/setup.sh
+
+assets: setup
+	$(PY) -m tinyfw stage=assets
+
+demo: assets
+	$(PY) -m tinyfw stage=general
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"

@@ -1,0 +1,56 @@
+"""Shared test helpers: run tinyfw's Hydra entry point in-process on temp directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_tinyfw(*overrides: str, run_dir: Path, home: Path, expect_ok: bool = True) -> Dict[str, Any]:
+    """``python -m tinyfw <overrides> hydra.run.dir=<run_dir> home=<home>``, in this process.
+
+    Returns the run's result.json. With ``expect_ok`` a failed run fails the test with its error.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tinyfw.__main__ import _hydra_main
+
+    argv = ["tinyfw", *overrides, f"hydra.run.dir={run_dir}", f"home={home}"]
+    if not any(o.startswith("logging.wandb.mode=") for o in overrides):
+        argv.append("logging.wandb.mode=disabled")
+    old = sys.argv
+    sys.argv = argv
+    error: BaseException | None = None
+    try:
+        _hydra_main()
+    except BaseException as exc:  # hydra re-raises the stage's exception (or SystemExit)
+        error = exc
+    finally:
+        sys.argv = old
+        GlobalHydra.instance().clear()
+    result_file = Path(run_dir) / "result.json"
+    if not result_file.exists():
+        raise AssertionError(f"no result.json in {run_dir} (error: {error!r})")
+    record = json.loads(result_file.read_text())
+    if expect_ok and record["status"] != "ok":
+        raise AssertionError(f"run failed: {record.get('error')}\n{record.get('traceback', '')}")
+    return record
+
+
+@pytest.fixture(scope="session")
+def shared_home(tmp_path_factory) -> Path:
+    """One TINYFW_HOME for the session, so tiny random models/tokenizers are built once."""
+    return tmp_path_factory.mktemp("tinyfw_home")
+
+
+@pytest.fixture()
+def no_wandb_env(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
