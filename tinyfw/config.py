@@ -192,6 +192,15 @@ class ReportCfg:
 
 
 @dataclass
+class PipelineCfg:
+    # copy the report (md, csv, png) here at the end, e.g. docs/example (README shows it)
+    publish: str = ""
+    steps: List[str] = field(
+        default_factory=lambda: ["assets", "teacher", "mlm", "general", "augment", "grid", "report"]
+    )
+
+
+@dataclass
 class BenchCfg:
     repeats: int = 20
     warmup: int = 3
@@ -233,6 +242,7 @@ class Config:
     teacher_ft: TeacherFtCfg = field(default_factory=TeacherFtCfg)
     task_distill: TaskDistillCfg = field(default_factory=TaskDistillCfg)
     report: ReportCfg = field(default_factory=ReportCfg)
+    pipeline: PipelineCfg = field(default_factory=PipelineCfg)
     bench: BenchCfg = field(default_factory=BenchCfg)
     logging: LoggingCfg = field(default_factory=LoggingCfg)
     # Root of assets and cached artefacts; "" = $TINYFW_HOME or ~/.cache/tinyfw.

@@ -1,0 +1,104 @@
+"""``stage=pipeline``: the whole embedded-default story in one command.
+
+assets -> teacher fine-tune -> masked LM -> GD -> augment -> the GD/TD/DA ablation grid
+(a Hydra multirun of ``stage=task``) -> report. Each step runs as its own ``python -m
+tinyfw`` process in a sub-directory of this run, exactly as a user would type it, with the
+pipeline's own overrides passed through. Shared artefacts (fine-tuned teacher, GD student,
+masked LM, augmented set) land in the content-addressed cache, so the eight grid jobs reuse
+them instead of rebuilding. A step that fails stops the pipeline, except grid jobs: a failed
+job shows up as failed in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from tinyfw.stages import RunContext, StageResult
+
+log = logging.getLogger(__name__)
+
+# single-run steps, each the stage of the same name; then the grid and the report
+STEPS = ["assets", "teacher", "mlm", "general", "augment"]
+GRID = ["gd=on,off", "td=on,off", "augment=on,off"]
+
+
+def passthrough_overrides() -> List[str]:
+    """The user's command-line overrides minus those the pipeline sets per step."""
+    skip = ("stage=", "hydra.", "gd=", "td=", "augment=", "pipeline.")
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
+
+
+def tinyfw_cmd(*args: str) -> List[str]:
+    return [sys.executable, "-m", "tinyfw", *args]
+
+
+def run_step(name: str, cmd: List[str], log_dir: Path) -> float:
+    """Run one step as a subprocess (output teed to ``<log_dir>/<name>.log``); raise on failure."""
+    log.info("pipeline step %s: %s", name, " ".join(cmd[2:]))
+    t0 = time.time()
+    log_file = log_dir / f"{name}.log"
+    with log_file.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            f.write(line)
+            sys.stdout.write(f"[{name}] {line}")
+        rc = proc.wait()
+    if rc != 0:
+        raise RuntimeError(f"pipeline step '{name}' failed (exit {rc}); see {log_file}")
+    return round(time.time() - t0, 1)
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
+    unknown = set(cfg.pipeline.steps) - set(STEPS) - {"grid", "report"}
+    if unknown:
+        raise ValueError(f"unknown pipeline steps {sorted(unknown)}; valid: {STEPS + ['grid', 'report']}")
+    extra = passthrough_overrides()
+    timings = {}
+    for name in (s for s in STEPS if s in cfg.pipeline.steps):
+        cmd = tinyfw_cmd(f"stage={name}", *extra, f"hydra.run.dir={ctx.run_dir / name}")
+        timings[name] = run_step(name, cmd, ctx.run_dir)
+    sweep = ctx.run_dir / "sweep"
+    group = f"pipeline-{ctx.run_dir.name}"
+    outputs = {"sweep": str(sweep)}
+    if "grid" in cfg.pipeline.steps:
+        timings["grid"] = run_step(
+            "grid",
+            tinyfw_cmd("-m", "stage=task", *GRID, *extra, f"hydra.sweep.dir={sweep}",
+                       f"logging.wandb.group={group}"),
+            ctx.run_dir,
+        )
+    report: dict = {}
+    if "report" in cfg.pipeline.steps:
+        report_dir = ctx.run_dir / "report"
+        timings["report"] = run_step(
+            "report", tinyfw_cmd("stage=report", f"report.source={sweep}", *extra,
+                                 f"hydra.run.dir={report_dir}", f"logging.wandb.group={group}"),
+            ctx.run_dir,
+        )
+        report = json.loads((report_dir / "result.json").read_text())
+        outputs.update(report.get("outputs", {}))
+    if cfg.pipeline.publish:
+        dest = Path(cfg.pipeline.publish)
+        dest.mkdir(parents=True, exist_ok=True)
+        for key in ("markdown", "csv", "png"):
+            if key in outputs:
+                shutil.copy2(outputs[key], dest / Path(outputs[key]).name)
+        outputs["published"] = str(dest.resolve())
+    return StageResult(
+        metrics={"step_seconds": timings, "total_seconds": round(sum(timings.values()), 1),
+                 **{f"report/{k}": v for k, v in report.get("metrics", {}).items()}},
+        outputs=outputs,
+    )
