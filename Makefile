@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export WANDB_SILENT := true
 
-.PHONY: setup assets demo test test-fast clean-cache
+.PHONY: setup assets demo pipeline test test-fast
 
 setup:
 	bash scripts/setup.sh
@@ -18,3 +18,6 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+pipeline: assets
+	$(PY) -m tinyfw stage=pipeline pipeline.publish=docs/example
