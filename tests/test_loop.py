@@ -1,0 +1,135 @@
+"""The shared training loop: loss falls, grad accumulation, and kill + resume equivalence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel
+
+from tinyfw.config import TrainCfg
+from tinyfw.train.loop import _Batches, fit
+
+
+def tiny_bert(seed: int = 0) -> BertModel:
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=32)
+    return BertModel(cfg)  # dropout on: resume must restore the RNG too
+
+
+def dataset(n: int = 20):
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for i in range(n):
+        L = 4 + i % 5
+        out.append({"input_ids": torch.randint(5, 50, (L,), generator=g).tolist(), "target": float(i % 3)})
+    return out
+
+
+def collate(rows):
+    L = max(len(r["input_ids"]) for r in rows)
+    ids = torch.zeros(len(rows), L, dtype=torch.long)
+    mask = torch.zeros(len(rows), L, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+        mask[i, : len(r["input_ids"])] = 1
+    # a random token drop, like MLM masking: the collate draws from the global RNG
+    drop = (torch.rand(ids.shape) < 0.1) & (mask == 1)
+    ids = ids.masked_fill(drop, 4)
+    return {"input_ids": ids, "attention_mask": mask, "target": torch.tensor([r["target"] for r in rows])}
+
+
+class Kill(RuntimeError):
+    pass
+
+
+def make_loss(kill_at: int | None = None):
+    calls = {"n": 0}
+
+    def loss_fn(modules, batch):
+        calls["n"] += 1
+        if kill_at is not None and calls["n"] == kill_at:
+            raise Kill(f"simulated kill at call {kill_at}")
+        out = modules["model"](input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        pred = modules["head"](out.pooler_output).squeeze(-1)
+        loss = nn.functional.mse_loss(pred, batch["target"])
+        return loss, {"mse": loss.item()}
+
+    return loss_fn
+
+
+def run(tmp, kill_at=None, save_every=3, max_steps=8, accum=2, epochs=1.0):
+    model = tiny_bert()
+    torch.manual_seed(1)
+    head = nn.Linear(16, 1)
+    cfg = TrainCfg(batch_size=4, grad_accum=accum, lr=1e-2, warmup_ratio=0.2, max_steps=max_steps,
+                   epochs=epochs, log_every=1, save_every=save_every)
+    res = fit({"model": model, "head": head}, make_loss(kill_at), dataset(), collate, cfg,
+              out_dir=tmp, seed=7, desc="test")
+    return res, model, head
+
+
+def params(*mods):
+    return [p.detach().clone() for m in mods for p in m.parameters()]
+
+
+def test_loss_falls_and_history(tmp_path):
+    res, _, _ = run(tmp_path / "a", save_every=0, max_steps=-1, accum=1, epochs=6)
+    assert res.steps == res.total_steps == 30  # 20 examples / batch 4 = 5 steps per epoch
+    assert len(res.history) == 30 and res.history[-1]["step"] == 30
+    assert res.mean("loss", last=0.2) < res.mean("loss", first=0.2)
+    assert res.tokens > 0 and res.tokens_per_s > 0
+    assert {"loss", "mse", "lr"} <= set(res.final)
+    # warmup then linear decay to zero
+    lrs = [h["lr"] for h in res.history]
+    assert max(lrs) == pytest.approx(1e-2) and lrs[-1] == pytest.approx(0.0)
+    ckpts = sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir())
+    assert ckpts == ["step-30"]
+
+
+@pytest.mark.parametrize("save_every,kill_at", [(3, 13), (2, 9)])
+def test_kill_and_resume_matches_uninterrupted(tmp_path, save_every, kill_at):
+    ref, m_ref, h_ref = run(tmp_path / "ref", save_every=save_every)
+    assert ref.steps == 8
+    with pytest.raises(Kill):
+        run(tmp_path / "killed", kill_at=kill_at, save_every=save_every)
+    left = sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir())
+    assert left and all(not n.endswith(".tmp") for n in left) and len(left) <= 2
+    res, m, h = run(tmp_path / "killed", save_every=save_every)  # same arguments: resumes
+    assert res.resumed_from is not None and 0 < res.resumed_from < 8
+    assert res.steps == 8
+    for a, b in zip(params(m_ref, h_ref), params(m, h)):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0), (a - b).abs().max()
+    assert [r["step"] for r in res.history] == list(range(1, 9))
+    for a, b in zip(ref.history, res.history):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+        assert a["lr"] == pytest.approx(b["lr"])
+    # a finished run's re-run loads the final checkpoint and returns at once
+    again, m2, h2 = run(tmp_path / "killed", save_every=save_every)
+    assert again.resumed_from == 8 and again.steps == 8
+    for a, b in zip(params(m_ref, h_ref), params(m2, h2)):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    state = json.loads((tmp_path / "killed" / "checkpoints" / "step-8" / "trainer_state.json").read_text())
+    assert state["step"] == 8 and state["final"]
+
+
+def test_rank_sharding_covers_global_batch():
+    one = _Batches(10, 4, 1, 0, seed=3, shuffle=True).epoch(0)
+    r0 = _Batches(10, 2, 2, 0, seed=3, shuffle=True).epoch(0)
+    r1 = _Batches(10, 2, 2, 1, seed=3, shuffle=True).epoch(0)
+    assert len(one) == len(r0) == len(r1) == 3
+    for b, x, y in zip(one[:2], r0, r1):
+        assert x + y == b  # two ranks together see the single process's global batch
+    assert len(r0[-1]) == len(r1[-1]) == 2  # padded by wrapping: equal work per rank
+
+
+def test_bad_inputs(tmp_path):
+    cfg = TrainCfg(batch_size=2, max_steps=-1)
+    with pytest.raises(ValueError, match="empty"):
+        fit({"m": nn.Linear(2, 2)}, make_loss(), [], collate, cfg, out_dir=None)
+    frozen = nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="requires_grad"):
+        fit({"m": frozen}, make_loss(), dataset(), collate, cfg, out_dir=None)
