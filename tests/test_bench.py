@@ -1,0 +1,184 @@
+"""stage=bench: measurement helpers against hand counts, and the smoke run's table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+from tinyfw.bench import measure
+
+REPO = Path(__file__).resolve().parent.parent
+
+# vocab 50, hidden 8, 2 layers, FFN 16, 2 heads, 20 positions, 2 token types
+V, H, L, F, P, T = 50, 8, 2, 16, 20, 2
+
+
+def tiny(**kw) -> BertConfig:
+    return BertConfig(vocab_size=V, hidden_size=H, num_hidden_layers=L, num_attention_heads=2,
+                      intermediate_size=F, max_position_embeddings=P, type_vocab_size=T, **kw)
+
+
+def test_param_counts_match_hand_count():
+    model = BertModel(tiny())  # with pooler
+    emb = V * H + P * H + T * H + 2 * H  # word, position, token type, LayerNorm (weight + bias)
+    attn = 4 * (H * H + H) + 2 * H  # Q, K, V, output dense + LayerNorm
+    ffn = (H * F + F) + (F * H + H) + 2 * H  # intermediate, output dense + LayerNorm
+    pooler = H * H + H
+    counts = measure.param_counts(model)
+    assert counts == {"total": emb + L * (attn + ffn) + pooler, "embedding": emb,
+                      "non_embedding": L * (attn + ffn) + pooler}
+
+
+def test_param_counts_of_a_classifier_include_its_head():
+    model = BertForSequenceClassification(tiny(num_labels=3))
+    base = measure.param_counts(BertModel(tiny()))
+    counts = measure.param_counts(model)
+    assert counts["embedding"] == base["embedding"]
+    assert counts["non_embedding"] == base["non_embedding"] + H * 3 + 3
+
+
+def test_disk_size_is_float32_weights_plus_a_small_header():
+    model = BertModel(tiny())
+    n = measure.param_counts(model)["total"]
+    size = measure.disk_size(model)
+    assert 4 * n <= size < 4 * n + 20_000
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_analytic_flops_equal_torch_flop_counter(attn):
+    model = BertModel(tiny(attn_implementation=attn))
+    seq = 12
+    analytic = measure.analytic_flops(L, H, F, seq, pooler=True)
+    assert analytic["attention"] == 4 * L * seq * seq * H
+    assert measure.counted_flops(model, seq, V) == analytic["total"]
+    assert model.config._attn_implementation == attn  # restored after counting
+
+    clf = BertForSequenceClassification(tiny(num_labels=3))
+    assert measure.counted_flops(clf, seq, V) == measure.analytic_flops(L, H, F, seq, num_labels=3)["total"]
+
+
+def test_paper_shapes_flops_ratio():
+    """BERT-base / TinyBERT4 at seq 128: linear-layer FLOPs give the paper's 18.7×;
+    counting the attention matmuls too gives ~17.9×."""
+    base = measure.analytic_flops(12, 768, 3072, 128)
+    small = measure.analytic_flops(4, 312, 1200, 128)
+    assert base["linear"] / small["linear"] == pytest.approx(18.66, abs=0.01)
+    assert base["total"] / small["total"] == pytest.approx(17.91, abs=0.01)
+    assert base["total"] / 1e9 == pytest.approx(22.35, abs=0.01)  # paper: 22.5B
+    assert small["total"] / 1e9 == pytest.approx(1.25, abs=0.01)  # paper: 1.2B
+
+
+def test_time_forward_reports_positive_medians():
+    model = BertModel(tiny())
+    t = measure.time_forward(model, measure.example_inputs(2, 8, V, torch.device("cpu")), repeats=3, warmup=1)
+    assert t["repeats"] == 3 and 0 < t["min_s"] <= t["median_s"]
+    with pytest.raises(ValueError, match="bench.repeats"):
+        measure.time_forward(model, measure.example_inputs(1, 8, V, torch.device("cpu")), repeats=0, warmup=0)
+
+
+def test_accuracy_counts_argmax_hits():
+    class Tok:
+        def __call__(self, a, b=None, **kw):
+            ids = torch.tensor([[2, 5 if t == "pos" else 6] for t in a])
+            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny(num_labels=2)).eval()
+    tok = Tok()
+    with torch.inference_mode():
+        pred = {t: int(model(**tok([t]))["logits"].argmax()) for t in ("pos", "neg")}
+    texts = ["pos", "neg", "pos", "neg"]
+    gold = [pred["pos"], pred["neg"], pred["pos"], 1 - pred["neg"]]
+    assert measure.accuracy(model, tok, texts, gold, batch_size=3) == 0.75
+
+
+def _run_bench(tmp_path: Path, *overrides: str) -> dict:
+    run_dir, home = tmp_path / "run", tmp_path / "home"
+    env = {**os.environ, "WANDB_MODE": "disabled", "TINYFW_HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinyfw", "stage=bench", "experiment=smoke",
+         f"hydra.run.dir={run_dir}", f"home={home}", *overrides],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "ok"
+    assert Path(result["outputs"]["markdown"]) == run_dir / "bench.md"
+    return result
+
+
+COLUMNS = ["model", "layers×hidden", "params M total / non-emb", "size MB", "GFLOPs/seq",
+           "latency ms/ex (b=1)", "throughput ex/s (b=4)", "s/example (b=4)", "speed-up", "FLOPs ratio",
+           "accuracy"]
+
+
+def _table_rows(md: str) -> list[list[str]]:
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in rows]
+
+
+@pytest.mark.slow
+def test_smoke_bench_writes_table_with_all_rows(tmp_path):
+    result = _run_bench(tmp_path)
+    md = (tmp_path / "run" / "bench.md").read_text()
+    header, *rows = _table_rows(md)
+    for col in COLUMNS:
+        assert any(h.startswith(col) for h in header), (col, header)
+    assert [r[0] for r in rows] == ["teacher (random)", "student (random, cfg.student.shape)"]
+    for r in rows:  # every numeric cell parses and is positive
+        for cell in r[2:10]:
+            for num in cell.replace("×", "").replace("(", " ").replace(")", " ").replace("/", " ").split():
+                assert float(num) > 0, (r[0], cell)
+    assert "2 torch threads" in md or f"{torch.get_num_threads()} torch threads" in md
+
+    models = result["metrics"]["models"]
+    assert set(models) == {"teacher", "student"}
+    t, s = models["teacher"], models["student"]
+    assert t["shape"] == {"layers": 2, "hidden": 64, "ffn": 128, "heads": 4, "vocab": t["shape"]["vocab"]}
+    assert s["shape"]["vocab"] == t["shape"]["vocab"]  # the student uses the teacher's vocabulary
+    for m in (t, s):
+        assert m["params_total"] == m["params_embedding"] + m["params_non_embedding"] > 0
+        assert m["flops_counted"] == m["flops_per_seq"]["total"]
+        assert set(m["devices"]["cpu"]) == {"b1", "b4"}
+        assert all(v["median_s"] > 0 and v["examples_per_s"] > 0 for v in m["devices"]["cpu"].values())
+    assert t["speedup"]["cpu"]["b1"] == 1.0 and t["flops_ratio"] == 1.0
+    assert s["flops_ratio"] > 1 and s["size_ratio"] > 1  # the student is smaller
+
+
+@pytest.mark.slow
+def test_bench_paper_shapes_only(tmp_path):
+    result = _run_bench(tmp_path, "bench.config_models=false", "bench.paper_shapes=true",
+                        "bench.batch_sizes=[1]", "bench.repeats=1", "bench.warmup=0", "bench.seq_len=8")
+    models = result["metrics"]["models"]
+    assert list(models) == ["paper_bert_base", "paper_tinybert4", "paper_tinybert6"]
+    base, tb4 = models["paper_bert_base"], models["paper_tinybert4"]
+    assert base["params_non_embedding"] == 85_054_464 + 590_592  # 12 layers + pooler
+    assert tb4["params_total"] == pytest.approx(14.35e6, rel=0.01)  # paper: 14.5M with its 312→768 fit layer
+    assert base["size_mb"] / tb4["size_mb"] == pytest.approx(base["params_total"] / tb4["params_total"], rel=0.01)
+    assert tb4["reference"] == "paper_bert_base"
+
+
+def test_bad_bench_config_fails_early(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from tinyfw import config
+    from tinyfw.stages import RunContext, bench
+    from tinyfw.tracking import Tracker
+
+    config.register()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=smoke", "bench.batch_sizes=[]"])
+    ctx = RunContext(run_dir=tmp_path, home=tmp_path / "home", tracker=Tracker())
+    with pytest.raises(ValueError, match="bench.batch_sizes"):
+        bench.run(cfg, ctx)
+    cfg.bench.batch_sizes = [1]
+    cfg.bench.student_path = str(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="bench.student_path"):
+        bench.run(cfg, ctx)

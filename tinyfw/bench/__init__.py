@@ -1,0 +1,1 @@
+"""Inference benchmark helpers: parameter counts, size on disk, FLOPs, timed forwards."""

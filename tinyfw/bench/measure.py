@@ -1,0 +1,139 @@
+"""Measurements of one encoder: parameters, size on disk, FLOPs (analytic and counted) and
+median forward time. Every function takes explicit arguments (no config)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def param_counts(model: torch.nn.Module) -> Dict[str, int]:
+    """Total, embedding (the ``embeddings`` block: word, position, token-type, LayerNorm)
+    and non-embedding parameters (encoder layers, pooler, heads); tied weights count once."""
+    total = sum(p.numel() for p in model.parameters())
+    emb_module = getattr(getattr(model, "base_model", model), "embeddings", None)
+    if emb_module is None:
+        raise ValueError(f"{type(model).__name__} has no `embeddings` block; cannot split its parameters")
+    emb = sum(p.numel() for p in emb_module.parameters())
+    return {"total": total, "embedding": emb, "non_embedding": total - emb}
+
+
+def disk_size(model: Any) -> int:
+    """Bytes of the safetensors weights ``save_pretrained`` writes (into a temporary dir)."""
+    with tempfile.TemporaryDirectory(prefix="tinyfw-bench-") as tmp:
+        model.save_pretrained(tmp)
+        files = list(Path(tmp).glob("*.safetensors"))
+        if not files:
+            raise RuntimeError(f"save_pretrained wrote no .safetensors file for {type(model).__name__}")
+        return sum(f.stat().st_size for f in files)
+
+
+def analytic_flops(num_layers: int, hidden: int, ffn: int, seq_len: int,
+                   pooler: bool = True, num_labels: int = 0) -> Dict[str, int]:
+    """FLOPs of one sequence's forward pass (1 multiply-add = 2 FLOPs).
+
+    linear: per token and layer the Q, K, V, output (4·h²) and FFN (2·h·ffn) weights;
+    attention: QKᵀ and attention·V, 2·2·seq²·h per layer; head: pooler (h²) and classifier
+    (h·labels) on the [CLS] token only. Softmax, LayerNorm, GELU and biases are left out
+    (they are O(seq·h) and well under 1%)."""
+    linear = 2 * num_layers * seq_len * (4 * hidden * hidden + 2 * hidden * ffn)
+    attention = 4 * num_layers * seq_len * seq_len * hidden
+    head = 2 * hidden * hidden * int(pooler) + 2 * hidden * num_labels
+    return {"linear": linear, "attention": attention, "head": head,
+            "total": linear + attention + head}
+
+
+def counted_flops(model: Any, seq_len: int, vocab_size: int) -> int:
+    """FLOPs of one sequence counted by ``torch.utils.flop_counter`` (matmuls only).
+
+    The CPU SDPA kernel is not in the counter's table, so the count runs with eager
+    attention and restores the model's kernel afterwards."""
+    impl = model.config._attn_implementation
+    inputs = example_inputs(1, seq_len, vocab_size, torch.device("cpu"))
+    model.set_attn_implementation("eager")
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            model(**inputs)
+    finally:
+        model.set_attn_implementation(impl)
+    return int(counter.get_total_flops())
+
+
+def example_inputs(batch: int, seq_len: int, vocab_size: int, device: torch.device,
+                   seed: int = 0) -> Dict[str, torch.Tensor]:
+    """Random token ids (no padding) and a full attention mask."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab_size, (batch, seq_len), generator=gen)
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+
+
+def time_forward(model: torch.nn.Module, inputs: Dict[str, torch.Tensor], repeats: int,
+                 warmup: int, autocast_dtype: Optional[torch.dtype] = None) -> Dict[str, Any]:
+    """Seconds per forward call: ``warmup`` untimed calls, then ``repeats`` timed ones, in
+    ``eval()`` under ``torch.inference_mode``. Returns the median, quartiles and min."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"bench.repeats must be >= 1 and bench.warmup >= 0 (got {repeats}, {warmup})")
+    device = next(model.parameters()).device
+    sync: Callable[[], None] = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                else contextlib.nullcontext())
+    model.eval()
+    times: List[float] = []
+    with torch.inference_mode(), autocast:
+        for i in range(warmup + repeats):
+            sync()
+            t0 = time.perf_counter()
+            model(**inputs)
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return {"median_s": statistics.median(times), "p25_s": q[0], "p75_s": q[2],
+            "min_s": min(times), "repeats": len(times)}
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or the platform's processor string)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def load_average() -> Sequence[float]:
+    try:
+        return tuple(round(x, 2) for x in os.getloadavg())
+    except OSError:
+        return ()
+
+
+def accuracy(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[int],
+             pairs: Optional[Sequence[str]] = None, max_len: int = 128, batch_size: int = 64) -> float:
+    """Accuracy of a sequence classifier's argmax predictions on labelled texts."""
+    if len(texts) != len(labels) or not texts:
+        raise ValueError(f"accuracy needs as many labels as texts, and at least one (got {len(texts)}, {len(labels)})")
+    device = next(model.parameters()).device
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            a = list(texts[i:i + batch_size])
+            b = list(pairs[i:i + batch_size]) if pairs is not None else None
+            enc = tokenizer(a, b, truncation=True, max_length=max_len, padding=True, return_tensors="pt")
+            logits = model(**{k: v.to(device) for k, v in enc.items()}).logits
+            gold = torch.as_tensor(list(labels[i:i + batch_size]), device=device)
+            correct += int((logits.argmax(-1) == gold).sum())
+    return correct / len(texts)

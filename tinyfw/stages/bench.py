@@ -1,0 +1,270 @@
+"""``stage=bench``: what the student buys at inference.
+
+For the teacher (``cfg.teacher``), the student (``cfg.student.shape`` with random weights and
+the teacher's vocabulary, or ``bench.student_path``), extra checkpoints (``bench.models``) and,
+with ``bench.paper_shapes``, the paper's BERT-base / TinyBERT4 / TinyBERT6 shapes (random
+weights, vocabulary 30522): parameters (embedding / non-embedding), safetensors size, FLOPs per
+sequence (analytic, cross-checked by torch's FLOP counter), median forward time at each of
+``bench.batch_sizes`` for ``bench.seq_len`` tokens on CPU (and GPU when present), speed-up and
+FLOPs ratio against the group's first model, and dev accuracy for classifier checkpoints.
+Writes ``bench.md`` (a Markdown table) in the run directory.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
+
+from tinyfw.bench import measure
+from tinyfw.config import ShapeCfg
+from tinyfw.fsutil import atomic_write_text
+from tinyfw.models.load import bert_config, load_strict, teacher_path
+from tinyfw.stages import RunContext, StageResult
+
+log = logging.getLogger("tinyfw")
+
+PAPER_VOCAB = 30522
+PAPER_SHAPES = [  # key, label, shape (layers, hidden, FFN, heads)
+    ("paper_bert_base", "BERT-base (paper shape)", ShapeCfg(12, 768, 3072, 12)),
+    ("paper_tinybert4", "TinyBERT4 (paper shape)", ShapeCfg(4, 312, 1200, 12)),
+    ("paper_tinybert6", "TinyBERT6 (paper shape)", ShapeCfg(6, 768, 3072, 12)),
+]
+_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Entry:
+    key: str  # metrics key
+    label: str  # table row
+    group: str  # rows are compared with the first row of their group
+    load: Callable[[], Tuple[Any, Any]]  # -> (model on CPU, tokenizer or None)
+
+
+def _random(shape: Any, vocab: int, seed: int) -> Callable[[], Tuple[Any, Any]]:
+    def load():
+        from transformers import BertModel
+
+        torch.manual_seed(seed)
+        return BertModel(bert_config(shape, vocab)), None
+
+    return load
+
+
+def _from_path(path: str) -> Callable[[], Tuple[Any, Any]]:
+    def load():
+        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+        archs = AutoConfig.from_pretrained(path).architectures or []
+        if any(a.endswith("ForSequenceClassification") for a in archs):
+            model = load_strict(AutoModelForSequenceClassification, path)
+            try:
+                tok = AutoTokenizer.from_pretrained(path)
+            except (OSError, ValueError):
+                tok = None
+            return model, tok
+        return load_strict(AutoModel, path), None
+
+    return load
+
+
+def entries(cfg: DictConfig, home: Path) -> List[Entry]:
+    """The models to measure, in table order."""
+    b = cfg.bench
+    out: List[Entry] = []
+    if b.config_models:
+        from transformers import AutoConfig
+
+        tpath = teacher_path(cfg.teacher, home, cfg.seed)
+        vocab = AutoConfig.from_pretrained(tpath).vocab_size
+        out.append(Entry("teacher", f"teacher ({cfg.teacher.name_or_path})", "config", _from_path(tpath)))
+        if b.student_path:
+            out.append(Entry("student", f"student ({Path(b.student_path).name})", "config",
+                             _from_path(_existing(b.student_path, "bench.student_path"))))
+        else:
+            out.append(Entry("student", "student (random, cfg.student.shape)", "config",
+                             _random(cfg.student.shape, vocab, cfg.seed)))
+    for p in b.models:
+        name = Path(p).name
+        out.append(Entry(f"model_{name}", name, "config", _from_path(_existing(p, "bench.models"))))
+    if b.paper_shapes:
+        for key, label, shape in PAPER_SHAPES:
+            out.append(Entry(key, label, "paper", _random(shape, PAPER_VOCAB, cfg.seed)))
+    if not out:
+        raise ValueError("nothing to benchmark: set bench.config_models=true, bench.paper_shapes=true "
+                         "or list checkpoints in bench.models")
+    return out
+
+
+def _existing(p: str, key: str) -> str:
+    path = Path(p).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{key}: '{p}' is not a checkpoint directory (save_pretrained output)")
+    return str(path.resolve())
+
+
+def _dev_set(cfg: DictConfig, home: Path) -> Tuple[Optional[Dict[str, Any]], str]:
+    """The task's dev split as {texts, pairs, labels}, or None and the reason."""
+    try:
+        from tinyfw.data import tasks  # noqa: F401  (built by the task stage's issue)
+    except ImportError:
+        return None, "no task module (tinyfw/data/tasks.py)"
+    loader = getattr(tasks, "bench_dev_set", None)
+    if loader is None:
+        return None, "task module has no bench_dev_set()"
+    try:
+        return loader(cfg.task, home), ""
+    except Exception as exc:  # a missing asset or hub: report and carry on measuring speed
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def measure_entry(e: Entry, cfg: DictConfig, devices: List[torch.device],
+                  dev: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    b = cfg.bench
+    model, tok = e.load()
+    model.eval()
+    model.set_attn_implementation(b.attn)
+    c = model.config
+    if c.max_position_embeddings < b.seq_len:
+        raise ValueError(f"{e.label}: bench.seq_len={b.seq_len} exceeds its max_position_embeddings="
+                         f"{c.max_position_embeddings}; lower bench.seq_len")
+    params = measure.param_counts(model)
+    has_pooler = getattr(model.base_model, "pooler", None) is not None
+    labels = c.num_labels if hasattr(model, "classifier") else 0
+    flops = measure.analytic_flops(c.num_hidden_layers, c.hidden_size, c.intermediate_size,
+                                   b.seq_len, pooler=has_pooler, num_labels=labels)
+    size = measure.disk_size(model)
+    rec: Dict[str, Any] = {
+        "label": e.label, "group": e.group, "class": type(model).__name__,
+        "shape": {"layers": c.num_hidden_layers, "hidden": c.hidden_size,
+                  "ffn": c.intermediate_size, "heads": c.num_attention_heads, "vocab": c.vocab_size},
+        "params_total": params["total"], "params_embedding": params["embedding"],
+        "params_non_embedding": params["non_embedding"],
+        "size_bytes": size, "size_mb": size / 1e6,
+        "flops_per_seq": flops,
+        "flops_counted": measure.counted_flops(model, b.seq_len, c.vocab_size),
+        "accuracy": None, "devices": {},
+    }
+    dtype = _AUTOCAST[getattr(cfg.precision, "value", str(cfg.precision))]
+    for d in devices:
+        model.to(d)
+        per_b: Dict[str, Any] = {}
+        for bs in b.batch_sizes:
+            t = measure.time_forward(model, measure.example_inputs(bs, b.seq_len, c.vocab_size, d),
+                                     b.repeats, b.warmup, dtype)
+            t["ms_per_example"] = 1000 * t["median_s"] / bs
+            t["examples_per_s"] = bs / t["median_s"]
+            per_b[f"b{bs}"] = t
+            log.info("bench %-28s %s b=%-3d %9.2f ms/batch", e.label, d.type, bs, 1000 * t["median_s"])
+        rec["devices"][d.type] = per_b
+    if dev is not None and tok is not None and hasattr(model, "classifier"):
+        rec["accuracy"] = measure.accuracy(model, tok, dev["texts"], dev["labels"], dev.get("pairs"),
+                                           max_len=b.seq_len)
+    del model
+    gc.collect()
+    return rec
+
+
+def add_ratios(results: Dict[str, Dict[str, Any]]) -> None:
+    """Speed-up (reference time / own time, per device and batch) and FLOPs ratios against
+    the first model of each group."""
+    refs: Dict[str, str] = {}
+    for key, r in results.items():
+        ref = results[refs.setdefault(r["group"], key)]
+        r["reference"] = refs[r["group"]]
+        r["flops_ratio"] = ref["flops_per_seq"]["total"] / r["flops_per_seq"]["total"]
+        r["flops_ratio_linear"] = ref["flops_per_seq"]["linear"] / r["flops_per_seq"]["linear"]
+        r["size_ratio"] = ref["size_bytes"] / r["size_bytes"]
+        r["speedup"] = {
+            dev: {bk: ref["devices"][dev][bk]["median_s"] / t["median_s"] for bk, t in per_b.items()}
+            for dev, per_b in r["devices"].items()
+        }
+
+
+def device_name(d: torch.device) -> str:
+    if d.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(d)}"
+    return f"CPU: {measure.cpu_model()}, {torch.get_num_threads()} torch threads"
+
+
+def render(results: Dict[str, Dict[str, Any]], cfg: DictConfig, devices: List[torch.device],
+           load: Dict[str, Any], acc_note: str) -> str:
+    import transformers
+
+    b = cfg.bench
+    lo, hi = min(b.batch_sizes), max(b.batch_sizes)
+    prec = getattr(cfg.precision, "value", str(cfg.precision))
+    lines = [
+        "# tinyfw inference benchmark", "",
+        f"- seq_len {b.seq_len}, batch sizes {list(b.batch_sizes)}, median of {b.repeats} timed forwards "
+        f"after {b.warmup} warm-up, `eval()` + `torch.inference_mode()`, attention `{b.attn}`, precision {prec}",
+        f"- torch {torch.__version__}, transformers {transformers.__version__}, Python {platform.python_version()}",
+        f"- load average (1/5/15 min) before {load['before']}, after {load['after']}",
+        "- speed-up and FLOPs ratio are against the first row of each group "
+        "(the configured teacher; BERT-base for the paper shapes); FLOPs per sequence are analytic "
+        "(linear layers + attention matmuls + [CLS] head), the linear-only ratio in brackets",
+        f"- accuracy: {acc_note or 'dev accuracy of classifier checkpoints'}",
+    ]
+    for d in devices:
+        lines += ["", f"## {device_name(d)}", "",
+                  f"| model | layers×hidden (FFN, heads) | params M total / non-emb | size MB | GFLOPs/seq "
+                  f"| latency ms/ex (b={lo}) | throughput ex/s (b={hi}) | s/example (b={hi}) "
+                  f"| speed-up b={lo} / b={hi} | FLOPs ratio | accuracy |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in results.values():
+            s, t = r["shape"], r["devices"][d.type]
+            acc = "—" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
+            lines.append(
+                f"| {r['label']} | {s['layers']}×{s['hidden']} ({s['ffn']}, {s['heads']}) "
+                f"| {r['params_total'] / 1e6:.2f} / {r['params_non_embedding'] / 1e6:.2f} "
+                f"| {r['size_mb']:.1f} | {r['flops_per_seq']['total'] / 1e9:.3g} "
+                f"| {t[f'b{lo}']['ms_per_example']:.2f} | {t[f'b{hi}']['examples_per_s']:.1f} "
+                f"| {1 / t[f'b{hi}']['examples_per_s']:.5f} "
+                f"| {r['speedup'][d.type][f'b{lo}']:.2f}× / {r['speedup'][d.type][f'b{hi}']:.2f}× "
+                f"| {r['flops_ratio']:.2f}× ({r['flops_ratio_linear']:.2f}×) | {acc} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
+    b = cfg.bench
+    if not b.batch_sizes or min(b.batch_sizes) < 1 or b.seq_len < 1:
+        raise ValueError(f"bench.batch_sizes must be positive integers and bench.seq_len >= 1 "
+                         f"(got {list(b.batch_sizes)}, {b.seq_len})")
+    if b.attn not in ("sdpa", "eager"):
+        raise ValueError(f"bench.attn must be 'sdpa' or 'eager' (got '{b.attn}')")
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    todo = entries(cfg, ctx.home)
+    dev, acc_note = (None, "off (bench.accuracy=false)")
+    if b.accuracy:
+        dev, acc_note = _dev_set(cfg, ctx.home)
+        acc_note = f"dev accuracy of classifier checkpoints on task {cfg.task.name}" if dev else \
+            f"not measured ({acc_note})"
+    load = {"before": measure.load_average()}
+    results: Dict[str, Dict[str, Any]] = {}
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # per-model load/save bars would drown the table
+    try:
+        for e in tqdm(todo, desc="bench", unit="model"):
+            results[e.key] = measure_entry(e, cfg, devices, dev)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    load["after"] = measure.load_average()
+    add_ratios(results)
+    table = render(results, cfg, devices, load, acc_note)
+    print(table)
+    out = ctx.run_dir / "bench.md"
+    if ctx.is_main:
+        atomic_write_text(out, table)
+    env = {"cpu": measure.cpu_model(), "torch_threads": torch.get_num_threads(),
+           "devices": [device_name(d) for d in devices], "load_average": load,
+           "attn": b.attn, "seq_len": b.seq_len, "repeats": b.repeats, "warmup": b.warmup}
+    return StageResult(metrics={"models": results, "env": env}, outputs={"markdown": str(out)})
