@@ -208,6 +208,10 @@ class BenchCfg:
     batch_sizes: List[int] = field(default_factory=lambda: [1, 32])
     paper_shapes: bool = True
     models: List[str] = field(default_factory=list)  # extra model paths to measure
+    config_models: bool = True  # measure cfg.teacher and the student (off: paper shapes only)
+    student_path: str = ""  # a trained student checkpoint instead of a random cfg.student.shape
+    attn: str = "sdpa"  # attention kernel for timing: sdpa (inference default) | eager
+    accuracy: bool = True  # dev accuracy of classifier checkpoints when the task loads
 
 
 @dataclass
