@@ -37,7 +37,7 @@ def write_tiny_tokenizer(out_dir: Path) -> BertTokenizerFast:
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab = out_dir / "vocab.txt"
     vocab.write_text("\n".join(tiny_vocab()) + "\n", encoding="utf-8")
-    tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    tok = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)  # transformers 5 ignores vocab_file=
     tok.save_pretrained(out_dir)
     return tok
 
@@ -60,7 +60,7 @@ def load_tokenizer(name_or_path: str, home: Path):
 
     if name_or_path == "tiny":
         return BertTokenizerFast.from_pretrained(
-            str(cache.ensure(home, "tokenizer", {"name": "tiny", "vocab": tiny_vocab()}, write_tiny_tokenizer))
+            str(cache.ensure(home, "tokenizer", {"name": "tiny", "vocab": tiny_vocab(), "v": 2}, write_tiny_tokenizer))
         )
     return AutoTokenizer.from_pretrained(paths.resolve_name_or_path(name_or_path, home))
 
