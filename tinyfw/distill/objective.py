@@ -1,0 +1,124 @@
+"""The Transformer-distillation objective: learnable projections + weighted sum of the losses.
+
+The projections W_e (embeddings) and W_h (hidden states) are parameters of :class:`Distiller`,
+not of the student: save ``distiller.state_dict()`` beside the student, never inside it.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from tinyfw.distill.losses import MODES, attention_loss, embedding_loss, hidden_loss, prediction_loss, regression_loss
+from tinyfw.models.capture import Features
+
+WEIGHT_KEYS = ("embd", "attn", "hidn", "pred")
+
+
+def _projection(d_in: int, d_out: int) -> nn.Linear:
+    lin = nn.Linear(d_in, d_out)
+    nn.init.normal_(lin.weight, std=0.02)  # BERT's initialiser, as for the student's own layers
+    nn.init.zeros_(lin.bias)
+    return lin
+
+
+class Distiller(nn.Module):
+    """Holds the learnable projections W_e, W_h (separate by default; ``share_projection`` uses
+    one, as the reference code does) and the loss weights; computes the unweighted losses and
+    the weighted total. A loss with weight 0 is removed: not computed, no projection built.
+
+    Attention and hidden losses compare student layer m with teacher layer ``mapping[m-1]``
+    (1-based) and are averaged over the mapped layers (the reference code sums them, i.e. its
+    values are M times larger). ``pred`` applies only when both sides have logits: soft
+    cross-entropy, or MSE to the teacher's output when the head has a single output
+    (regression). ``attn_mode`` (masked | reference) applies to all token-level losses.
+    """
+
+    def __init__(
+        self,
+        student_hidden: int,
+        teacher_hidden: int,
+        mapping: Sequence[int],
+        weights: Mapping[str, float],
+        share_projection: bool = False,
+        attn_mode: str = "masked",
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        unknown = set(weights) - set(WEIGHT_KEYS)
+        if unknown:
+            raise ValueError(f"unknown loss weights {sorted(unknown)}: valid keys are {', '.join(WEIGHT_KEYS)}")
+        self.weights: Dict[str, float] = {k: float(weights.get(k, 0.0)) for k in WEIGHT_KEYS}
+        negative = {k: v for k, v in self.weights.items() if v < 0}
+        if negative:
+            raise ValueError(f"loss weights must be >= 0, got {negative}")
+        if attn_mode not in MODES:
+            raise ValueError(f"unknown distill.attn_mode {attn_mode!r}: use one of {', '.join(MODES)}")
+        if temperature <= 0:
+            raise ValueError(f"distill.temperature must be > 0, got {temperature}")
+        self.mapping = [int(x) for x in mapping]
+        self.share_projection = bool(share_projection)
+        self.attn_mode = attn_mode
+        self.temperature = float(temperature)
+        use_e, use_h = self.weights["embd"] > 0, self.weights["hidn"] > 0
+        self.proj_e: Optional[nn.Linear] = None
+        self.proj_h: Optional[nn.Linear] = None
+        if self.share_projection and (use_e or use_h):
+            self.proj = _projection(student_hidden, teacher_hidden)
+        else:
+            self.proj = None
+            if use_e:
+                self.proj_e = _projection(student_hidden, teacher_hidden)
+            if use_h:
+                self.proj_h = _projection(student_hidden, teacher_hidden)
+
+    def projection(self, which: str) -> Optional[nn.Linear]:
+        """The projection used for ``embd`` or ``hidn`` (None when that loss is off)."""
+        return self.proj if self.share_projection else (self.proj_e if which == "embd" else self.proj_h)
+
+    def _layers(self, s: Features, t: Features, kind: str):
+        s_list, t_list = getattr(s, kind), getattr(t, kind)
+        if len(s_list) != len(self.mapping):
+            raise ValueError(
+                f"student has {len(s_list)} layers of {kind} but the layer mapping has {len(self.mapping)} entries"
+                + (" (captured with need_scores=False?)" if kind == "scores" and not s_list else "")
+            )
+        if max(self.mapping) > len(t_list):
+            raise ValueError(
+                f"layer mapping {self.mapping} needs teacher layer {max(self.mapping)}, "
+                f"the teacher provides {len(t_list)} layers of {kind}"
+                + (" (captured with need_scores=False?)" if kind == "scores" and not t_list else "")
+            )
+        return [(s_list[m], t_list[n - 1]) for m, n in enumerate(self.mapping)]
+
+    def forward(self, s: Features, t: Features) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """``(total, {"embd", "attn", "hidn", ["pred"], "total"})``; values unweighted except total."""
+        mask, mode = s.mask, self.attn_mode
+        if tuple(s.mask.shape) != tuple(t.mask.shape):
+            raise ValueError(f"student and teacher ran on different batches: masks {tuple(s.mask.shape)} vs {tuple(t.mask.shape)}")
+        losses: Dict[str, Tensor] = {}
+        w = self.weights
+        if w["embd"] > 0:
+            losses["embd"] = embedding_loss(s.embeddings, t.embeddings, self.projection("embd"), mask, mode=mode)
+        if w["attn"] > 0:
+            pairs = self._layers(s, t, "scores")
+            losses["attn"] = torch.stack([attention_loss(a, b, mask, mode=mode) for a, b in pairs]).mean()
+        if w["hidn"] > 0:
+            proj = self.projection("hidn")
+            pairs = self._layers(s, t, "hidden")
+            losses["hidn"] = torch.stack([hidden_loss(a, b, proj, mask, mode=mode) for a, b in pairs]).mean()
+        if w["pred"] > 0 and s.logits is not None and t.logits is not None:
+            if t.logits.shape[-1] == 1:
+                losses["pred"] = regression_loss(s.logits, t.logits)
+            else:
+                losses["pred"] = prediction_loss(s.logits, t.logits, self.temperature)
+        if not losses:
+            raise ValueError(
+                "no distillation loss is active: every weight is 0 (or pred is the only one and the "
+                "models have no logits); set at least one of distill.weights.{embd,attn,hidn,pred} > 0"
+            )
+        total = sum(w[k] * v for k, v in losses.items())
+        losses["total"] = total
+        return total, losses

@@ -1,0 +1,144 @@
+"""Capture what Transformer distillation compares: the embedding output, every layer's hidden
+state and every layer's **pre-softmax** attention scores ``QKᵀ/√d_k``, with the padding mask.
+
+Mechanism: a custom attention function registered with transformers' ``AttentionInterface``
+under the name ``tinyfw_capture`` (with the eager additive mask registered under the same name
+in ``AttentionMaskInterface``, so padding is applied, not silently dropped). It performs
+exactly the eager computation (same ops, same order: outputs are bit-identical to
+``attn_implementation="eager"``) and, while a :func:`capture` call is active, stashes the
+scores *before* the mask is added. Outside :func:`capture` it is plain eager attention, so a
+model switched to it behaves as before. The same mechanism serves teacher (under
+``torch.inference_mode``) and student (with autograd), in fp32 or under bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import torch
+from torch import Tensor, nn
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+IMPL = "tinyfw_capture"
+
+# The list the running capture() appends scores to (None: no capture active).
+_SINK: contextvars.ContextVar[Optional[List[Tensor]]] = contextvars.ContextVar("tinyfw_scores", default=None)
+
+
+@dataclass
+class Features:
+    """One forward's representations, as Transformer distillation reads them."""
+
+    embeddings: Tensor  # [B,T,H] embedding-layer output (hidden_states[0])
+    hidden: List[Tensor]  # L x [B,T,H]: output of Transformer layer 1..L
+    scores: List[Tensor]  # L x [B,heads,T,T]: pre-softmax QKᵀ/√d_k, no mask added ([] if not asked)
+    mask: Tensor  # [B,T] attention mask (1 = real token) the scores belong to
+    logits: Optional[Tensor] = None  # [B,C] sequence classification/regression logits, if any
+
+
+def _capture_attention(
+    module: nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Optional[Tensor],
+    scaling: Optional[float] = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+):
+    """Eager attention (as in transformers' BERT) that also hands the raw scores to capture()."""
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    sink = _SINK.get()
+    if sink is not None:
+        sink.append(scores)
+    weights = scores + attention_mask if attention_mask is not None else scores
+    weights = nn.functional.softmax(weights, dim=-1)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    out = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return out, weights
+
+
+AttentionInterface.register(IMPL, _capture_attention)
+AttentionMaskInterface.register(IMPL, eager_mask)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The HF model inside DDP / Accelerate / torch.compile wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None or not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def enable_capture(model: nn.Module) -> nn.Module:
+    """Switch ``model`` (any wrapper) to the capturing attention; a no-op when already on.
+
+    Behaviour outside :func:`capture` is eager attention, so this is safe to leave on. The
+    attention implementation is not saved with the model (``save_pretrained`` is unaffected).
+    """
+    hf = unwrap(model)
+    config = getattr(hf, "config", None)
+    if config is None or not hasattr(hf, "set_attn_implementation"):
+        raise TypeError(f"capture needs a transformers PreTrainedModel, got {type(hf).__name__}")
+    if config._attn_implementation != IMPL:
+        hf.set_attn_implementation(IMPL)
+        if config._attn_implementation != IMPL:
+            raise TypeError(
+                f"{type(hf).__name__} does not support custom attention functions "
+                "(transformers' AttentionInterface); it cannot be used for distillation"
+            )
+    return model
+
+
+def capture(
+    model: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Optional[Tensor],
+    token_type_ids: Optional[Tensor] = None,
+    need_scores: bool = True,
+) -> Features:
+    """Run ``model`` once and return its :class:`Features`.
+
+    Works for ``BertModel``, ``BertForSequenceClassification`` and ``BertForMaskedLM`` (any
+    model whose self-attention goes through transformers' ``AttentionInterface``), plain or
+    wrapped by DDP/Accelerate. Does not change the model's outputs. The caller chooses the
+    grad mode: ``torch.inference_mode()`` for the teacher, autograd for the student.
+    ``logits`` is filled only for 2-D (sequence-level) logits; MLM logits are left out.
+    """
+    enable_capture(model)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    sink: Optional[List[Tensor]] = [] if need_scores else None
+    token = _SINK.set(sink)
+    try:
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=True,
+            return_dict=True,
+        )
+    finally:
+        _SINK.reset(token)
+    states = out.hidden_states
+    if states is None:
+        raise RuntimeError(f"{type(unwrap(model)).__name__} returned no hidden states")
+    n_layers = len(states) - 1
+    scores = sink or []
+    if need_scores and len(scores) != n_layers:
+        raise RuntimeError(
+            f"captured {len(scores)} attention score tensors for {n_layers} layers: the model's "
+            "attention does not go (only) through transformers' AttentionInterface"
+        )
+    logits = getattr(out, "logits", None)
+    if logits is not None and logits.dim() != 2:
+        logits = None
+    return Features(
+        embeddings=states[0], hidden=list(states[1:]), scores=list(scores), mask=attention_mask, logits=logits
+    )
