@@ -135,6 +135,7 @@ class TaskCfg:
     max_seq_len: int = 64
     max_train_examples: int = -1
     max_eval_examples: int = -1
+    hub_path: str = ""  # GLUE tasks: dataset path for load_dataset ("" = nyu-mll/glue)
 
 
 @dataclass
@@ -183,6 +184,9 @@ class TaskDistillCfg:
     step2: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=3e-5, epochs=3.0))
     gd_checkpoint: str = ""  # GD student to start from when gd=on ("" = the cached GD run)
     gd_off_init: str = "random"  # student init when gd=off: random | teacher_layers
+    # td=off ("w/o TD"): the student is fine-tuned on hard labels with these settings
+    finetune: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=5e-5, epochs=3.0))
+    eval_batch_size: int = 128
 
 
 @dataclass

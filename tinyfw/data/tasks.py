@@ -1,0 +1,442 @@
+"""Labelled tasks: a registry (GLUE, movie reviews, smoke) plus custom tasks declared in
+config, loaded into one uniform shape, then tokenised, collated and evaluated.
+
+``load_task(task_cfg, home) -> TaskData``. Every split holds the task's text column(s) and
+``label`` (int class index, ``-1`` = unlabelled, e.g. GLUE test; float for regression).
+Split names are normalised: ``train``, ``validation`` (the dev set used for
+best-checkpoint selection; MNLI: *matched*), ``test``; others (MNLI
+``validation_mismatched`` / ``test_mismatched``) are kept and evaluated at the end only.
+
+Sources:
+
+- GLUE (``cola sst2 mrpc stsb qqp mnli qnli rte wnli``): ``datasets.load_dataset(
+  "nyu-mll/glue", name)`` (``task.hub_path`` changes the path). Label order is the registry's
+  (``LABELS`` below; MNLI = entailment, neutral, contradiction, as in the HF GLUE dataset).
+  Labels are mapped **by name** from the source's ``ClassLabel`` names or string values, so
+  a copy with another order (the reference code's MNLI bug) still lands right. The same
+  tasks load from local files with ``task.files`` (offline copies, stand-ins).
+- ``mr``: the movie-review polarity set made by ``stage=assets`` (``datasets`` on disk).
+- ``smoke``: gensim's 200 ``pang_lee_polarity.cor`` sentences, split 140/30/30 by a fixed
+  shuffle.
+- ``custom``: ``task.files`` {split: path} (CSV / TSV / JSON / JSONL / parquet by suffix),
+  ``task.text_columns`` (one or two), ``task.label_column``, and ``task.labels`` (label
+  names; a value in the file matches a name as a string first, else an integer is read as
+  the index) or ``task.regression: true``. Empty ``labels`` = the sorted distinct values of
+  the train split. A test split without the label column is unlabelled.
+
+``task.max_train_examples`` / ``max_eval_examples`` keep a fixed-seed random subset.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+GLUE_HUB = "nyu-mll/glue"
+LABELS: Dict[str, Optional[List[str]]] = {
+    "cola": ["unacceptable", "acceptable"],
+    "sst2": ["negative", "positive"],
+    "mrpc": ["not_equivalent", "equivalent"],
+    "stsb": None,
+    "qqp": ["not_duplicate", "duplicate"],
+    "mnli": ["entailment", "neutral", "contradiction"],
+    "qnli": ["entailment", "not_entailment"],
+    "rte": ["entailment", "not_entailment"],
+    "wnli": ["not_entailment", "entailment"],
+    "mr": ["negative", "positive"],
+    "smoke": ["neg", "pos"],
+}
+TEXT_COLUMNS = {
+    "cola": ["sentence"], "sst2": ["sentence"], "mrpc": ["sentence1", "sentence2"],
+    "stsb": ["sentence1", "sentence2"], "qqp": ["question1", "question2"],
+    "mnli": ["premise", "hypothesis"], "qnli": ["question", "sentence"],
+    "rte": ["sentence1", "sentence2"], "wnli": ["sentence1", "sentence2"],
+    "mr": ["text"], "smoke": ["text"],
+}
+METRICS = {  # (metrics to report, main metric for best-checkpoint selection)
+    "cola": (["mcc", "accuracy"], "mcc"),
+    "mrpc": (["f1", "accuracy", "acc_and_f1"], "acc_and_f1"),
+    "qqp": (["f1", "accuracy", "acc_and_f1"], "acc_and_f1"),
+    "stsb": (["pearson", "spearman", "corr"], "corr"),
+}
+GLUE = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
+SPLIT_ALIASES = {"dev": "validation", "valid": "validation", "validation_matched": "validation",
+                 "test_matched": "test"}
+SUFFIX_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+class TaskDataError(ValueError):
+    """A task's data does not match its declaration (file, column, label or split)."""
+
+
+@dataclass
+class TaskData:
+    name: str
+    splits: Any  # datasets.DatasetDict: train / validation / test [/ validation_mismatched ...]
+    text_columns: List[str]
+    label_names: List[str] = field(default_factory=list)  # empty for regression
+    regression: bool = False
+    metrics: List[str] = field(default_factory=lambda: ["accuracy"])
+    main_metric: str = "accuracy"
+    dev_split: str = "validation"
+    source: str = ""
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.regression else len(self.label_names)
+
+    @property
+    def eval_splits(self) -> List[str]:
+        """Every non-train split, dev first (evaluated at the end of training)."""
+        rest = [s for s in self.splits if s not in ("train", self.dev_split)]
+        return [self.dev_split] + sorted(rest, key=lambda s: (not s.startswith("validation"), s))
+
+    def labelled(self, split: str) -> bool:
+        ds = self.splits[split]
+        if self.regression:
+            return len(ds) > 0 and not all(np.isnan(ds["label"]))
+        return any(v >= 0 for v in ds["label"])
+
+    def describe(self) -> Dict[str, Any]:
+        return {"name": self.name, "source": self.source, "text_columns": self.text_columns,
+                "labels": self.label_names, "regression": self.regression,
+                "sizes": {k: len(v) for k, v in self.splits.items()}, "main_metric": self.main_metric}
+
+
+def metrics_for(name: str, regression: bool) -> tuple:
+    if name in METRICS:
+        return METRICS[name]
+    if regression:
+        return ["pearson", "spearman", "corr"], "corr"
+    return ["accuracy"], "accuracy"
+
+
+# --------------------------------------------------------------------------------------
+# label normalisation
+
+
+def _encode_labels(ds, *, where: str, column: str, names: Optional[List[str]], regression: bool,
+                   allow_unlabelled: bool):
+    """Return ``ds`` with ``label`` = index into ``names`` (or float for regression)."""
+    from datasets import ClassLabel, Value
+
+    feat = ds.features[column]
+    if regression:
+        def to_float(batch):
+            out = []
+            for v in batch[column]:
+                if v is None or (allow_unlabelled and v == -1):  # GLUE test: -1 = no label
+                    out.append(float("nan"))
+                    continue
+                try:
+                    out.append(float(v))
+                except (TypeError, ValueError):
+                    raise TaskDataError(f"{where}: column '{column}' holds '{v}', not a number "
+                                        f"(the task is declared as regression)") from None
+            return {"label": out}
+
+        ds = ds.map(to_float, batched=True, remove_columns=[column] if column != "label" else None)
+        return ds.cast_column("label", Value("float32"))
+    assert names is not None
+    index = {n: i for i, n in enumerate(names)}
+    if isinstance(feat, ClassLabel):  # map the source's names onto ours, whatever its order
+        src_names = feat.names
+        missing = [n for n in src_names if n not in index]
+        if missing:
+            raise TaskDataError(f"{where}: label names {missing} of column '{column}' are not among "
+                                f"the task's labels {names}")
+        table = {i: index[n] for i, n in enumerate(src_names)}
+        table[-1] = -1
+        if src_names != names:
+            log.info("%s: source label order %s remapped by name to %s", where, src_names, names)
+    else:
+        table = {}
+        for v in ds.unique(column):
+            if v is None or (isinstance(v, (int, np.integer)) and v == -1 and allow_unlabelled):
+                table[v] = -1
+                if v is None and not allow_unlabelled:
+                    raise TaskDataError(f"{where}: column '{column}' has empty labels")
+            elif str(v) in index:
+                table[v] = index[str(v)]
+            elif isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < len(names):
+                table[v] = int(v)
+            else:
+                raise TaskDataError(f"{where}: unknown label '{v}' in column '{column}'; allowed: "
+                                    f"{names} (or their indices 0..{len(names) - 1})")
+    if not allow_unlabelled and -1 in {table.get(v, 0) for v in ds.unique(column)}:
+        raise TaskDataError(f"{where}: column '{column}' has unlabelled rows (-1) in a split that needs labels")
+
+    def to_index(batch):
+        return {"label": [table[v] for v in batch[column]]}
+
+    ds = ds.map(to_index, batched=True, remove_columns=[column] if column != "label" else None)
+    return ds.cast_column("label", Value("int64"))
+
+
+def _normalise(ds, *, where: str, split: str, text_columns: List[str], label_column: str,
+               names: Optional[List[str]], regression: bool):
+    """Check columns, keep text columns + ``label``; an empty split is an error."""
+    from datasets import Value
+
+    if len(ds) == 0:
+        raise TaskDataError(f"{where}: split '{split}' is empty")
+    cols = list(ds.column_names)
+    for c in text_columns:
+        if c not in cols:
+            raise TaskDataError(f"{where}: text column '{c}' not found; available columns: {cols}")
+    test_like = split.startswith("test")
+    if label_column not in cols:
+        if not test_like:
+            raise TaskDataError(f"{where}: label column '{label_column}' not found; available columns: {cols}")
+        ds = ds.add_column("__label", [float("nan") if regression else -1] * len(ds))
+        label_column = "__label"
+    drop = [c for c in cols if c not in text_columns and c != label_column]
+    ds = ds.remove_columns(drop)
+    ds = _encode_labels(ds, where=where, column=label_column, names=names, regression=regression,
+                        allow_unlabelled=test_like)
+    for c in text_columns:
+        if ds.features[c] != Value("string"):
+            ds = ds.map(lambda b, c=c: {c: ["" if v is None else str(v) for v in b[c]]}, batched=True)
+            ds = ds.cast_column(c, Value("string"))
+    return ds.select_columns([*text_columns, "label"])
+
+
+# --------------------------------------------------------------------------------------
+# sources
+
+
+def _split_name(name: str) -> str:
+    return SPLIT_ALIASES.get(name, name)
+
+
+def _load_file(path: Path, split: str):
+    from datasets import load_dataset
+
+    if not path.exists():
+        raise TaskDataError(f"task file for split '{split}' not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIX_BUILDERS:
+        raise TaskDataError(f"{path}: unsupported file type '{suffix}'; use one of {sorted(SUFFIX_BUILDERS)}")
+    kwargs: Dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    if suffix == ".tsv":
+        kwargs["quoting"] = 3  # csv.QUOTE_NONE: GLUE TSVs contain stray quotes
+    try:
+        return load_dataset(SUFFIX_BUILDERS[suffix], data_files={split: str(path)}, split=split, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - an empty file makes the builders fail obscurely
+        if path.stat().st_size == 0 or "corresponds to no data" in str(exc):
+            raise TaskDataError(f"{path}: split '{split}' is empty") from exc
+        raise TaskDataError(f"{path}: could not be read as {SUFFIX_BUILDERS[suffix]}: {exc}") from exc
+
+
+def _from_files(files: Dict[str, str], text_columns, label_column, names, regression):
+    from datasets import DatasetDict
+
+    if "train" not in files:
+        raise TaskDataError(f"task.files needs a 'train' entry; got splits {sorted(files)}")
+    out = {}
+    for split, p in files.items():
+        path = Path(p).expanduser()
+        ds = _load_file(path, split)
+        out[_split_name(split)] = (ds, str(path))
+    if names is None and not regression:  # infer the label set from the training data
+        tr, where = out["train"]
+        if label_column not in tr.column_names:
+            raise TaskDataError(f"{where}: label column '{label_column}' not found; available columns: {tr.column_names}")
+        names = sorted({str(v) for v in tr.unique(label_column) if v is not None})
+        log.info("task labels inferred from %s: %s (set task.labels to fix the order)", where, names)
+    splits = DatasetDict({
+        s: _normalise(ds, where=where, split=s, text_columns=text_columns, label_column=label_column,
+                      names=names, regression=regression)
+        for s, (ds, where) in out.items()
+    })
+    return splits, names or []
+
+
+def _glue_hub(name: str, hub_path: str):
+    from datasets import DatasetDict, load_dataset
+
+    raw = load_dataset(hub_path, name)
+    splits = {}
+    for s, ds in raw.items():
+        splits[_split_name(s)] = _normalise(ds, where=f"{hub_path}/{name}[{s}]", split=_split_name(s),
+                                            text_columns=TEXT_COLUMNS[name], label_column="label",
+                                            names=LABELS[name], regression=LABELS[name] is None)
+    return DatasetDict(splits)
+
+
+def _smoke():
+    from datasets import Dataset, DatasetDict
+    from gensim.test.utils import datapath
+
+    raw = Path(datapath("pang_lee_polarity.cor")).read_bytes().decode("cp1252", errors="replace")
+    rows = []
+    for line in raw.splitlines():
+        tag, _, text = line.strip().partition(" ")
+        if tag.startswith("__label__"):
+            rows.append({"text": text.strip(), "label": LABELS["smoke"].index(tag[len("__label__"):])})
+    random.Random(0).shuffle(rows)
+    n = len(rows)
+    cut = [0, int(n * 0.7), int(n * 0.85), n]
+    names = ["train", "validation", "test"]
+    return DatasetDict({s: Dataset.from_list(rows[cut[i]:cut[i + 1]]) for i, s in enumerate(names)})
+
+
+def _mr(home: Path):
+    from datasets import ClassLabel, DatasetDict, load_from_disk
+
+    from tinyfw import paths
+
+    root = paths.resolve_asset("mr", home)
+    raw = load_from_disk(str(root))
+    feat = raw["train"].features.get("label")
+    names = feat.names if isinstance(feat, ClassLabel) else LABELS["mr"]
+    splits = DatasetDict({
+        _split_name(s): _normalise(ds, where=f"{root}[{s}]", split=_split_name(s), text_columns=["text"],
+                                   label_column="label", names=names, regression=False)
+        for s, ds in raw.items()
+    })
+    return splits, names
+
+
+def _subset(ds, n: int):
+    if n is None or n < 0 or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=0).select(range(n)).flatten_indices()
+
+
+def load_task(task_cfg: Any, home: Path) -> TaskData:
+    """Load the task described by ``task_cfg`` (``tinyfw.config.TaskCfg``)."""
+    name = task_cfg.name
+    files = dict(task_cfg.get("files") or {}) if hasattr(task_cfg, "get") else dict(task_cfg.files or {})
+    label_column = task_cfg.label_column or "label"
+    cfg_labels = [str(x) for x in (task_cfg.labels or [])]
+    if name == "custom" or (files and name not in LABELS):
+        if not files:
+            raise TaskDataError("task.name=custom needs task.files: {train: PATH, validation: PATH[, test: PATH]}")
+        text_columns = list(task_cfg.text_columns or [])
+        if not 1 <= len(text_columns) <= 2:
+            raise TaskDataError(f"task.text_columns must list one or two columns, got {text_columns}")
+        regression = bool(task_cfg.regression)
+        if regression and cfg_labels:
+            raise TaskDataError("set either task.labels (classification) or task.regression=true, not both")
+        splits, names = _from_files(files, text_columns, label_column, cfg_labels or None, regression)
+        source = "files"
+    elif name in LABELS:
+        regression = LABELS[name] is None
+        names = cfg_labels or LABELS[name]
+        text_columns = list(task_cfg.text_columns or []) or TEXT_COLUMNS[name]
+        if files:  # a registry task from local files (offline GLUE copy, stand-in)
+            splits, names = _from_files(files, text_columns, label_column, None if regression else names, regression)
+            source = "files"
+        elif name == "smoke":
+            splits, source = _smoke(), "gensim:pang_lee_polarity.cor"
+        elif name == "mr":
+            splits, names = _mr(home)
+            source = "asset:mr"
+        else:
+            hub = getattr(task_cfg, "hub_path", "") or GLUE_HUB
+            splits, source = _glue_hub(name, hub), f"{hub}/{name}"
+    else:
+        raise TaskDataError(f"unknown task '{name}'; registry: {sorted(LABELS)}, or task.name=custom with task.files")
+    for req in ("train", "validation"):
+        if req not in splits:
+            raise TaskDataError(f"task '{name}' has no '{req}' split (got {sorted(splits)})")
+    for s in list(splits):
+        splits[s] = _subset(splits[s], task_cfg.max_train_examples if s == "train" else task_cfg.max_eval_examples)
+    metrics, main = metrics_for(name, regression)
+    return TaskData(name=name, splits=splits, text_columns=text_columns, label_names=list(names) if not regression else [],
+                    regression=regression, metrics=list(metrics), main_metric=main, source=source)
+
+
+# --------------------------------------------------------------------------------------
+# tokenisation, collation, evaluation
+
+
+def tokenize(ds, text_columns: Sequence[str], tokenizer: Any, max_seq_len: int, num_proc: int = 1):
+    """Tokenised copy of ``ds``: ``input_ids`` / ``attention_mask`` / ``token_type_ids`` and
+    ``labels``; text columns and ``label`` are dropped, any other column is kept."""
+    cols = list(text_columns)
+
+    def enc(batch):
+        args = [batch[c] for c in cols]
+        out = tokenizer(*args, truncation=True, max_length=max_seq_len)
+        out["labels"] = batch["label"]
+        return dict(out)
+
+    drop = [c for c in (*cols, "label") if c in ds.column_names]
+    return ds.map(enc, batched=True, remove_columns=drop, num_proc=num_proc if num_proc > 1 else None,
+                  desc="tokenise")
+
+
+class Collator:
+    """Pads ``input_ids`` / ``attention_mask`` / ``token_type_ids`` to the batch's longest row
+    and stacks every other numeric column (``labels``, teacher logits, row ids)."""
+
+    PAD_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+    def __init__(self, pad_token_id: int = 0, regression: bool = False):
+        self.pad = pad_token_id
+        self.regression = regression
+
+    def __call__(self, examples: List[Dict[str, Any]]) -> Dict[str, Any]:
+        import torch
+
+        n = max(len(e["input_ids"]) for e in examples)
+        out: Dict[str, Any] = {}
+        for k in self.PAD_KEYS:
+            if k in examples[0]:
+                fill = self.pad if k == "input_ids" else 0
+                out[k] = torch.tensor([list(e[k]) + [fill] * (n - len(e[k])) for e in examples], dtype=torch.long)
+        for k in examples[0]:
+            if k in self.PAD_KEYS:
+                continue
+            vals = [e[k] for e in examples]
+            if k == "labels":
+                out[k] = torch.tensor(vals, dtype=torch.float32 if self.regression else torch.long)
+            elif isinstance(vals[0], (int, float, list)) and not isinstance(vals[0], bool):
+                out[k] = torch.tensor(vals)
+        return out
+
+
+def predict_logits(model: Any, ds, collate: Collator, batch_size: int = 64, device: Any = None,
+                   desc: str = "predict") -> np.ndarray:
+    """Logits of ``model`` (a ``...ForSequenceClassification``) for every row of tokenised
+    ``ds``, in row order. Rows are batched by length (less padding) and put back in order."""
+    import torch
+    from tqdm.auto import tqdm
+
+    device = device or next(model.parameters()).device
+    lengths = np.array([len(x) for x in ds["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    keep = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in ds.column_names]
+    view = ds.select_columns(keep)
+    out = np.zeros((len(ds), model.config.num_labels), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for b in tqdm(range(0, len(ds), batch_size), desc=desc, leave=False, disable=len(ds) < 2000):
+            idx = order[b:b + batch_size]
+            batch = collate([view[int(i)] for i in idx])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out[idx] = model(**batch).logits.float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: Any, task: TaskData, tok_split, collate: Collator, batch_size: int = 64,
+             device: Any = None) -> Dict[str, float]:
+    """Task metrics of ``model`` on one tokenised split (rows without a label are skipped)."""
+    from tinyfw import metrics as M
+
+    logits = predict_logits(model, tok_split, collate, batch_size, device, desc="eval")
+    labels = np.asarray(tok_split["labels"])
+    keep = ~np.isnan(labels) if task.regression else labels >= 0
+    preds = M.predictions_from_logits(logits, task.regression)
+    return M.compute(task.metrics, preds[keep], labels[keep])

@@ -1,0 +1,73 @@
+"""Task metrics through scikit-learn / scipy (never by hand).
+
+``compute(names, predictions, labels)`` returns ``{name: value}`` for the requested names:
+
+- ``accuracy`` — share of exact matches;
+- ``f1`` — binary F1 of the positive class (index 1, as in GLUE MRPC/QQP);
+- ``mcc`` — Matthews correlation (CoLA);
+- ``pearson`` / ``spearman`` — correlations of regression outputs (STS-B);
+- ``acc_and_f1`` — mean of accuracy and F1 (the main MRPC/QQP metric);
+- ``corr`` — mean of Pearson and Spearman (the main STS-B metric).
+
+``predictions`` are class indices for classification (``argmax`` of the logits, see
+``predictions_from_logits``) and floats for regression. All values are fractions in [0, 1]
+(correlations in [-1, 1]), not percentages.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Iterable, Sequence
+
+import numpy as np
+
+CLASSIFICATION = ("accuracy", "f1", "mcc", "acc_and_f1")
+REGRESSION = ("pearson", "spearman", "corr")
+ALL = CLASSIFICATION + REGRESSION
+
+
+def predictions_from_logits(logits: np.ndarray, regression: bool) -> np.ndarray:
+    logits = np.asarray(logits)
+    if regression:
+        return logits.reshape(-1).astype(np.float64)
+    return logits.argmax(-1)
+
+
+def _corr(fn, p: np.ndarray, y: np.ndarray) -> float:
+    if len(p) < 2 or np.std(p) == 0 or np.std(y) == 0:
+        return 0.0  # undefined (constant input): report no correlation rather than NaN
+    r = float(fn(p, y)[0])
+    return 0.0 if math.isnan(r) else r
+
+
+def compute(names: Iterable[str], predictions: Sequence, labels: Sequence) -> Dict[str, float]:
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    names = list(names)
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; valid: {list(ALL)}")
+    p, y = np.asarray(predictions), np.asarray(labels)
+    if len(p) != len(y):
+        raise ValueError(f"{len(p)} predictions for {len(y)} labels")
+    if len(y) == 0:
+        raise ValueError("cannot compute metrics on an empty split")
+    out: Dict[str, float] = {}
+    for name in names:
+        if name == "accuracy":
+            out[name] = float(accuracy_score(y, p))
+        elif name == "f1":
+            out[name] = float(f1_score(y, p, pos_label=1, average="binary", zero_division=0))
+        elif name == "mcc":
+            out[name] = float(matthews_corrcoef(y, p))
+        elif name == "acc_and_f1":
+            out[name] = (float(accuracy_score(y, p)) + float(f1_score(y, p, zero_division=0))) / 2
+        elif name == "pearson":
+            out[name] = _corr(pearsonr, p.astype(float), y.astype(float))
+        elif name == "spearman":
+            out[name] = _corr(spearmanr, p.astype(float), y.astype(float))
+        elif name == "corr":
+            out[name] = (_corr(pearsonr, p.astype(float), y.astype(float))
+                         + _corr(spearmanr, p.astype(float), y.astype(float))) / 2
+    return out
