@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -83,22 +84,6 @@ def test_time_forward_reports_positive_medians():
         measure.time_forward(model, measure.example_inputs(1, 8, V, torch.device("cpu")), repeats=0, warmup=0)
 
 
-def test_accuracy_counts_argmax_hits():
-    class Tok:
-        def __call__(self, a, b=None, **kw):
-            ids = torch.tensor([[2, 5 if t == "pos" else 6] for t in a])
-            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(tiny(num_labels=2)).eval()
-    tok = Tok()
-    with torch.inference_mode():
-        pred = {t: int(model(**tok([t]))["logits"].argmax()) for t in ("pos", "neg")}
-    texts = ["pos", "neg", "pos", "neg"]
-    gold = [pred["pos"], pred["neg"], pred["pos"], 1 - pred["neg"]]
-    assert measure.accuracy(model, tok, texts, gold, batch_size=3) == 0.75
-
-
 def _run_bench(tmp_path: Path, *overrides: str) -> dict:
     run_dir, home = tmp_path / "run", tmp_path / "home"
     env = {**os.environ, "WANDB_MODE": "disabled", "TINYFW_HOME": str(home)}
@@ -124,14 +109,27 @@ def _table_rows(md: str) -> list[list[str]]:
     return [[c.strip() for c in ln.strip("|").split("|")] for ln in rows]
 
 
+def _tiny_classifier(out: Path) -> Path:
+    """A 1-layer, 2-label BertForSequenceClassification with the built-in tiny tokenizer."""
+    from tinyfw.models.load import tiny_vocab, write_tiny_tokenizer
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tiny_vocab()), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, num_labels=2)
+    BertForSequenceClassification(cfg).save_pretrained(out)
+    write_tiny_tokenizer(out)
+    return out
+
+
 @pytest.mark.slow
 def test_smoke_bench_writes_table_with_all_rows(tmp_path):
-    result = _run_bench(tmp_path)
+    clf = _tiny_classifier(tmp_path / "clf")
+    result = _run_bench(tmp_path, f"bench.models=['{clf}']")
     md = (tmp_path / "run" / "bench.md").read_text()
     header, *rows = _table_rows(md)
     for col in COLUMNS:
         assert any(h.startswith(col) for h in header), (col, header)
-    assert [r[0] for r in rows] == ["teacher (random)", "student (random, cfg.student.shape)"]
+    assert [r[0] for r in rows] == ["teacher (random)", "student (random, cfg.student.shape)", "clf"]
     for r in rows:  # every numeric cell parses and is positive
         for cell in r[2:10]:
             for num in cell.replace("×", "").replace("(", " ").replace(")", " ").replace("/", " ").split():
@@ -139,8 +137,14 @@ def test_smoke_bench_writes_table_with_all_rows(tmp_path):
     assert "2 torch threads" in md or f"{torch.get_num_threads()} torch threads" in md
 
     models = result["metrics"]["models"]
-    assert set(models) == {"teacher", "student"}
-    t, s = models["teacher"], models["student"]
+    assert list(models) == ["teacher", "student", "model_clf"]
+    t, s, c = models["teacher"], models["student"], models["model_clf"]
+    assert t["accuracy"] is None and s["accuracy"] is None  # encoders without a head
+    if importlib.util.find_spec("tinyfw.data.tasks"):  # dev accuracy of the classifier on the smoke task
+        assert 0 <= c["accuracy"] <= 1 and c["dev"]["accuracy"] == c["accuracy"]
+        assert rows[2][-1] == f"{100 * c['accuracy']:.1f}"
+    assert c["class"] == "BertForSequenceClassification"
+    assert c["flops_counted"] == c["flops_per_seq"]["total"]  # pooler + classifier head counted
     assert t["shape"] == {"layers": 2, "hidden": 64, "ffn": 128, "heads": 4, "vocab": t["shape"]["vocab"]}
     assert s["shape"]["vocab"] == t["shape"]["vocab"]  # the student uses the teacher's vocabulary
     for m in (t, s):

@@ -119,21 +119,3 @@ def load_average() -> Sequence[float]:
     except OSError:
         return ()
 
-
-def accuracy(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[int],
-             pairs: Optional[Sequence[str]] = None, max_len: int = 128, batch_size: int = 64) -> float:
-    """Accuracy of a sequence classifier's argmax predictions on labelled texts."""
-    if len(texts) != len(labels) or not texts:
-        raise ValueError(f"accuracy needs as many labels as texts, and at least one (got {len(texts)}, {len(labels)})")
-    device = next(model.parameters()).device
-    model.eval()
-    correct = 0
-    with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
-            a = list(texts[i:i + batch_size])
-            b = list(pairs[i:i + batch_size]) if pairs is not None else None
-            enc = tokenizer(a, b, truncation=True, max_length=max_len, padding=True, return_tensors="pt")
-            logits = model(**{k: v.to(device) for k, v in enc.items()}).logits
-            gold = torch.as_tensor(list(labels[i:i + batch_size]), device=device)
-            correct += int((logits.argmax(-1) == gold).sum())
-    return correct / len(texts)

@@ -111,23 +111,44 @@ def _existing(p: str, key: str) -> str:
     return str(path.resolve())
 
 
-def _dev_set(cfg: DictConfig, home: Path) -> Tuple[Optional[Dict[str, Any]], str]:
-    """The task's dev split as {texts, pairs, labels}, or None and the reason."""
-    try:
-        from tinyfw.data import tasks  # noqa: F401  (built by the task stage's issue)
-    except ImportError:
-        return None, "no task module (tinyfw/data/tasks.py)"
-    loader = getattr(tasks, "bench_dev_set", None)
-    if loader is None:
-        return None, "task module has no bench_dev_set()"
-    try:
-        return loader(cfg.task, home), ""
-    except Exception as exc:  # a missing asset or hub: report and carry on measuring speed
-        return None, f"{type(exc).__name__}: {exc}"
+class DevScore:
+    """The task's dev metrics for classifier checkpoints, through the task module (loaded once,
+    on the first classifier). Failures are recorded in ``note`` and scores left empty: the
+    benchmark is about speed and size, so a missing task does not stop it."""
+
+    def __init__(self, task_cfg: Any, home: Path, enabled: bool):
+        self.task_cfg, self.home, self.task = task_cfg, home, None
+        self.note = "" if enabled else "off (bench.accuracy=false)"
+        self.main = ""
+
+    def __call__(self, label: str, model: Any, tok: Any) -> Optional[Dict[str, float]]:
+        if self.note or not hasattr(model, "classifier"):
+            return None
+        if tok is None:
+            log.warning("bench: %s has no tokenizer beside it; dev score skipped", label)
+            return None
+        try:
+            from tinyfw.data import tasks
+        except ImportError:
+            self.note = "not measured (no task module tinyfw/data/tasks.py)"
+            return None
+        if self.task is None:
+            try:
+                self.task = tasks.load_task(self.task_cfg, self.home)
+            except Exception as exc:  # a missing asset or hub: report it, keep measuring speed
+                self.note = f"not measured (task {self.task_cfg.name}: {type(exc).__name__}: {exc})"
+                return None
+            self.main = self.task.main_metric
+        t = self.task
+        if model.config.num_labels != t.num_labels:
+            raise ValueError(f"{label} has {model.config.num_labels} labels but task {t.name} has "
+                             f"{t.num_labels}: pass the task it was trained on (task=...) or bench.accuracy=false")
+        split = tasks.tokenize(t.splits[t.dev_split], t.text_columns, tok, self.task_cfg.max_seq_len)
+        collate = tasks.Collator(tok.pad_token_id or 0, t.regression)
+        return tasks.evaluate(model, t, split, collate)
 
 
-def measure_entry(e: Entry, cfg: DictConfig, devices: List[torch.device],
-                  dev: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def measure_entry(e: Entry, cfg: DictConfig, devices: List[torch.device], score: DevScore) -> Dict[str, Any]:
     b = cfg.bench
     model, tok = e.load()
     model.eval()
@@ -165,9 +186,8 @@ def measure_entry(e: Entry, cfg: DictConfig, devices: List[torch.device],
             per_b[f"b{bs}"] = t
             log.info("bench %-28s %s b=%-3d %9.2f ms/batch", e.label, d.type, bs, 1000 * t["median_s"])
         rec["devices"][d.type] = per_b
-    if dev is not None and tok is not None and hasattr(model, "classifier"):
-        rec["accuracy"] = measure.accuracy(model, tok, dev["texts"], dev["labels"], dev.get("pairs"),
-                                           max_len=b.seq_len)
+    rec["dev"] = score(e.label, model, tok)  # every metric of the task, or None
+    rec["accuracy"] = rec["dev"][score.main] if rec["dev"] else None  # the task's main metric
     del model
     gc.collect()
     return rec
@@ -217,15 +237,15 @@ def render(results: Dict[str, Dict[str, Any]], cfg: DictConfig, devices: List[to
         lines += ["", f"## {device_name(d)}", "",
                   f"| model | layers×hidden (FFN, heads) | params M total / non-emb | size MB | GFLOPs/seq "
                   f"| latency ms/ex (b={lo}) | throughput ex/s (b={hi}) | s/example (b={hi}) "
-                  f"| speed-up b={lo} / b={hi} | FLOPs ratio | accuracy |",
+                  f"| speed-up b={lo} / b={hi} | FLOPs ratio | accuracy (dev, ×100) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in results.values():
             s, t = r["shape"], r["devices"][d.type]
-            acc = "—" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
+            acc = "—" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}"
             lines.append(
                 f"| {r['label']} | {s['layers']}×{s['hidden']} ({s['ffn']}, {s['heads']}) "
-                f"| {r['params_total'] / 1e6:.2f} / {r['params_non_embedding'] / 1e6:.2f} "
-                f"| {r['size_mb']:.1f} | {r['flops_per_seq']['total'] / 1e9:.3g} "
+                f"| {r['params_total'] / 1e6:.4g} / {r['params_non_embedding'] / 1e6:.4g} "
+                f"| {r['size_mb']:.4g} | {r['flops_per_seq']['total'] / 1e9:.3g} "
                 f"| {t[f'b{lo}']['ms_per_example']:.2f} | {t[f'b{hi}']['examples_per_s']:.1f} "
                 f"| {1 / t[f'b{hi}']['examples_per_s']:.5f} "
                 f"| {r['speedup'][d.type][f'b{lo}']:.2f}× / {r['speedup'][d.type][f'b{hi}']:.2f}× "
@@ -242,23 +262,21 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         raise ValueError(f"bench.attn must be 'sdpa' or 'eager' (got '{b.attn}')")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     todo = entries(cfg, ctx.home)
-    dev, acc_note = (None, "off (bench.accuracy=false)")
-    if b.accuracy:
-        dev, acc_note = _dev_set(cfg, ctx.home)
-        acc_note = f"dev accuracy of classifier checkpoints on task {cfg.task.name}" if dev else \
-            f"not measured ({acc_note})"
+    score = DevScore(cfg.task, ctx.home, b.accuracy)
     load = {"before": measure.load_average()}
     results: Dict[str, Dict[str, Any]] = {}
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # per-model load/save bars would drown the table
     try:
         for e in tqdm(todo, desc="bench", unit="model"):
-            results[e.key] = measure_entry(e, cfg, devices, dev)
+            results[e.key] = measure_entry(e, cfg, devices, score)
     finally:
         if bars:
             hf_logging.enable_progress_bar()
     load["after"] = measure.load_average()
     add_ratios(results)
+    acc_note = score.note or (f"dev {score.main} of classifier checkpoints on task {cfg.task.name}"
+                              if score.main else "no classifier checkpoint among the models (— in the column)")
     table = render(results, cfg, devices, load, acc_note)
     print(table)
     out = ctx.run_dir / "bench.md"
