@@ -172,7 +172,7 @@ def measure_entry(e: Entry, cfg: DictConfig, devices: List[torch.device], score:
         "size_bytes": size, "size_mb": size / 1e6,
         "flops_per_seq": flops,
         "flops_counted": measure.counted_flops(model, b.seq_len, c.vocab_size),
-        "accuracy": None, "devices": {},
+        "accuracy": None, "devices": {}, "load_average": measure.load_average(),
     }
     dtype = _AUTOCAST[getattr(cfg.precision, "value", str(cfg.precision))]
     for d in devices:
@@ -203,10 +203,9 @@ def add_ratios(results: Dict[str, Dict[str, Any]]) -> None:
         r["flops_ratio"] = ref["flops_per_seq"]["total"] / r["flops_per_seq"]["total"]
         r["flops_ratio_linear"] = ref["flops_per_seq"]["linear"] / r["flops_per_seq"]["linear"]
         r["size_ratio"] = ref["size_bytes"] / r["size_bytes"]
-        r["speedup"] = {
-            dev: {bk: ref["devices"][dev][bk]["median_s"] / t["median_s"] for bk, t in per_b.items()}
-            for dev, per_b in r["devices"].items()
-        }
+        for name, stat in (("speedup", "median_s"), ("speedup_min", "min_s")):  # min: least load-sensitive
+            r[name] = {dev: {bk: ref["devices"][dev][bk][stat] / t[stat] for bk, t in per_b.items()}
+                       for dev, per_b in r["devices"].items()}
 
 
 def device_name(d: torch.device) -> str:
