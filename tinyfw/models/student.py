@@ -129,10 +129,10 @@ def build_student(shape: Any, teacher: PreTrainedModel, init: str, mapping: Sequ
         from tinyfw.models.load import load_strict
 
         student = load_strict(BertModel, init)
-        got = student_config(_shape_of(student.config), tcfg)
+        got = student.config
         diffs = {
             k: (getattr(got, k), getattr(cfg, k))
-            for k in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
+            for k in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads")
             if getattr(got, k) != getattr(cfg, k)
         }
         if diffs:
@@ -149,18 +149,6 @@ def build_student(shape: Any, teacher: PreTrainedModel, init: str, mapping: Sequ
     if student.pooler is not None:
         student.pooler.requires_grad_(False)
     return student
-
-
-def _shape_of(config: Any) -> Any:
-    from types import SimpleNamespace
-
-    return SimpleNamespace(
-        num_layers=config.num_hidden_layers,
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        num_heads=config.num_attention_heads,
-        max_position_embeddings=config.max_position_embeddings,
-    )
 
 
 def _from_teacher_layers(cfg: BertConfig, teacher: PreTrainedModel, mapping: Sequence[int]) -> BertModel:
