@@ -178,3 +178,22 @@ def test_works_through_a_wrapper():
         direct = capture(model, ids, mask, types)
         wrapped = capture(Wrapper(model), ids, mask, types)
     assert torch.equal(direct.scores[1], wrapped.scores[1])
+
+
+def test_gradient_checkpointing_keeps_score_gradients():
+    ids, mask, types = _batch()
+    grads = []
+    for ckpt in (False, True):
+        model = _model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+        if ckpt:
+            (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
+        feats = capture(model, ids, mask, types)
+        assert feats.scores[0].requires_grad
+        sum(s.pow(2).mean() for s in feats.scores).backward()
+        grads.append(model.encoder.layer[0].attention.self.query.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_non_transformers_module_is_rejected():
+    with pytest.raises(TypeError, match="PreTrainedModel"):
+        capture(torch.nn.Linear(2, 2), torch.zeros(1, 2, dtype=torch.long), None)

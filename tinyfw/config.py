@@ -87,7 +87,9 @@ class LossWeights:
 class DistillCfg:
     weights: LossWeights = field(default_factory=LossWeights)
     share_projection: bool = False  # one W for embeddings and hidden states (reference code)
-    attn_mode: str = "masked"  # masked | reference
+    # masked: real tokens only (attention: valid rows x columns), invariant to extra padding;
+    # reference: the reference code (scores <= -100 zeroed, plain means incl. padding); all token losses
+    attn_mode: str = "masked"
     temperature: float = 1.0
 
 
