@@ -358,6 +358,17 @@ def load_task(task_cfg: Any, home: Path) -> TaskData:
 # --------------------------------------------------------------------------------------
 # tokenisation, collation, evaluation
 
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+def encode_splits(task: TaskData, tokenizer: Any, max_seq_len: int, splits: Optional[Sequence[str]] = None):
+    """``{split: tokenised dataset}`` with only the model's columns, for ``splits`` (default all)."""
+    out = {}
+    for s in splits or list(task.splits):
+        enc = tokenize(task.splits[s], task.text_columns, tokenizer, max_seq_len)
+        out[s] = enc.select_columns([c for c in MODEL_COLUMNS if c in enc.column_names])
+    return out
+
 
 def tokenize(ds, text_columns: Sequence[str], tokenizer: Any, max_seq_len: int, num_proc: int = 1):
     """Tokenised copy of ``ds``: ``input_ids`` / ``attention_mask`` / ``token_type_ids`` and
@@ -423,7 +434,8 @@ def predict_logits(model: Any, ds, collate: Collator, batch_size: int = 64, devi
     with torch.inference_mode():
         for b in tqdm(range(0, len(ds), batch_size), desc=desc, leave=False, disable=len(ds) < 2000):
             idx = order[b:b + batch_size]
-            batch = collate([view[int(i)] for i in idx])
+            cols = view[idx.tolist()]
+            batch = collate([dict(zip(cols, vals)) for vals in zip(*cols.values())])
             batch = {k: v.to(device) for k, v in batch.items()}
             out[idx] = model(**batch).logits.float().cpu().numpy()
     model.train(was_training)

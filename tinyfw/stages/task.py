@@ -1,0 +1,375 @@
+"""``stage=task``: TinyBERT's task-specific distillation (TD) of a student classifier.
+
+Wiring (each piece lives elsewhere; this module only connects them):
+
+1. the task (``tinyfw.data.tasks``), the fine-tuned teacher (``ensure_teacher``: cached, or
+   fine-tuned now), and the train split — augmented when ``augment=on`` (``ensure_augmented``:
+   the cache of ``stage=augment``, built when missing);
+2. the student: ``gd=on`` starts from the general-distillation student
+   (``task_distill.gd_checkpoint``, else ``ensure_gd_student``: cached or trained now);
+   ``gd=off`` from ``task_distill.gd_off_init`` (default ``random``: BERT initialisation, the
+   paper's "w/o GD"; ``teacher_layers`` copies mapped teacher layers when widths match). A
+   fresh classification head is put on top;
+3. ``td=on``: **step 1**, intermediate-layer distillation (embedding + attention + hidden
+   losses with ``distill.weights``; the prediction weight is not used here) with
+   ``task_distill.step1``; skipped when embd = attn = hidn = 0 ("w/o Trm" and friends are weight
+   ablations). **Step 2**, prediction-layer distillation with ``task_distill.step2``: soft
+   cross-entropy to the teacher's logits at ``distill.temperature`` (MSE to the teacher's
+   output for regression) times ``weights.pred``; ``weights.pred=0`` ("w/o Pred") trains on the
+   hard labels instead. The teacher's logits are computed once per training example and cached
+   (``<home>/cache/teacher-logits/<key>``, keyed by the teacher and the tokenised train set),
+   never recomputed per epoch or per run;
+4. ``td=off`` ("w/o TD"): no distillation, the student is fine-tuned on hard labels with
+   ``task_distill.finetune`` (on the augmented set when ``augment=on``);
+5. evaluation on the dev split every ``eval_every`` steps and at the end of the last phase;
+   the best weights by the task's main dev metric (MNLI: matched) are kept and evaluated on
+   every labelled split.
+
+Output: ``<run>/student`` — HF format with its head (``AutoModelForSequenceClassification``
+loads it with no missing key; checked after saving) + tokenizer + ``README.md`` card.
+
+result.json ``metrics`` (read by ``stage=report``)::
+
+    {"dev": {metric: value}, "test": {...}, "validation_mismatched": {...} (MNLI),
+     "teacher": {"dev": {...}, "test": {...}}, "main_metric": "accuracy",
+     "retention": student/teacher main metric (test when labelled, else dev),
+     "student": {"params", "non_embedding_params"}, "teacher_size": {...},
+     "size_ratio": {"params", "non_embedding_params"} (teacher / student),
+     "inference": {"student_examples_per_s", "teacher_examples_per_s", "speedup"} (dev set),
+     "steps": {"step1": n, "step2": n} | {"finetune": n}, "best_step": n,
+     "train_examples": n, "teacher_logits": {"cached": bool, "computed": n},
+     "init": "gd:<path>" | "random" | "teacher_layers", "wall_time_s": s}
+
+Values are fractions (accuracy 0.91, not 91). Flags gd/td/da sit in result.json ``flags``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from tinyfw import cache
+from tinyfw.data.tasks import Collator, TaskData, encode_splits, evaluate, load_task, predict_logits, tokenize
+from tinyfw.stages import RunContext, StageResult
+from tinyfw.stages.teacher import (
+    ensure_teacher, evaluate_all, head_kwargs, load_classifier, teacher_metrics, teacher_tokenizer,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _on(v: Any) -> bool:
+    return str(getattr(v, "value", v)) == "on"
+
+
+# --------------------------------------------------------------------------------------
+# student
+
+
+def build_classifier(cfg: DictConfig, home: Path, teacher: Any, task: TaskData, tracker: Any = None):
+    """The student encoder (GD / random / teacher layers) with a fresh classification head."""
+    from transformers import BertForSequenceClassification
+
+    from tinyfw.models.student import build_student, layer_mapping
+
+    if _on(cfg.gd):
+        src = cfg.task_distill.gd_checkpoint
+        if not src:
+            from tinyfw.stages.general import ensure_gd_student
+
+            src = str(ensure_gd_student(cfg, home, tracker))
+        init = f"gd:{src}"
+        if not Path(src).is_dir():
+            raise FileNotFoundError(f"GD checkpoint '{src}' (task_distill.gd_checkpoint) is not a directory")
+    else:
+        src = cfg.task_distill.gd_off_init
+        init = src
+    if _on(cfg.gd):
+        if not (Path(src) / "config.json").exists():
+            raise FileNotFoundError(f"GD checkpoint {src} has no config.json (not an HF model directory)")
+        from transformers import AutoConfig
+
+        shape = _shape_from(AutoConfig.from_pretrained(src))  # the checkpoint's own shape
+    else:
+        shape = cfg.student.shape
+    mapping = layer_mapping(_plain(cfg.student.layer_map), shape.num_layers, teacher.config.num_hidden_layers)
+    encoder = build_student(shape, teacher, src, mapping)  # strict load for a checkpoint path
+    config = encoder.config
+    for k, v in head_kwargs(task).items():
+        setattr(config, k, v)
+    config.num_labels = task.num_labels
+    model = BertForSequenceClassification(config)
+    model.bert.load_state_dict(encoder.state_dict(), strict=True)
+    model.requires_grad_(True)
+    model.set_attn_implementation("eager")
+    return model, mapping, init
+
+
+def _plain(v: Any) -> Any:
+    return OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+
+
+def _shape_from(config: Any) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(num_layers=config.num_hidden_layers, hidden_size=config.hidden_size,
+                           intermediate_size=config.intermediate_size, num_heads=config.num_attention_heads,
+                           max_position_embeddings=config.max_position_embeddings)
+
+
+# --------------------------------------------------------------------------------------
+# teacher logits, computed once per training example and cached
+
+
+def _data_digest(enc) -> str:
+    h = hashlib.sha256()
+    for col in ("input_ids", "token_type_ids"):
+        if col in enc.column_names:
+            for row in enc[col]:
+                h.update(np.asarray(row, dtype=np.int32).tobytes())
+                h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def _teacher_id(path: Path) -> str:
+    p = Path(path)
+    if "cache" in p.parts and p.parent.name == "teacher":
+        return str(p.name)  # a content-addressed teacher: its key is its identity
+    w = next((f for f in (p / "model.safetensors", p / "pytorch_model.bin") if f.exists()), None)
+    return f"{p.resolve()}:{w.stat().st_mtime_ns if w else 0}"
+
+
+def teacher_logits(teacher: Any, teacher_dir: Path, enc, collate: Collator, home: Path,
+                   batch_size: int) -> Tuple[np.ndarray, bool]:
+    """Teacher logits for every row of ``enc`` (float32 [N, C]) and whether they came from
+    the cache. Cache key: teacher identity + digest of the tokenised rows."""
+    parts = {"teacher": _teacher_id(teacher_dir), "data": _data_digest(enc), "rows": len(enc)}
+    built = {"now": False}
+
+    def build(tmp: Path) -> None:
+        built["now"] = True
+        logits = predict_logits(teacher, enc, collate, batch_size, desc="teacher logits")
+        np.save(tmp / "logits.npy", logits)
+
+    entry = cache.ensure(home, "teacher-logits", parts, build)
+    logits = np.load(entry / "logits.npy")
+    if logits.shape[0] != len(enc):
+        raise RuntimeError(f"cached teacher logits {entry} have {logits.shape[0]} rows for {len(enc)} examples")
+    return logits, not built["now"]
+
+
+# --------------------------------------------------------------------------------------
+# losses
+
+
+def _model_inputs(batch: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+
+
+def _hard_loss(logits, labels, regression: bool):
+    import torch.nn.functional as F
+
+    if regression:
+        return F.mse_loss(logits.view(-1).float(), labels.float())
+    return F.cross_entropy(logits.float(), labels)
+
+
+def make_step1_loss(distiller_attn: bool):
+    import torch
+
+    from tinyfw.models.capture import Features, capture
+
+    def clone(f: Features) -> Features:
+        return Features(embeddings=f.embeddings.clone(), hidden=[h.clone() for h in f.hidden],
+                        scores=[s.clone() for s in f.scores], mask=f.mask.clone(), logits=None)
+
+    def loss_fn(mods, batch):
+        ids, mask, tt = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        with torch.inference_mode():
+            t = capture(mods["teacher"], ids, mask, tt, need_scores=distiller_attn)
+        t = clone(t)
+        s = capture(mods["student"], ids, mask, tt, need_scores=distiller_attn)
+        s.logits = None
+        total, losses = mods["distiller"](s, t)
+        return total, {k: float(v.detach()) for k, v in losses.items() if k != "total"}
+
+    return loss_fn
+
+
+def make_step2_loss(pred_weight: float, temperature: float, regression: bool):
+    from tinyfw.distill.losses import prediction_loss, regression_loss
+
+    def loss_fn(mods, batch):
+        logits = mods["student"](**_model_inputs(batch)).logits
+        if pred_weight <= 0:  # "w/o Pred": hard labels
+            return _hard_loss(logits, batch["labels"], regression), {}
+        t = batch["t_logits"].to(logits.device)
+        soft = regression_loss(logits, t) if regression else prediction_loss(logits, t, temperature)
+        return pred_weight * soft, {"pred": float(soft.detach())}
+
+    return loss_fn
+
+
+def make_finetune_loss(regression: bool):
+    def loss_fn(mods, batch):
+        return _hard_loss(mods["student"](**_model_inputs(batch)).logits, batch["labels"], regression), {}
+
+    return loss_fn
+
+
+# --------------------------------------------------------------------------------------
+# stage
+
+
+def _throughput(model: Any, enc, collate: Collator, batch_size: int) -> float:
+    t0 = time.perf_counter()
+    predict_logits(model, enc, collate, batch_size, desc="timing")
+    return len(enc) / max(time.perf_counter() - t0, 1e-9)
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
+    import torch
+    from transformers import set_seed
+
+    from tinyfw.distill.objective import Distiller
+    from tinyfw.fsutil import atomic_dir
+    from tinyfw.models.card import param_counts, write_card
+    from tinyfw.models.student import validate_pair
+    from tinyfw.train.loop import fit
+
+    t_start = time.time()
+    home, td = ctx.home, cfg.task_distill
+    task = load_task(cfg.task, home)
+    teacher_dir = ensure_teacher(cfg, home, ctx.tracker, ctx.run_dir / "teacher_ft")
+    if (teacher_dir / "tokenizer_config.json").exists():  # fine-tuned teachers carry their tokenizer
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(teacher_dir))
+    else:
+        from tinyfw.models.load import teacher_path
+
+        tok = teacher_tokenizer(cfg, home, teacher_path(cfg.teacher, home, cfg.seed))
+    teacher = load_classifier(str(teacher_dir), task)
+    collate = Collator(tok.pad_token_id, regression=task.regression)
+    bs_eval = td.eval_batch_size
+    enc = encode_splits(task, tok, cfg.task.max_seq_len, task.eval_splits)
+
+    t_metrics = teacher_metrics(teacher_dir)
+    if not any(k in t_metrics for k in ("dev", "test")):
+        with torch.no_grad():
+            t_metrics = evaluate_all(teacher, task, enc, collate, bs_eval)
+
+    train = task.splits["train"]
+    if _on(cfg.augment):
+        from tinyfw.stages.augment import ensure_augmented
+
+        train = ensure_augmented(cfg, home, train)
+    enc_train = tokenize(train, task.text_columns, tok, cfg.task.max_seq_len)
+    enc_train = enc_train.select_columns([c for c in ("input_ids", "attention_mask", "token_type_ids", "labels")
+                                          if c in enc_train.column_names])
+
+    set_seed(cfg.seed)
+    student, mapping, init = build_classifier(cfg, home, teacher, task, ctx.tracker)
+    w = {k: float(v) for k, v in OmegaConf.to_container(cfg.distill.weights).items()}
+    validate_pair(student.config, teacher.config, mapping, w.get("attn", 0.0))
+
+    dev = enc[task.dev_split]
+
+    def dev_eval(mods):
+        from tinyfw.models.capture import unwrap
+
+        return evaluate(unwrap(mods["student"]), task, dev, collate, bs_eval)
+
+    common = dict(precision=str(cfg.precision), tracker=ctx.tracker, seed=cfg.seed)
+    steps: Dict[str, int] = {}
+    logits_info: Dict[str, Any] = {}
+    best_step = None
+    if _on(cfg.td):
+        inter = {k: w.get(k, 0.0) for k in ("embd", "attn", "hidn")}
+        if any(v > 0 for v in inter.values()):
+            distiller = Distiller(student.config.hidden_size, teacher.config.hidden_size, mapping, inter,
+                                  share_projection=cfg.distill.share_projection, attn_mode=cfg.distill.attn_mode,
+                                  temperature=cfg.distill.temperature)
+            log.info("TD step 1 (intermediate layers, weights %s) on %d examples", inter, len(enc_train))
+            r1 = fit({"student": student, "distiller": distiller}, make_step1_loss(inter["attn"] > 0), enc_train,
+                     collate, td.step1, out_dir=ctx.run_dir / "step1", frozen={"teacher": teacher}, desc="TD step 1",
+                     keep_checkpoints=1, log_prefix="step1/", **common)
+            steps["step1"] = r1.steps
+        train2 = enc_train
+        if w.get("pred", 0.0) > 0:
+            logits, cached = teacher_logits(teacher, teacher_dir, enc_train, collate, home, bs_eval)
+            logits_info = {"cached": cached, "computed": 0 if cached else len(enc_train)}
+            train2 = enc_train.add_column("t_logits", [row.tolist() for row in logits])
+        log.info("TD step 2 (prediction layer, pred weight %s, T=%s)", w.get("pred", 0.0), cfg.distill.temperature)
+        r2 = fit({"student": student}, make_step2_loss(w.get("pred", 0.0), cfg.distill.temperature, task.regression),
+                 train2, collate, td.step2, out_dir=ctx.run_dir / "step2", evaluate=dev_eval, desc="TD step 2",
+                 eval_key=task.main_metric, restore_best=True, keep_checkpoints=1, log_prefix="step2/", **common)
+        steps["step2"], best_step = r2.steps, (r2.best_eval or {}).get("step")
+    else:
+        log.info("td=off: fine-tuning the student on hard labels (%d examples)", len(enc_train))
+        r = fit({"student": student}, make_finetune_loss(task.regression), enc_train, collate, td.finetune,
+                out_dir=ctx.run_dir / "finetune", evaluate=dev_eval, desc="fine-tune", eval_key=task.main_metric,
+                restore_best=True, keep_checkpoints=1, log_prefix="finetune/", **common)
+        steps["finetune"], best_step = r.steps, (r.best_eval or {}).get("step")
+
+    student.eval()
+    with torch.no_grad():
+        s_metrics = evaluate_all(student, task, enc, collate, bs_eval)
+        speed_s = _throughput(student, dev, collate, bs_eval)
+        speed_t = _throughput(teacher, dev, collate, bs_eval)
+    s_size, t_size = param_counts(student), param_counts(teacher)
+    main = task.main_metric
+    ref = "test" if "test" in s_metrics and "test" in t_metrics else "dev"
+    retention = None
+    if ref in s_metrics and ref in t_metrics and t_metrics[ref].get(main):
+        retention = s_metrics[ref][main] / t_metrics[ref][main]
+    metrics: Dict[str, Any] = {
+        **s_metrics,
+        "teacher": {k: v for k, v in t_metrics.items() if isinstance(v, dict)},
+        "main_metric": main,
+        "retention": retention,
+        "retention_split": ref,
+        "student": s_size,
+        "teacher_size": t_size,
+        "size_ratio": {k: t_size[k] / max(1, s_size[k]) for k in s_size},
+        "inference": {"student_examples_per_s": round(speed_s, 1), "teacher_examples_per_s": round(speed_t, 1),
+                      "speedup": round(speed_s / max(speed_t, 1e-9), 2)},
+        "steps": steps,
+        "best_step": best_step,
+        "train_examples": len(enc_train),
+        "teacher_logits": logits_info,
+        "init": init,
+    }
+
+    out = ctx.run_dir / "student"
+    if ctx.is_main:
+        flags = {"gd": str(cfg.gd), "td": str(cfg.td), "da": str(cfg.augment)}
+        with atomic_dir(out, overwrite=True) as tmp:
+            student.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+            write_card(tmp, title=f"TinyBERT-style student for {task.name}",
+                       summary=(f"Distilled by tinyfw stage=task from the fine-tuned teacher `{teacher_dir}` "
+                                f"({cfg.teacher.name_or_path}); flags {flags}; init {init}."),
+                       task=task.describe(), metrics={**s_metrics, **{f"teacher {k}": v for k, v in metrics['teacher'].items()}},
+                       size=s_size, config={**flags, "layer_map": mapping, "weights": w,
+                                            "temperature": cfg.distill.temperature, "steps": steps,
+                                            "train_examples": len(enc_train), "max_seq_len": cfg.task.max_seq_len,
+                                            "seed": cfg.seed})
+        reloaded = load_classifier(str(out), task)  # strict: no missing/unexpected keys
+        probe = dev.select(range(min(8, len(dev))))
+        same = np.allclose(predict_logits(reloaded, probe, collate), predict_logits(student, probe, collate), atol=1e-4)
+        if not same:
+            raise RuntimeError(f"the saved student {out} does not reproduce the trained model's outputs")
+    metrics["wall_time_s"] = round(time.time() - t_start, 1)
+    for s in ("dev", "test"):
+        if s in s_metrics:
+            log.info("student %s %s (teacher %s)", s, s_metrics[s], metrics["teacher"].get(s))
+    return StageResult(metrics=metrics, outputs={"student": str(out), "teacher": str(teacher_dir)})
