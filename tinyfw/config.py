@@ -195,6 +195,11 @@ class TaskDistillCfg:
 class ReportCfg:
     source: str = ""  # sweep dir | local wandb dir | wandb:ENTITY/PROJECT/GROUP
     out: str = ""  # "" = the run directory
+    # "" = auto (test split's main metric when present, else dev); `dev` | `test` = that
+    # split's main metric; `split/name` (e.g. `dev/f1`) = exactly that metric
+    metric: str = ""
+    percent: bool = True  # show metrics x100, like the paper's table
+    digits: int = 1  # decimals in the table cells
 
 
 @dataclass

@@ -1,0 +1,3 @@
+"""The ablation report: read run records (sweep dir, local wandb dir, wandb server), build the
+paper-shaped table (``table.py``) and the bar chart (``plot.py``). ``records.py`` documents the
+run-record schema the report expects."""

@@ -1,0 +1,307 @@
+"""The ablation table in the paper's shape: rows = variants, columns = tasks (+ average).
+
+Rows: the teacher on top, then ``GD+TD+DA (full)``, ``w/o GD``, ``w/o TD``, ``w/o DA``, other
+flag combinations present (``w/o GD, TD`` ...), then objective ablations present (a loss
+weight ``distill.weights.X == 0``: ``w/o Embd``, ``w/o Pred``, ``w/o Trm`` (attention and
+hidden both off), ``w/o Attn``, ``w/o Hidn``), then anything else (other loss weights, other
+swept settings in brackets). A cell is mean ± sample std over seeds with n; runs that failed or
+are missing are counted in the cell (``failed``/``missing`` when none succeeded) and listed
+below the table, never dropped. The average column (2+ tasks) is the mean of the task means;
+its ± is the std over seeds of per-seed averages (seeds complete in every task).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from tinyfw.report.records import FLAGS, RunRecord, extra_keys
+
+# metric names tried, in order, when a run does not name its main metric
+KNOWN_METRICS = ("accuracy", "acc", "matthews_correlation", "mcc", "f1", "pearson", "spearmanr",
+                 "spearman")
+OBJECTIVE_NAMES = {"embd": "Embd", "attn": "Attn", "hidn": "Hidn", "pred": "Pred"}
+PAPER_ORDER = ["Embd", "Pred", "Trm", "Attn", "Hidn"]
+FULL = "GD+TD+DA (full)"
+TEACHER = "teacher"
+
+# TinyBERT4 ablations on dev sets (Jiao et al. 2019, arXiv 1909.10351), as in DESIGN.md §1
+PAPER_COLUMNS = ["MNLI-m", "MNLI-mm", "MRPC", "CoLA", "avg"]
+PAPER_ROWS: List[Tuple[str, List[float]]] = [
+    ("TinyBERT4 (GD+TD+DA)", [82.8, 82.9, 85.8, 50.8, 75.6]),
+    ("w/o GD", [82.5, 82.6, 84.1, 40.8, 72.5]),
+    ("w/o TD", [80.6, 81.2, 83.8, 28.5, 68.5]),
+    ("w/o DA", [80.5, 81.0, 82.4, 29.8, 68.4]),
+    ("w/o Embd", [82.3, 82.3, 85.0, 46.7, 74.1]),
+    ("w/o Pred", [80.5, 81.0, 84.3, 48.2, 73.5]),
+    ("w/o Trm (attn+hidden)", [71.7, 72.3, 70.1, 11.2, 56.3]),
+    ("w/o Attn", [79.9, 80.7, 82.3, 41.1, 71.0]),
+    ("w/o Hidn", [81.7, 82.1, 84.1, 43.7, 72.9]),
+]
+
+
+def paper_markdown() -> str:
+    head = "| variant | " + " | ".join(PAPER_COLUMNS) + " |"
+    sep = "|---" * (len(PAPER_COLUMNS) + 1) + "|"
+    rows = [f"| {name} | " + " | ".join(f"{v:.1f}" for v in vals) + " |" for name, vals in PAPER_ROWS]
+    return "\n".join([head, sep, *rows])
+
+
+# ---------------------------------------------------------------- metric choice
+
+
+def metric_key(metrics: Dict[str, Any], split: str) -> Optional[str]:
+    """The flat key of the main metric on ``split`` in one run's metrics, if present."""
+    main = metrics.get("main_metric")
+    names = [str(main).split("/")[-1]] if main else list(KNOWN_METRICS)
+    for name in names:
+        for key in (f"{split}/{name}", f"{split}_{name}"):
+            if _num(metrics.get(key)) is not None:
+                return key
+    return None
+
+
+def resolve_metric(records: Sequence[RunRecord], spec: str) -> Optional[str]:
+    """The flat metric key used for one task's column.
+
+    ``spec``: ``""`` = the test split's main metric when every ok run has it, else dev's;
+    ``dev``/``test`` = that split's main metric; ``split/name`` = exactly that key.
+    """
+    ok = [r for r in records if r.status == "ok"]
+    if "/" in spec:
+        return spec
+    splits = [spec] if spec else ["test", "dev"]
+    best: Tuple[int, Optional[str]] = (0, None)
+    for split in splits:
+        keys = [metric_key(r.metrics, split) for r in ok]
+        found = [k for k in keys if k]
+        if ok and len(found) == len(ok) and len(set(found)) == 1:
+            return found[0]
+        if found and len(found) > best[0]:
+            best = (len(found), max(set(found), key=found.count))
+    return best[1]
+
+
+def _num(v: Any) -> Optional[float]:
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+# ---------------------------------------------------------------- rows
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def variant(rec: RunRecord, extras: Sequence[str]) -> Tuple[Tuple, str]:
+    """(sort key, label) of the table row a run belongs to."""
+    if rec.flags is None:
+        return (9,), "unknown (no config)"
+    off = [f.upper() for f in FLAGS if rec.flags.get(f) == "off"]
+    zero = [OBJECTIVE_NAMES[k] for k, v in rec.weights.items() if v == 0]
+    if "Attn" in zero and "Hidn" in zero:
+        zero = [z for z in zero if z not in ("Attn", "Hidn")] + ["Trm"]
+    odd = [f"{k}×{_norm(v)}" for k, v in rec.weights.items() if v not in (0, 1)]
+    parts = off + zero
+    label = ("w/o " + ", ".join(parts)) if parts else ("GD+TD+DA" if odd else FULL)
+    if odd:
+        label += ("; " if parts else ", ") + ", ".join(odd)
+    extra = {k: _norm(rec.config.get(k)) for k in extras}
+    if extra:
+        label += " [" + ", ".join(f"{k}={v}" for k, v in extra.items()) + "]"
+    flag_rank = [FLAGS.index(f.lower()) for f in off]
+    obj_rank = [PAPER_ORDER.index(z) for z in zero]
+    if not parts:
+        group = 0
+    elif not zero:
+        group = 1 if len(off) == 1 else 2
+    elif not off:
+        group = 3 if len(zero) == 1 else 4
+    else:
+        group = 5
+    if odd:  # other loss weights: after the paper's rows
+        group = 6
+    return (group, len(parts), flag_rank, obj_rank, bool(odd), label), label
+
+
+@dataclass
+class Cell:
+    values: List[float] = field(default_factory=list)
+    seeds: List[Optional[int]] = field(default_factory=list)
+    failed: int = 0
+    missing: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> Optional[float]:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> Optional[float]:
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    def text(self, digits: int) -> str:
+        if not self.values:
+            if self.failed and self.missing:
+                return f"failed ({self.failed}), missing ({self.missing})"
+            if self.failed:
+                return "failed" if self.failed == 1 else f"failed ({self.failed})"
+            if self.missing:
+                return "missing" if self.missing == 1 else f"missing ({self.missing})"
+            return "—"
+        s = f"{self.mean:.{digits}f}"
+        if self.std is not None:
+            s += f" ± {self.std:.{digits}f}"
+        notes = [f"n={self.n}"]
+        if self.failed:
+            notes.append(f"{self.failed} failed")
+        if self.missing:
+            notes.append(f"{self.missing} missing")
+        return f"{s} ({'; '.join(notes)})"
+
+
+@dataclass
+class Problem:
+    run: str
+    row: str
+    task: Optional[str]
+    seed: Optional[int]
+    status: str  # failed | missing
+    error: str
+    path: str
+
+
+@dataclass
+class Table:
+    columns: List[str]  # task names, then "avg" when there are 2+ tasks
+    rows: List[Tuple[str, Dict[str, Cell]]]
+    problems: List[Problem]
+    metric: Dict[str, Optional[str]]  # task -> metric key used
+    runs_ok: int
+    runs_failed: int
+    runs_missing: int
+    digits: int = 1
+    scale: float = 100.0
+
+    def cell_texts(self) -> List[List[str]]:
+        return [[label] + [cells[c].text(self.digits) for c in self.columns] for label, cells in self.rows]
+
+    def markdown(self) -> str:
+        head = "| variant | " + " | ".join(self.columns) + " |"
+        sep = "|---" * (len(self.columns) + 1) + "|"
+        return "\n".join([head, sep, *("| " + " | ".join(r) + " |" for r in self.cell_texts())])
+
+    def frame(self):
+        """One row per variant: ``<col>_mean``, ``<col>_std``, ``<col>_n`` (+ failed, missing)."""
+        import pandas as pd
+
+        out = []
+        for label, cells in self.rows:
+            row: Dict[str, Any] = {"variant": label}
+            for c in self.columns:
+                cell = cells[c]
+                row[f"{c}_mean"] = cell.mean
+                row[f"{c}_std"] = cell.std
+                row[f"{c}_n"] = cell.n
+                if c != "avg":
+                    row[f"{c}_failed"] = cell.failed
+                    row[f"{c}_missing"] = cell.missing
+            out.append(row)
+        return pd.DataFrame(out)
+
+
+def build(records: Sequence[RunRecord], metric: str = "", percent: bool = True,
+          digits: int = 1) -> Table:
+    """Aggregate run records into the ablation table (see the module docstring)."""
+    scale = 100.0 if percent else 1.0
+    known = [r for r in records if r.status != "missing" or r.config]
+    extras = extra_keys([r for r in known if r.status != "missing"] or known)
+    tasks = sorted({r.task for r in records if r.task is not None})
+    by_task = {t: [r for r in records if r.task == t] for t in tasks}
+    keys = {t: resolve_metric(by_task[t], metric) for t in tasks}
+
+    rows: Dict[str, Tuple[Tuple, Dict[str, Cell]]] = {}
+    teacher: Dict[str, Dict[Optional[int], float]] = {t: {} for t in tasks}
+    problems: List[Problem] = []
+    n_ok = n_failed = n_missing = 0
+    for r in records:
+        sort_key, label = variant(r, extras)
+        cells = rows.setdefault(label, (sort_key, {}))[1]
+        cell = cells.setdefault(r.task or "?", Cell())
+        key = keys.get(r.task) if r.task else None
+        value = _num(r.metrics.get(key)) if (key and r.status == "ok") else None
+        status, error = r.status, r.error
+        if r.status == "ok" and value is None:
+            status = "failed"
+            error = f"no metric '{key or metric or 'main metric'}' in its metrics ({', '.join(sorted(r.metrics)) or 'none'})"
+        if status == "ok":
+            n_ok += 1
+            cell.values.append(value * scale)
+            cell.seeds.append(r.seed)
+            tv = _num(r.metrics.get(f"teacher/{key}"))
+            if tv is not None:
+                teacher[r.task].setdefault(r.seed, tv * scale)  # one teacher per (task, seed)
+            continue
+        if status == "missing":
+            n_missing += 1
+            cell.missing += 1
+        else:
+            n_failed += 1
+            cell.failed += 1
+        problems.append(Problem(r.name, label, r.task, r.seed, status, error, r.path))
+
+    columns = list(tasks) + (["?"] if any("?" in c for _, c in rows.values()) else [])
+    ordered = [(label, cells) for label, (_, cells) in sorted(rows.items(), key=lambda kv: _sortable(kv[1][0]))]
+    if any(teacher.values()):
+        tcells = {t: Cell(values=list(v.values()), seeds=list(v)) for t, v in teacher.items()}
+        ordered.insert(0, (TEACHER, tcells))
+    for _, cells in ordered:
+        for c in columns:
+            cells.setdefault(c, Cell())
+    if len(tasks) >= 2:
+        columns.append("avg")
+        for _, cells in ordered:
+            cells["avg"] = _average([cells[t] for t in tasks])
+    return Table(columns=columns, rows=ordered, problems=problems, metric=keys, runs_ok=n_ok,
+                 runs_failed=n_failed, runs_missing=n_missing, digits=digits, scale=scale)
+
+
+def _sortable(key: Tuple) -> Tuple:
+    return tuple(tuple(k) if isinstance(k, list) else k for k in key)
+
+
+def _average(cells: List[Cell]) -> Cell:
+    """Mean of task means; ± over seeds whose runs succeeded in every task."""
+    if not cells or any(not c.values for c in cells):
+        return Cell(failed=sum(c.failed for c in cells), missing=sum(c.missing for c in cells))
+    per_seed: Dict[Optional[int], List[float]] = {}
+    for c in cells:
+        for s, v in zip(c.seeds, c.values):
+            per_seed.setdefault(s, []).append(v)
+    complete = [statistics.fmean(v) for s, v in per_seed.items() if s is not None and len(v) == len(cells)]
+    mean = statistics.fmean(c.mean for c in cells)  # type: ignore[misc]
+    return _FixedMean(values=complete or [mean], mean_value=mean)
+
+
+@dataclass
+class _FixedMean(Cell):
+    """An average cell: its mean is the mean of task means; its values are per-seed averages."""
+
+    mean_value: float = 0.0
+
+    @property
+    def mean(self) -> Optional[float]:  # type: ignore[override]
+        return self.mean_value

@@ -1,0 +1,101 @@
+"""``stage=report``: the ablation table and chart of a sweep.
+
+``python -m tinyfw stage=report report.source=SRC [report.out=DIR] [report.metric=dev]``
+where SRC is a multirun sweep dir, a local wandb dir, or ``wandb:ENTITY/PROJECT/GROUP``.
+Writes ``report.md`` (our table, the chart, failed/missing runs, the paper's table beside it),
+``report.csv`` and ``report.png`` into ``report.out`` (default: this run's dir), prints the
+table, and logs it (``wandb.Table``) and the chart to this stage's own wandb run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict
+
+from omegaconf import DictConfig
+
+from tinyfw.fsutil import atomic_write_text
+from tinyfw.report import plot, records, table
+from tinyfw.stages import RunContext, StageResult
+
+log = logging.getLogger(__name__)
+
+
+def describe_metric(tab: table.Table, percent: bool) -> str:
+    keys = sorted({k for k in tab.metric.values() if k})
+    what = ", ".join(f"`{k}`" for k in keys) or "(none found)"
+    return f"{what}{' ×100' if percent else ''}"
+
+
+def chart_title(tab: table.Table, source: str, percent: bool) -> str:
+    keys = ", ".join(sorted({k for k in tab.metric.values() if k})) or "?"
+    return (f"{str(source).rstrip('/').split('/')[-1]}: {keys}{' x100' if percent else ''}, "
+            "mean ± std over seeds")
+
+
+def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: str) -> str:
+    n = tab.runs_ok + tab.runs_failed + tab.runs_missing
+    lines = [
+        "# Ablation report",
+        "",
+        f"Source: `{source}` ({kind}; {n} runs: {tab.runs_ok} ok, {tab.runs_failed} failed, "
+        f"{tab.runs_missing} missing). Metric: {describe_metric(tab, percent)}; cells are "
+        "mean ± std over seeds (n = successful seeds).",
+        "",
+        tab.markdown(),
+        "",
+        f"![ablation chart]({png_name})",
+        "",
+        "## Failed and missing runs",
+        "",
+    ]
+    if tab.problems:
+        for p in tab.problems:
+            err = " ".join(str(p.error).split())[:300]
+            lines.append(f"- run `{p.run}` ({p.row}, task {p.task or '?'}, seed "
+                         f"{p.seed if p.seed is not None else '?'}): **{p.status}** — {err} (`{p.path}`)")
+    else:
+        lines.append("None.")
+    lines += [
+        "",
+        "## For comparison: the paper (TinyBERT4, Jiao et al. 2019, dev sets)",
+        "",
+        table.paper_markdown(),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def log_to_wandb(run: Any, tab: table.Table, png: Path) -> None:
+    import wandb
+
+    texts = tab.cell_texts()
+    wtable = wandb.Table(columns=["variant", *tab.columns], data=texts)
+    run.log({"report/table": wtable, "report/chart": wandb.Image(str(png))})
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
+    rc = cfg.report
+    out = Path(rc.out).expanduser() if rc.out else ctx.run_dir
+    recs, kind = records.load(rc.source)
+    tab = table.build(recs, metric=rc.metric, percent=rc.percent, digits=rc.digits)
+    out.mkdir(parents=True, exist_ok=True)
+    files: Dict[str, str] = {
+        "markdown": str(out / "report.md"),
+        "csv": str(out / "report.csv"),
+        "png": str(out / "report.png"),
+    }
+    plot.save(tab, Path(files["png"]), title=chart_title(tab, rc.source, rc.percent))
+    atomic_write_text(files["csv"], tab.frame().to_csv(index=False))
+    atomic_write_text(files["markdown"], markdown(tab, rc.source, kind, rc.percent, "report.png"))
+    print(tab.markdown())
+    if tab.problems:
+        print(f"\n{len(tab.problems)} failed/missing run(s): see {files['markdown']}")
+    if ctx.tracker.run is not None:
+        log_to_wandb(ctx.tracker.run, tab, Path(files["png"]))
+    return StageResult(
+        metrics={"rows": len(tab.rows), "runs_ok": tab.runs_ok, "runs_failed": tab.runs_failed,
+                 "runs_missing": tab.runs_missing},
+        outputs=files,
+    )
