@@ -33,7 +33,7 @@ class Augmenter:
         seed: with the row id, seeds each row's sampling.
         eligible: which words may be replaced: ``alpha`` (has a letter) or ``all`` (not punctuation).
         stopwords: words never offered as masked-LM candidates (``True``: a built-in English list).
-        alpha_only: masked-LM candidates must be alphabetic.
+        alpha_only: candidates must be alphabetic (else: not punctuation-only).
         second_segment: the masked input also carries the original sentence as segment B, as the
             reference code does (doubles the length; off by default).
         multi_mask: approximation — mask several words at least ``multi_mask_gap`` pieces apart
@@ -68,7 +68,7 @@ class Augmenter:
         self.mlm = MlmCandidates(mlm_model, tokenizer, top_k=top_k, alpha_only=alpha_only,
                                  stopwords=stopwords or None, precision=precision,
                                  batch_size=batch_size, device=device, progress=progress)
-        self.glove = GloveCandidates(vectors, top_k=top_k)
+        self.glove = GloveCandidates(vectors, top_k=top_k, alpha_only=alpha_only)
         lim = [mlm_model.config.max_position_embeddings]
         if 0 < getattr(tokenizer, "model_max_length", 0) < 100_000:
             lim.append(tokenizer.model_max_length)

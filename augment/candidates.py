@@ -15,7 +15,7 @@ Candidate rule (both modes): the K best-scoring vocabulary tokens that are not `
 pieces, special tokens, punctuation-only tokens or the word itself (optionally: only
 alphabetic tokens, no stop words). Unlike the reference, which filters its top-K and keeps
 what is left, filtering comes first, so a word gets K candidates when K survive.
-GloVe: the K nearest other words by cosine. Candidates take the casing of the original word.
+GloVe: the K nearest other words by cosine (not punctuation; alphabetic with ``alpha_only``). Candidates take the casing of the original word.
 """
 
 from __future__ import annotations
@@ -258,11 +258,13 @@ class MlmCandidates:
 class GloveCandidates:
     """K nearest neighbours by cosine in a gensim KeyedVectors, memoised per word."""
 
-    def __init__(self, vectors, *, top_k: int, chunk: int = 256):
+    def __init__(self, vectors, *, top_k: int, chunk: int = 256, alpha_only: bool = False):
         self.kv = vectors
         self.top_k = top_k
         self.chunk = chunk
+        self.alpha_only = alpha_only
         self._normed: Optional[torch.Tensor] = None
+        self._allowed: Optional[torch.Tensor] = None
         self.memo: Dict[str, List[str]] = {}
         self.seconds = 0.0
 
@@ -279,6 +281,14 @@ class GloveCandidates:
             self._normed = torch.from_numpy(v / np.maximum(n, 1e-12))
         return self._normed
 
+    def allowed(self) -> torch.Tensor:
+        """Vector-vocabulary words that may be candidates: not punctuation (alphabetic with
+        ``alpha_only``)."""
+        if self._allowed is None:
+            test = str.isalpha if self.alpha_only else (lambda w: not is_punct(w))
+            self._allowed = torch.tensor([bool(test(w)) for w in self.kv.index_to_key])
+        return self._allowed
+
     def exact(self, words: Iterable[str]) -> Dict[str, List[str]]:
         """Neighbours for every distinct known word, in chunked matrix products."""
         t0 = time.perf_counter()
@@ -291,9 +301,11 @@ class GloveCandidates:
                 idx = torch.tensor([self.kv.key_to_index[w] for w in part])
                 sims = normed[idx] @ normed.T
                 sims[torch.arange(len(part)), idx] = float("-inf")  # not the word itself
-                top = sims.topk(k, dim=1).indices.tolist()
-                for w, row in zip(part, top):
-                    self.memo[w] = [self.kv.index_to_key[j] for j in row[: self.top_k]]
+                sims[:, ~self.allowed()] = float("-inf")
+                vals, top = sims.topk(k, dim=1)
+                for w, v, row in zip(part, vals.tolist(), top.tolist()):
+                    keep = [self.kv.index_to_key[j] for s, j in zip(v, row) if s != float("-inf")]
+                    self.memo[w] = keep[: self.top_k]
         self.seconds += time.perf_counter() - t0
         return self.memo
 
@@ -310,7 +322,12 @@ class GloveCandidates:
             normed = self.normed().numpy()
             i = self.kv.key_to_index[k]
             order = np.argsort(-(normed @ normed[i]), kind="stable")
-            out = [self.kv.index_to_key[j] for j in order if j != i][: self.top_k]
+            allowed = self.allowed().numpy()
+            for j in order:
+                if j != i and allowed[j]:
+                    out.append(self.kv.index_to_key[j])
+                    if len(out) == self.top_k:
+                        break
         self.seconds += time.perf_counter() - t0
         return out
 
