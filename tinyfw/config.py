@@ -149,6 +149,7 @@ class GeneralCfg:
 class MlmCfg:
     base: str = "teacher"  # encoder to adapt: `teacher` (the teacher config) or a name/path
     mask_prob: float = 0.15
+    precision: str = ""  # "" = the global `precision`; fp32 | bf16 | fp16
     eval_examples: int = 200
     train: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=1e-4, max_steps=600))
 
@@ -163,9 +164,12 @@ class AugmentCfg:
     top_k: int = 15
     seed: int = 42
     mode: str = "exact"  # exact | reference
+    precision: str = "fp32"  # fp32 | bf16 | fp16 autocast of the masked-LM forwards
     batch_size: int = 128  # masked sequences per forward (exact mode)
     second_segment: bool = False  # masked input also carries the original sentence
     multi_mask: bool = False  # approximation: several far-apart words masked per forward
+    multi_mask_gap: int = 8  # multi_mask: min distance (word pieces) between masks
+    eligible: str = "alpha"  # words that may be replaced: alpha (has a letter) | all (not punctuation)
     alpha_only: bool = True  # drop non-alphabetic masked-LM candidates
     stopwords: bool = True  # drop stop-word masked-LM candidates
     max_examples: int = -1  # augment only the first N training rows (-1: all)
