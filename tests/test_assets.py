@@ -293,3 +293,15 @@ def test_stage_second_run_is_a_no_op_via_cli(tmp_path, archives):
     assert record["status"] == "ok" and record["metrics"]["built"] == 0
     assert record["outputs"]["mr"] == str(home / "assets" / "mr")
     assert record["metrics"]["glove-50d"]["bytes"] > 0
+
+
+def test_debian_texts_skipped_with_notice_without_apt(tmp_path, monkeypatch):
+    import tinyfw.assets as assets
+
+    monkeypatch.setattr(assets, "apt_usable", lambda: False)
+    monkeypatch.setattr(assets, "apt_fetch", lambda *a: pytest.fail("apt must not run"))
+    logs = []
+    assert assets._debian_texts(tmp_path, None, logs.append) == {}
+    assert any("notice: skipping the Debian texts" in line for line in logs)
+    assert assets._debian_texts(tmp_path, False, logs.append) == {}  # turned off: silently
+    assert len(logs) == 1

