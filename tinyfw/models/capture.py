@@ -70,8 +70,10 @@ AttentionMaskInterface.register(IMPL, eager_mask)
 def unwrap(model: nn.Module) -> nn.Module:
     """The HF model inside DDP / Accelerate / torch.compile wrappers."""
     while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if inner is None or not isinstance(inner, nn.Module):
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
             return model
         model = inner
 
