@@ -29,7 +29,8 @@ def _metric_rows(metrics: Mapping[str, Any]) -> str:
 
 
 def write_card(out_dir: Path, *, title: str, summary: str, task: Mapping[str, Any],
-               metrics: Mapping[str, Any], size: Mapping[str, int], config: Mapping[str, Any]) -> Path:
+               metrics: Mapping[str, Any], size: Mapping[str, int], config: Mapping[str, Any],
+               name: str = "") -> Path:
     """Write ``out_dir/README.md``. ``task`` = ``TaskData.describe()``; ``metrics`` =
     ``{split: {metric: value}}``; ``config`` = the settings worth recording (flat)."""
     labels = ", ".join(f"{i} = {n}" for i, n in enumerate(task.get("labels") or [])) or "regression (1 output)"
@@ -56,8 +57,8 @@ def write_card(out_dir: Path, *, title: str, summary: str, task: Mapping[str, An
 ## Use
 ```python
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-tok = AutoTokenizer.from_pretrained("{out_dir.name}")
-model = AutoModelForSequenceClassification.from_pretrained("{out_dir.name}")
+tok = AutoTokenizer.from_pretrained("{name}")
+model = AutoModelForSequenceClassification.from_pretrained("{name}")
 ```
 Made with tinyfw (TinyBERT-style distillation).
 """

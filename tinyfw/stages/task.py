@@ -48,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, Tuple
@@ -362,12 +363,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
                        size=s_size, config={**flags, "layer_map": mapping, "weights": w,
                                             "temperature": cfg.distill.temperature, "steps": steps,
                                             "train_examples": len(enc_train), "max_seq_len": cfg.task.max_seq_len,
-                                            "seed": cfg.seed})
+                                            "seed": cfg.seed}, name=str(out))
         reloaded = load_classifier(str(out), task)  # strict: no missing/unexpected keys
         probe = dev.select(range(min(8, len(dev))))
         same = np.allclose(predict_logits(reloaded, probe, collate), predict_logits(student, probe, collate), atol=1e-4)
         if not same:
             raise RuntimeError(f"the saved student {out} does not reproduce the trained model's outputs")
+        for phase in ("step1", "step2", "finetune"):  # training state is only for resuming a killed run
+            shutil.rmtree(ctx.run_dir / phase / "checkpoints", ignore_errors=True)
     metrics["wall_time_s"] = round(time.time() - t_start, 1)
     for s in ("dev", "test"):
         if s in s_metrics:

@@ -144,7 +144,8 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
                task=task.describe(), metrics={k: v for k, v in metrics.items() if isinstance(v, dict)}, size=size,
                config={"base": base, "lr": cfg.teacher_ft.train.lr, "batch_size": cfg.teacher_ft.train.batch_size,
                        "epochs": cfg.teacher_ft.train.epochs, "max_steps": cfg.teacher_ft.train.max_steps,
-                       "max_seq_len": cfg.task.max_seq_len, "seed": cfg.seed, "precision": str(cfg.precision)})
+                       "max_seq_len": cfg.task.max_seq_len, "seed": cfg.seed, "precision": str(cfg.precision)},
+               name="TEACHER_DIR")
     load_classifier(str(out), task)  # the saved checkpoint reloads strictly with its head
     return metrics
 
