@@ -37,6 +37,18 @@ def test_uniform_paper_mapping():
     assert layer_mapping("uniform", 3, 3) == [1, 2, 3]
 
 
+def test_nearest_matches_uniform_when_exact_and_covers_any_pair():
+    assert layer_mapping("nearest", 4, 6) == [2, 3, 5, 6]  # TinyBERT4 from MiniLM-L6
+    assert layer_mapping("nearest", 4, 2) == [1, 1, 2, 2]
+    assert layer_mapping("nearest", 3, 7) == [3, 5, 7]
+    for m, n in [(4, 12), (6, 12), (1, 2), (3, 3), (2, 8)]:
+        assert layer_mapping("nearest", m, n) == layer_mapping("uniform", m, n)
+    for m in range(1, 9):
+        for n in range(1, 13):
+            got = layer_mapping("nearest", m, n)
+            assert len(got) == m and got[-1] == n and got == sorted(got) and got[0] >= 1
+
+
 def test_top_bottom():
     assert layer_mapping("top", 4, 12) == [9, 10, 11, 12]
     assert layer_mapping("bottom", 4, 12) == [1, 2, 3, 4]
@@ -53,7 +65,7 @@ def test_explicit_lists():
 @pytest.mark.parametrize(
     "strategy, m, n, match",
     [
-        ("uniform", 4, 6, r"multiple.*explicit list.*layer_map=\["),
+        ("uniform", 4, 6, r"multiple.*layer_map=nearest \(\[2, 3, 5, 6\]\).*layer_map=\[2,3,5,6\]"),
         ("top", 5, 4, "at most"),
         ("bottom", 5, 4, "at most"),
         ("middle", 2, 4, "unknown layer mapping.*uniform"),

@@ -71,7 +71,8 @@ class StudentCfg:
     shape: ShapeCfg = field(default_factory=ShapeCfg)
     # random | teacher_layers | path to a checkpoint directory (HF format)
     init: str = "random"
-    # uniform | top | bottom | explicit list of teacher layers (1-based), one per student layer
+    # uniform (m*N/M) | nearest (ceil(m*N/M): uniform when exact, any N, M) | top | bottom |
+    # explicit list of teacher layers (1-based), one per student layer
     layer_map: Any = "uniform"
 
 

@@ -10,14 +10,16 @@ from typing import Any, List, Sequence, Union
 import torch
 from transformers import BertConfig, BertModel, PreTrainedModel
 
-STRATEGIES = ("uniform", "top", "bottom")
+STRATEGIES = ("uniform", "nearest", "top", "bottom")
 
 
 def layer_mapping(strategy: Union[str, Sequence[int]], n_student: int, n_teacher: int) -> List[int]:
     """For student layers 1..M, the teacher layer (1-based) each one learns from.
 
-    ``uniform``: m·N/M (4 from 12 -> [3, 6, 9, 12]); ``top``: the last M layers; ``bottom``: the
-    first M; or an explicit list of M teacher layers (a list, or a string "3,6,9,12").
+    ``uniform``: m·N/M (4 from 12 -> [3, 6, 9, 12]; N must be a multiple of M); ``nearest``:
+    ⌈m·N/M⌉, the same as ``uniform`` whenever that exists and defined for any N, M (4 from 6 ->
+    [2, 3, 5, 6]); ``top``: the last M layers; ``bottom``: the first M; or an explicit list of M
+    teacher layers (a list, or a string "3,6,9,12").
     """
     if n_student < 1 or n_teacher < 1:
         raise ValueError(f"layer counts must be >= 1, got student {n_student}, teacher {n_teacher}")
@@ -27,11 +29,14 @@ def layer_mapping(strategy: Union[str, Sequence[int]], n_student: int, n_teacher
             if n_teacher % n_student:
                 raise ValueError(
                     f"uniform layer mapping needs the teacher's layers ({n_teacher}) to be a multiple "
-                    f"of the student's ({n_student}); give an explicit list instead, e.g. "
-                    f"student.layer_map=[{','.join(str(x) for x in _spread(n_student, n_teacher))}]"
+                    f"of the student's ({n_student}); use student.layer_map=nearest "
+                    f"({_nearest(n_student, n_teacher)}) or an explicit list, e.g. "
+                    f"student.layer_map=[{','.join(str(x) for x in _nearest(n_student, n_teacher))}]"
                 )
             step = n_teacher // n_student
             return [m * step for m in range(1, n_student + 1)]
+        if name == "nearest":
+            return _nearest(n_student, n_teacher)
         if n_student > n_teacher:
             raise ValueError(
                 f"'{name}' layer mapping needs a student with at most the teacher's {n_teacher} layers "
@@ -66,9 +71,9 @@ def layer_mapping(strategy: Union[str, Sequence[int]], n_student: int, n_teacher
     return layers
 
 
-def _spread(m: int, n: int) -> List[int]:
-    """A near-uniform mapping for a suggestion in error messages."""
-    return [max(1, round(i * n / m)) for i in range(1, m + 1)]
+def _nearest(m: int, n: int) -> List[int]:
+    """⌈i·N/M⌉ for i = 1..M, in integer arithmetic (exactly i·N/M when M divides N)."""
+    return [-(-i * n // m) for i in range(1, m + 1)]
 
 
 def validate_pair(student_config: Any, teacher_config: Any, mapping: Sequence[int], attn_weight: float) -> None:
