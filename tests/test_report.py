@@ -62,7 +62,9 @@ def write_sweep(root: Path, drop_dir: int | None = None) -> Path:
     """A fake multirun sweep: 8 flag combos x 2 seeds of task mr, one failed, one missing."""
     root.mkdir(parents=True, exist_ok=True)
     overrides = ["stage=task", "gd=on,off", "td=on,off", "augment=on,off", "seed=1,2"]
-    (root / "multirun.yaml").write_text(OmegaConf.to_yaml({"hydra": {"overrides": {"task": overrides}}}))
+    hydra = {"sweep": {"dir": str(root), "subdir": "${hydra.job.num}"}, "overrides": {"task": overrides},
+             "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"}}
+    (root / "multirun.yaml").write_text(OmegaConf.to_yaml({"hydra": hydra}))
     for num, (flags, seed) in enumerate(itertools.product(FLAG_GRID, SEEDS)):
         if num == drop_dir:
             continue
@@ -113,6 +115,20 @@ def test_all_seeds_failed_or_missing_cells_and_never_started_job(tmp_path):
     missing = [p for p in tab.problems if p.run == "3"]
     assert missing and missing[0].status == "missing" and missing[0].seed == 2
     assert "never started" in missing[0].error and missing[0].row == "w/o DA"
+
+
+def test_custom_subdirs_and_nested_run_dirs(tmp_path):
+    root = tmp_path / "sweep"
+    for i, (task, seed) in enumerate(itertools.product(["mr", "sst2"], SEEDS)):
+        job = root / task / f"seed{seed}"
+        (job / "teacher_ft").mkdir(parents=True)
+        (job / "result.json").write_text(json.dumps(result(("on", "on", "on"), seed, task)))
+        # a run dir nested in a job (a sub-stage's own result) is part of the job, not a run
+        (job / "teacher_ft" / "result.json").write_text(json.dumps(result(("off", "off", "off"), seed)))
+    recs, kind = records.load(str(root))
+    assert kind == "sweep" and sorted(r.name for r in recs) == ["mr/seed1", "mr/seed2", "sst2/seed1", "sst2/seed2"]
+    assert cells(table.build(recs))["GD+TD+DA (full)"] == ["80.5 ± 0.7 (n=2)", "82.5 ± 0.7 (n=2)",
+                                                          "81.5 ± 0.7 (n=2)"]
 
 
 def test_objective_ablations_two_tasks_and_average(tmp_path):

@@ -29,7 +29,11 @@ def render(table: Table, title: str = "") -> bytes:
         cells = [cells[col] for _, cells in table.rows]
         means = [c.mean if c.mean is not None else 0.0 for c in cells]
         errs = [c.std or 0.0 for c in cells]
-        ax.barh(ys, means, xerr=errs, color=colors, capsize=3, height=0.7)
+        ax.barh(ys, means, color=colors, height=0.7)
+        with_std = [(y, m, c.std) for y, m, c in zip(ys, means, cells) if c.std is not None]
+        if with_std:  # error bars only where there is a spread (2+ seeds)
+            ey, em, ee = zip(*with_std)
+            ax.errorbar(em, ey, xerr=ee, fmt="none", ecolor="black", capsize=3)
         finite = [m for c, m in zip(cells, means) if c.mean is not None]
         hi = max(finite) if finite else 1.0
         lo = min(finite + [0.0])

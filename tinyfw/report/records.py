@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+import yaml
+
 log = logging.getLogger(__name__)
 
 FLAGS = ("gd", "td", "da")
@@ -155,10 +157,27 @@ def _load_yaml(path: Path) -> Dict[str, Any]:
         return OmegaConf.to_container(conf, resolve=False)  # type: ignore[return-value]
 
 
+def _is_job(p: Path) -> bool:
+    return (p / "result.json").is_file() or (p / ".hydra").is_dir()
+
+
 def _job_dirs(root: Path) -> List[Path]:
-    dirs = [p for p in root.iterdir() if p.is_dir()
-            and (p.name.isdigit() or (p / "result.json").exists() or (p / ".hydra").is_dir())]
-    return sorted(dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    """Job dirs of a sweep: numbered subdirs, or (custom ``hydra.sweep.subdir``) the top-most
+    dirs below ``root`` holding a result.json or a .hydra dir."""
+    found: List[Path] = []
+    stack = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in ("wandb", ".hydra"))
+    while stack:
+        p = stack.pop(0)
+        if _is_job(p) or (p.parent == root and p.name.isdigit()):
+            found.append(p)  # nested run dirs of a job (its own sub-stages) belong to it
+        elif p.name not in ("wandb", ".hydra"):
+            stack.extend(sorted(c for c in p.iterdir() if c.is_dir()))
+
+    def key(p: Path):
+        rel = p.relative_to(root)
+        return (not rel.name.isdigit(), str(rel.parent), int(rel.name) if rel.name.isdigit() else 0, rel.name)
+
+    return sorted(found, key=key)
 
 
 def _read_job(job: Path) -> RunRecord:
@@ -186,10 +205,14 @@ def expected_jobs(root: Path) -> List[List[str]]:
         return []
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
 
     try:
-        task = list(OmegaConf.load(mr).hydra.overrides.task)
+        hc = yaml.safe_load(mr.read_text())["hydra"]
+        if (hc["sweep"]["subdir"] != "${hydra.job.num}"
+                or not str(hc["sweeper"]["_target_"]).endswith("BasicSweeper")):
+            return []  # job dirs are not named by job number: cannot tell which one never started
+        params = hc["sweeper"].get("params") or {}
+        task = list(hc["overrides"]["task"]) + [f"{k}={v}" for k, v in params.items()]
         parsed = OverridesParser.create().parse_overrides(task)
         batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
     except Exception as exc:  # a custom sweeper syntax: fall back to the job dirs only
@@ -220,9 +243,11 @@ def read_sweep(root: Path) -> List[RunRecord]:
         return [_read_job(root)]
     jobs = _job_dirs(root)
     records = [_read_job(j) for j in jobs]
+    for r, j in zip(records, jobs):
+        r.name = str(j.relative_to(root))
     expected = expected_jobs(root)
     if expected:
-        have = {j.name for j in jobs}
+        have = {str(j.relative_to(root)) for j in jobs}
         base = next((r for r in records if r.config), None)
         for num, overrides in enumerate(expected):
             if str(num) in have:
