@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from tinyfw import paths
+from tinyfw.assets import container
 from tinyfw.fsutil import dir_size, human_size
 from tinyfw.stages import RunContext, StageResult
 
@@ -13,7 +14,8 @@ def inventory(home) -> dict:
     out = {}
     for name in paths.ASSETS:
         p = paths.asset_path(name, home)
-        out[name] = {"path": str(p), "present": p.exists(), "bytes": dir_size(p) if p.exists() else 0}
+        size = dir_size(container(name, home)) if p.exists() else 0  # e.g. vectors.kv + its .npy
+        out[name] = {"path": str(p), "present": p.exists(), "bytes": size}
     return out
 
 
