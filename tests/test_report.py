@@ -150,6 +150,25 @@ def test_objective_ablations_two_tasks_and_average(tmp_path):
     assert c["w/o GD, Embd"] == ["65.0 (n=1)", "—", "—"]
 
 
+def test_mnli_mismatched_gets_its_own_column():
+    recs = []
+    for seed in SEEDS:
+        d = result(("on", "on", "on"), seed, "mnli")
+        del d["metrics"]["test"], d["metrics"]["teacher"]["test"]  # GLUE test labels are hidden
+        d["metrics"]["validation_mismatched"] = {"accuracy": 0.7 + 0.01 * seed}
+        d["metrics"]["teacher"]["validation_mismatched"] = {"accuracy": 0.85}
+        recs.append(records.from_result(d, str(seed), "x"))
+    recs.append(records.from_result(result(("on", "on", "on"), 1, "mnli", status="failed"), "f", "x"))
+    tab = table.build(recs)
+    assert tab.columns == ["mnli", "mnli-mm", "avg"]
+    assert tab.metric == {"mnli": "dev/accuracy", "mnli-mm": "validation_mismatched/accuracy"}
+    c = cells(tab)
+    assert c["teacher"] == ["91.0 ± 0.7 (n=2)", "85.0 ± 0.0 (n=2)", "88.0 ± 0.4 (n=2)"]
+    assert c["GD+TD+DA (full)"][:2] == ["81.0 ± 0.7 (n=2; 1 failed)", "71.5 ± 0.7 (n=2; 1 failed)"]
+    assert c["GD+TD+DA (full)"][2] == "76.2 ± 0.7 (n=2)"  # per seed: (80.5+71)/2, (81.5+72)/2
+    assert (tab.runs_ok, tab.runs_failed, len(tab.problems)) == (2, 1, 1)  # the failure listed once
+
+
 def test_metric_choice(tmp_path):
     ok = result(("on", "on", "on"), 1)
     dev_only = result(("on", "on", "on"), 2)

@@ -6,8 +6,9 @@ weight ``distill.weights.X == 0``: ``w/o Embd``, ``w/o Pred``, ``w/o Trm`` (atte
 hidden both off), ``w/o Attn``, ``w/o Hidn``), then anything else (other loss weights, other
 swept settings in brackets). A cell is mean ± sample std over seeds with n; runs that failed or
 are missing are counted in the cell (``failed``/``missing`` when none succeeded) and listed
-below the table, never dropped. The average column (2+ tasks) is the mean of the task means;
-its ± is the std over seeds of per-seed averages (seeds complete in every task).
+below the table, never dropped. MNLI's mismatched dev set gets its own column (``mnli-mm``)
+when dev metrics are shown. The average column (2+ columns) is the mean of the column means;
+its ± is the std over seeds of per-seed averages (seeds complete in every column).
 """
 
 from __future__ import annotations
@@ -223,59 +224,86 @@ class Table:
         return pd.DataFrame(out)
 
 
+MISMATCHED = "validation_mismatched"  # MNLI's second dev set: its own column, as in the paper
+
+
+def task_columns(records: Sequence[RunRecord], metric: str) -> List[Tuple[str, str, Optional[str]]]:
+    """(column, task, metric key) per column: one per task, plus ``<task>-mm`` when the dev
+    metric is shown and runs also report it on MNLI's mismatched dev set."""
+    cols: List[Tuple[str, str, Optional[str]]] = []
+    for t in sorted({r.task for r in records if r.task is not None}):
+        runs = [r for r in records if r.task == t]
+        key = resolve_metric(runs, metric)
+        cols.append((t, t, key))
+        if key and key.startswith("dev/"):
+            mm = f"{MISMATCHED}/{key.split('/', 1)[1]}"
+            if any(mm in r.metrics for r in runs if r.status == "ok"):
+                cols.append((f"{t}-mm", t, mm))
+    return cols
+
+
 def build(records: Sequence[RunRecord], metric: str = "", percent: bool = True,
           digits: int = 1) -> Table:
     """Aggregate run records into the ablation table (see the module docstring)."""
     scale = 100.0 if percent else 1.0
     known = [r for r in records if r.status != "missing" or r.config]
     extras = extra_keys([r for r in known if r.status != "missing"] or known)
-    tasks = sorted({r.task for r in records if r.task is not None})
-    by_task = {t: [r for r in records if r.task == t] for t in tasks}
-    keys = {t: resolve_metric(by_task[t], metric) for t in tasks}
+    cols = task_columns(records, metric)
+    if any(r.task is None for r in records):
+        cols.append(("?", "?", None))
+    by_task: Dict[str, List[Tuple[str, Optional[str]]]] = {}
+    for name, task, key in cols:
+        by_task.setdefault(task, []).append((name, key))
 
     rows: Dict[str, Tuple[Tuple, Dict[str, Cell]]] = {}
-    teacher: Dict[str, Dict[Optional[int], float]] = {t: {} for t in tasks}
+    teacher: Dict[str, Dict[Optional[int], float]] = {name: {} for name, _, _ in cols}
     problems: List[Problem] = []
     n_ok = n_failed = n_missing = 0
     for r in records:
         sort_key, label = variant(r, extras)
         cells = rows.setdefault(label, (sort_key, {}))[1]
-        cell = cells.setdefault(r.task or "?", Cell())
-        key = keys.get(r.task) if r.task else None
-        value = _num(r.metrics.get(key)) if (key and r.status == "ok") else None
-        status, error = r.status, r.error
-        if r.status == "ok" and value is None:
-            status = "failed"
-            error = f"no metric '{key or metric or 'main metric'}' in its metrics ({', '.join(sorted(r.metrics)) or 'none'})"
-        if status == "ok":
-            n_ok += 1
-            cell.values.append(value * scale)
-            cell.seeds.append(r.seed)
-            tv = _num(r.metrics.get(f"teacher/{key}"))
-            if tv is not None:
-                teacher[r.task].setdefault(r.seed, tv * scale)  # one teacher per (task, seed)
-            continue
-        if status == "missing":
-            n_missing += 1
-            cell.missing += 1
-        else:
-            n_failed += 1
-            cell.failed += 1
-        problems.append(Problem(r.name, label, r.task, r.seed, status, error, r.path))
+        for i, (name, key) in enumerate(by_task[r.task or "?"]):
+            cell = cells.setdefault(name, Cell())
+            value = _num(r.metrics.get(key)) if (key and r.status == "ok") else None
+            status, error = r.status, r.error
+            if r.status == "ok" and value is None:
+                status = "failed"
+                error = (f"no metric '{key or metric or 'main metric'}' in its metrics "
+                         f"({', '.join(sorted(r.metrics)) or 'none'})")
+            if status == "ok":
+                cell.values.append(value * scale)
+                cell.seeds.append(r.seed)
+                tv = _num(r.metrics.get(f"teacher/{key}"))
+                if tv is not None:
+                    teacher[name].setdefault(r.seed, tv * scale)  # one teacher per (task, seed)
+            elif status == "missing":
+                cell.missing += 1
+            else:
+                cell.failed += 1
+            if i:  # a task's second column (MNLI-mm): the run is counted once, by its main column
+                continue
+            if status == "ok":
+                n_ok += 1
+                continue
+            n_missing += status == "missing"
+            n_failed += status == "failed"
+            problems.append(Problem(r.name, label, r.task, r.seed, status, error, r.path))
 
-    columns = list(tasks) + (["?"] if any("?" in c for _, c in rows.values()) else [])
+    columns = [name for name, _, _ in cols]
     ordered = [(label, cells) for label, (_, cells) in sorted(rows.items(), key=lambda kv: _sortable(kv[1][0]))]
     if any(teacher.values()):
-        tcells = {t: Cell(values=list(v.values()), seeds=list(v)) for t, v in teacher.items()}
+        tcells = {c: Cell(values=list(v.values()), seeds=list(v)) for c, v in teacher.items()}
         ordered.insert(0, (TEACHER, tcells))
     for _, cells in ordered:
         for c in columns:
             cells.setdefault(c, Cell())
-    if len(tasks) >= 2:
-        columns.append("avg")
+    real = [c for c in columns if c != "?"]
+    if len(real) >= 2:
         for _, cells in ordered:
-            cells["avg"] = _average([cells[t] for t in tasks])
-    return Table(columns=columns, rows=ordered, problems=problems, metric=keys, runs_ok=n_ok,
+            cells["avg"] = _average([cells[c] for c in real])
+        columns.append("avg")
+    return Table(columns=columns, rows=ordered, problems=problems,
+                 metric={name: key for name, _, key in cols}, runs_ok=n_ok,
                  runs_failed=n_failed, runs_missing=n_missing, digits=digits, scale=scale)
 
 
