@@ -229,6 +229,20 @@ def make_finetune_loss(regression: bool):
 # stage
 
 
+def with_augmented(train, augmented, text_columns):
+    """The augmented rows plus every original row the augmenter did not cover (it may be
+    limited to the first ``augmenter.max_examples`` rows), with the train split's columns."""
+    from datasets import concatenate_datasets
+
+    cols = [*text_columns, "label"]
+    covered = set(augmented["source_row"]) if "source_row" in augmented.column_names else set(range(len(train)))
+    rest = [i for i in range(len(train)) if i not in covered]
+    aug = augmented.select_columns(cols).cast(train.features.__class__({c: train.features[c] for c in cols}))
+    if not rest:
+        return aug
+    return concatenate_datasets([aug, train.select(rest).select_columns(cols)])
+
+
 def _throughput(model: Any, enc, collate: Collator, batch_size: int) -> float:
     t0 = time.perf_counter()
     predict_logits(model, enc, collate, batch_size, desc="timing")
@@ -271,7 +285,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     if _on(cfg.augment):
         from tinyfw.stages.augment import ensure_augmented
 
-        train = ensure_augmented(cfg, home, train)
+        train = with_augmented(train, ensure_augmented(cfg, home, train, task.text_columns, ctx.tracker),
+                               task.text_columns)
     enc_train = tokenize(train, task.text_columns, tok, cfg.task.max_seq_len)
     enc_train = enc_train.select_columns([c for c in ("input_ids", "attention_mask", "token_type_ids", "labels")
                                           if c in enc_train.column_names])
@@ -345,6 +360,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         "steps": steps,
         "best_step": best_step,
         "train_examples": len(enc_train),
+        "original_train_examples": len(task.splits["train"]),
         "teacher_logits": logits_info,
         "init": init,
     }

@@ -1,0 +1,117 @@
+"""stage=task: TD steps 1+2 beat chance, teacher logits cached, td=off, gd from a checkpoint,
+w/o Pred, regression, augment=on, and the saved student loads and predicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_tinyfw
+from kwtask import kw_overrides, write_kw_task
+
+
+@pytest.fixture(scope="session")
+def kw_root(shared_home) -> Path:
+    return write_kw_task(shared_home / "kw")  # same files (and cached teacher) as test_teacher
+
+
+def _load_student(path: str):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    return model.eval(), AutoTokenizer.from_pretrained(path)
+
+
+@pytest.mark.slow
+def test_td_beats_chance_saves_loadable_student_and_caches_teacher_logits(tmp_path, shared_home, kw_root):
+    args = ["stage=task", "gd=off", "augment=off", *kw_overrides(kw_root)]
+    rec = run_tinyfw(*args, run_dir=tmp_path / "a", home=shared_home)
+    m = rec["metrics"]
+    assert rec["flags"] == {"gd": "off", "td": "on", "da": "off"}
+    assert m["dev"]["accuracy"] >= 0.8 and m["test"]["accuracy"] >= 0.8  # chance: 0.5
+    assert m["teacher"]["dev"]["accuracy"] >= 0.8 and m["main_metric"] == "accuracy"
+    assert set(m["steps"]) == {"step1", "step2"} and m["init"] == "random"
+    assert m["teacher_logits"] == {"cached": False, "computed": 160}
+    assert m["student"]["non_embedding_params"] < m["teacher_size"]["non_embedding_params"]
+    student = rec["outputs"]["student"]
+    assert (Path(student) / "README.md").read_text().count("accuracy") >= 2
+    model, tok = _load_student(student)
+    with torch.no_grad():
+        logits = model(**tok(["really great fun", "boring and awful plot"], return_tensors="pt", padding=True)).logits
+    assert logits.argmax(-1).tolist() == [1, 0]
+    # a second run on the same data reuses the teacher's logits instead of recomputing them
+    again = run_tinyfw(*args, run_dir=tmp_path / "b", home=shared_home)
+    assert again["metrics"]["teacher_logits"] == {"cached": True, "computed": 0}
+    assert again["metrics"]["dev"] == m["dev"]  # same seed, same data: same result
+
+
+@pytest.mark.slow
+def test_td_off_fine_tunes_on_hard_labels(tmp_path, shared_home, kw_root):
+    rec = run_tinyfw("stage=task", "gd=off", "td=off", "augment=off", *kw_overrides(kw_root),
+                     run_dir=tmp_path / "run", home=shared_home)
+    m = rec["metrics"]
+    assert set(m["steps"]) == {"finetune"} and m["teacher_logits"] == {}
+    assert m["dev"]["accuracy"] >= 0.8
+
+
+@pytest.mark.slow
+def test_gd_checkpoint_and_without_pred(tmp_path, shared_home, kw_root):
+    """gd=on from an explicit checkpoint; weights.pred=0 ("w/o Pred") trains step 2 on hard
+    labels, so no teacher logits are needed."""
+    from transformers import BertModel
+
+    from tinyfw.models.load import bert_config, load_tokenizer
+    from tinyfw.config import ShapeCfg
+
+    tok = load_tokenizer("tiny", shared_home)
+    gd = tmp_path / "gd"
+    BertModel(bert_config(ShapeCfg(1, 32, 64, 4), len(tok))).save_pretrained(gd)
+    rec = run_tinyfw("stage=task", "gd=on", f"task_distill.gd_checkpoint={gd}", "augment=off",
+                     "distill.weights.pred=0", *kw_overrides(kw_root), run_dir=tmp_path / "run", home=shared_home)
+    m = rec["metrics"]
+    assert m["init"] == f"gd:{gd}" and m["teacher_logits"] == {}
+    assert m["dev"]["accuracy"] >= 0.8
+    bad = run_tinyfw("stage=task", "gd=on", f"task_distill.gd_checkpoint={tmp_path / 'nope'}", "augment=off",
+                     *kw_overrides(kw_root), run_dir=tmp_path / "bad", home=shared_home, expect_ok=False)
+    assert bad["status"] == "failed" and "nope" in bad["error"]
+
+
+@pytest.mark.slow
+def test_regression_task_distils_to_teacher_outputs(tmp_path, shared_home):
+    root = write_kw_task(tmp_path / "reg", regression=True)
+    rec = run_tinyfw("stage=task", "gd=off", "augment=off", *kw_overrides(root, regression=True),
+                     "teacher_ft.train.epochs=10", "teacher_ft.train.lr=3e-3", run_dir=tmp_path / "run",
+                     home=shared_home)
+    m = rec["metrics"]
+    assert m["main_metric"] == "corr" and m["teacher_logits"]["computed"] == 160
+    assert m["dev"]["pearson"] > 0.3
+    model, _ = _load_student(rec["outputs"]["student"])
+    assert model.config.problem_type == "regression" and model.config.num_labels == 1
+
+
+@pytest.mark.slow
+def test_smoke_task_with_augmentation(tmp_path, shared_home):
+    """The issue's done-when command: GD student, masked LM and augmented set built on demand."""
+    rec = run_tinyfw("stage=task", "augment=on", "experiment=smoke", run_dir=tmp_path / "run", home=shared_home)
+    m = rec["metrics"]
+    assert rec["flags"] == {"gd": "on", "td": "on", "da": "on"}
+    assert m["train_examples"] > m["original_train_examples"]  # augmented rows were added
+    assert m["init"].startswith("gd:") and "accuracy" in m["dev"] and "accuracy" in m["test"]
+    _load_student(rec["outputs"]["student"])
+
+
+def test_with_augmented_keeps_uncovered_originals():
+    from datasets import Dataset, Features, Value
+
+    from tinyfw.stages.task import with_augmented
+
+    feats = Features({"text": Value("string"), "label": Value("int64")})
+    train = Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, 1, 0]}, features=feats)
+    aug = Dataset.from_dict({"text": ["a", "a2", "b", "b2"], "label": [0, 0, 1, 1], "source_row": [0, 0, 1, 1],
+                             "is_original": [True, False, True, False]})
+    out = with_augmented(train, aug, ["text"])
+    assert out["text"] == ["a", "a2", "b", "b2", "c"] and out["label"] == [0, 0, 1, 1, 0]
+    assert out.column_names == ["text", "label"]
