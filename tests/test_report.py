@@ -11,7 +11,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from tinyfw.report import records, table
-from tinyfw.report.records import RunRecord
 
 from conftest import run_tinyfw
 
@@ -165,7 +164,7 @@ def test_mnli_mismatched_gets_its_own_column():
     c = cells(tab)
     assert c["teacher"] == ["91.0 ± 0.7 (n=2)", "85.0 ± 0.0 (n=2)", "88.0 ± 0.4 (n=2)"]
     assert c["GD+TD+DA (full)"][:2] == ["81.0 ± 0.7 (n=2; 1 failed)", "71.5 ± 0.7 (n=2; 1 failed)"]
-    assert c["GD+TD+DA (full)"][2] == "76.2 ± 0.7 (n=2)"  # per seed: (80.5+71)/2, (81.5+72)/2
+    assert c["GD+TD+DA (full)"][2] == "76.2 ± 0.7 (n=2)"  # per seed: (80.5+71)/2, (81.5+72)/2 -> sd 0.7
     assert (tab.runs_ok, tab.runs_failed, len(tab.problems)) == (2, 1, 1)  # the failure listed once
 
 

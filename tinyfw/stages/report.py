@@ -5,6 +5,12 @@ where SRC is a multirun sweep dir, a local wandb dir, or ``wandb:ENTITY/PROJECT/
 Writes ``report.md`` (our table, the chart, failed/missing runs, the paper's table beside it),
 ``report.csv`` and ``report.png`` into ``report.out`` (default: this run's dir), prints the
 table, and logs it (``wandb.Table``) and the chart to this stage's own wandb run.
+
+Options: ``report.metric`` ("" = the test split's main metric when every run has it, else
+dev's; ``dev`` / ``test``; or an exact ``split/name`` such as ``dev/f1``), ``report.percent``
+(x100, default on), ``report.digits``. The run-record schema it reads is documented in
+``tinyfw/report/records.py``; the table's rows and cells in ``tinyfw/report/table.py``.
+Metrics: rows, runs_ok, runs_failed, runs_missing.
 """
 
 from __future__ import annotations
