@@ -68,7 +68,7 @@ def run_stage(cfg: DictConfig) -> Dict[str, Any]:
         )
         if main:
             atomic_write_json(run_dir / "result.json", record)
-        tracker.summary({"status": "failed"})
+        tracker.summary({"status": "failed", "error": err})
         tracker.finish(exit_code=1)
         log.error("stage %s failed: %s (result.json in %s)", stage_name, err, run_dir)
         if hc.mode == RunMode.MULTIRUN and isinstance(exc, Exception):
