@@ -106,7 +106,7 @@ def test_smoke_task_with_augmentation(tmp_path, shared_home):
 def test_with_augmented_keeps_uncovered_originals():
     from datasets import Dataset, Features, Value
 
-    from tinyfw.stages.task import with_augmented
+    from tinyfw.stages.task import cap_examples, with_augmented
 
     feats = Features({"text": Value("string"), "label": Value("int64")})
     train = Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, 1, 0]}, features=feats)
@@ -114,4 +114,7 @@ def test_with_augmented_keeps_uncovered_originals():
                              "is_original": [True, False, True, False]})
     out = with_augmented(train, aug, ["text"])
     assert out["text"] == ["a", "a2", "b", "b2", "c"] and out["label"] == [0, 0, 1, 1, 0]
-    assert out.column_names == ["text", "label"]
+    assert out["is_original"] == [True, False, True, False, True]
+    capped = cap_examples(out, 4, seed=0)  # all three originals + one sampled variant, in order
+    assert len(capped) == 4 and [t for t in capped["text"] if len(t) == 1] == ["a", "b", "c"]
+    assert cap_examples(out, -1, seed=0) is out

@@ -238,9 +238,28 @@ def with_augmented(train, augmented, text_columns):
     covered = set(augmented["source_row"]) if "source_row" in augmented.column_names else set(range(len(train)))
     rest = [i for i in range(len(train)) if i not in covered]
     aug = augmented.select_columns(cols).cast(train.features.__class__({c: train.features[c] for c in cols}))
+    orig = list(augmented["is_original"]) if "is_original" in augmented.column_names else [False] * len(aug)
+    aug = aug.add_column("is_original", orig)
     if not rest:
         return aug
-    return concatenate_datasets([aug, train.select(rest).select_columns(cols)])
+    extra = train.select(rest).select_columns(cols)
+    extra = extra.add_column("is_original", [True] * len(extra))
+    return concatenate_datasets([aug, extra])
+
+
+def cap_examples(ds, cap: int, seed: int):
+    """At most ``cap`` rows: every original row first (``is_original``), then a seeded sample
+    of the augmented variants; dataset order kept."""
+    if cap is None or cap < 0 or len(ds) <= cap:
+        return ds
+    rng = np.random.default_rng(seed)
+    flags = np.asarray(ds["is_original"] if "is_original" in ds.column_names else [True] * len(ds), dtype=bool)
+    orig, var = np.flatnonzero(flags), np.flatnonzero(~flags)
+    if len(orig) >= cap:
+        pick = rng.choice(orig, cap, replace=False)
+    else:
+        pick = np.concatenate([orig, rng.choice(var, cap - len(orig), replace=False)])
+    return ds.select(np.sort(pick).tolist())
 
 
 def _throughput(model: Any, enc, collate: Collator, batch_size: int) -> float:
@@ -287,6 +306,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
         train = with_augmented(train, ensure_augmented(cfg, home, train, task.text_columns, ctx.tracker),
                                task.text_columns)
+    train = cap_examples(train, td.max_train_examples, cfg.seed)
     enc_train = tokenize(train, task.text_columns, tok, cfg.task.max_seq_len)
     enc_train = enc_train.select_columns([c for c in ("input_ids", "attention_mask", "token_type_ids", "labels")
                                           if c in enc_train.column_names])
