@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -60,20 +60,26 @@ def gd_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, An
     }
 
 
-def _clone(feats: Any) -> Any:
-    """Teacher features made under inference_mode, as ordinary tensors autograd may save."""
+def _clone(feats: Any, layers: Optional[Sequence[int]] = None) -> Any:
+    """Teacher features made under inference_mode, as ordinary tensors autograd may save.
+    Only the mapped ``layers`` (1-based; None: all) are copied; the others are never read."""
     from tinyfw.models.capture import Features
+
+    keep = set(layers) if layers is not None else None
+
+    def c(i: int, x: torch.Tensor) -> torch.Tensor:
+        return x.clone() if keep is None or i + 1 in keep else x
 
     return Features(
         embeddings=feats.embeddings.clone(),
-        hidden=[h.clone() for h in feats.hidden],
-        scores=[s.clone() for s in feats.scores],
+        hidden=[c(i, h) for i, h in enumerate(feats.hidden)],
+        scores=[c(i, s) for i, s in enumerate(feats.scores)],
         mask=feats.mask.clone(),
         logits=None,
     )
 
 
-def make_loss_fn(need_scores: bool):
+def make_loss_fn(need_scores: bool, mapping: Optional[Sequence[int]] = None):
     """``loss_fn(modules, batch)`` for :func:`tinyfw.train.loop.fit`: teacher forward under
     inference_mode, student forward, :class:`Distiller` -> (total, unweighted losses)."""
     from tinyfw.models.capture import capture
@@ -82,7 +88,7 @@ def make_loss_fn(need_scores: bool):
         args = (batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         with torch.inference_mode():
             t = capture(modules["teacher"], *args, need_scores=need_scores)
-        t = _clone(t)
+        t = _clone(t, mapping)
         s = capture(modules["student"], *args, need_scores=need_scores)
         total, losses = modules["distiller"](s, t)
         return total, {k: float(v.detach()) for k, v in losses.items()}
@@ -123,6 +129,9 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     from tinyfw.train.loop import fit, make_accelerator
 
     out_dir = Path(out_dir)
+    if cfg.corpus.streaming and cfg.general.train.max_steps <= 0:
+        raise ValueError("a streaming corpus has no length, so epochs cannot be counted: "
+                         "set general.train.max_steps > 0 (or corpus.streaming=false)")
     weights = {k: float(cfg.distill.weights[k]) for k in ("embd", "attn", "hidn")}
     # 1. teacher + cheap validation before anything heavy
     teacher, tok = load_teacher(cfg.teacher, home, cfg.seed)
@@ -152,7 +161,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     train_ds, held = tokenize_and_segment(docs, tok, c.max_seq_len, c.num_proc, c.heldout_fraction, cfg.seed,
                                           home=home, key=key, rank=acc.process_index, world_size=acc.num_processes)
     collate = PadCollate(tok.pad_token_id or 0)
-    loss_fn = make_loss_fn(need_scores=weights["attn"] > 0)
+    loss_fn = make_loss_fn(need_scores=weights["attn"] > 0, mapping=mapping)
     evaluate = None
     if held is not None and not c.streaming and len(held) > 0:
         evaluate = _heldout_eval(loss_fn, held, collate, cfg.general.train.batch_size)
