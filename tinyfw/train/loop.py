@@ -52,6 +52,8 @@ Contract:
 - ``evaluate(modules) -> dict`` runs every ``eval_every`` steps and at the end (its
   metrics go to the tracker as ``eval/<name>``); ``eval_key`` + ``eval_mode`` pick the best,
   and ``restore_best=True`` reloads the best trainable weights at the end.
+- ``accelerator``: optional, a fresh one per ``fit`` (``make_accelerator(precision)``), for
+  callers that need the rank before training (e.g. to shard a streaming corpus).
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ def make_accelerator(precision: str = "fp32", cpu: Optional[bool] = None):
         raise ValueError(f"precision must be fp32, bf16 or fp16, got '{precision}'")
     if cpu is None:
         cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    # Accelerate keeps one process-wide state and refuses a second precision; stages run one
+    # after another in a process (pipeline, tests), so start each fit from a fresh state
+    # (the distributed PartialState, i.e. the process group, is kept).
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
     return Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=cpu)
 
 
@@ -232,6 +240,9 @@ def fit(
     if clash:
         raise ValueError(f"fit(): module names used both as trainable and frozen: {sorted(clash)}")
     acc = accelerator or make_accelerator(precision)
+    if getattr(acc, "_models", None) or getattr(acc, "_custom_objects", None):
+        raise ValueError("fit(): pass a fresh Accelerator (make_accelerator) per fit() call; this one "
+                         "already holds models, and its checkpoints would mix two trainings")
     set_seed(seed)
     tc = train_cfg
     accum = max(1, int(tc.grad_accum))
