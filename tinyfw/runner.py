@@ -48,6 +48,9 @@ def run_stage(cfg: DictConfig) -> Dict[str, Any]:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     main = is_main_process()
+    from tinyfw import dist
+
+    dist.init()  # torchrun/accelerate launch: all ranks join before any stage work
     from transformers import set_seed
 
     set_seed(cfg.seed)

@@ -214,12 +214,9 @@ def ensure_mlm(cfg: DictConfig, home: Path, tracker: Any = None) -> Path:
     entry = cache.entry(home, KIND, parts)
     if not entry.exists():
         work = home / "cache" / "mlm-work" / cache.key_of(parts)  # checkpoints: resumable
-
-        def build(tmp: Path) -> None:
-            train_mlm(cfg, home, work, tracker)
-            _register_into(work, tmp)
-
-        cache.ensure(home, KIND, parts, build)
+        # every rank of a distributed run trains (prepare); rank 0 registers the result
+        cache.ensure(home, KIND, parts, lambda tmp: _register_into(work, tmp),
+                     prepare=lambda: train_mlm(cfg, home, work, tracker))
         shutil.rmtree(work, ignore_errors=True)
     return entry / "mlm"
 

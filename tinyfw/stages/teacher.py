@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -136,6 +137,9 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     metrics.update({"main_metric": task.main_metric, "best_step": (res.best_eval or {}).get("step"),
                     "steps": res.steps, "train_examples": len(enc["train"]), "train_wall_s": round(res.wall_time_s, 1),
                     **size})
+    if int(os.environ.get("RANK", "0")) != 0:
+        return metrics  # distributed: rank 0 alone writes the checkpoint
+    shutil.rmtree(out, ignore_errors=True)  # a half-written one from an interrupted run
     model.save_pretrained(out)
     tok.save_pretrained(out)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -156,12 +160,19 @@ def ensure_teacher(cfg: DictConfig, home: Path, tracker: Any = None, work_dir: O
     if cfg.teacher_ft.path:
         return Path(paths.resolve_name_or_path(cfg.teacher_ft.path, home))
 
+    key = cache_key(cfg)
+    wd = work_dir or home / "cache" / "teacher-work" / cache.key_of(key)
+
+    def prepare() -> None:  # every rank of a distributed run trains; rank 0 writes wd/model
+        finetune(cfg, home, wd / "model", wd, tracker)
+
     def build(tmp: Path) -> None:
-        wd = work_dir or tmp.parent / f"{tmp.name}-work"
-        finetune(cfg, home, tmp, wd, tracker)
+        for f in (wd / "model").iterdir():
+            shutil.move(str(f), tmp / f.name)
+        shutil.rmtree(wd / "model", ignore_errors=True)
         shutil.rmtree(wd / "checkpoints", ignore_errors=True)  # kept on failure: a re-run resumes
 
-    return cache.ensure(home, "teacher", cache_key(cfg), build)
+    return cache.ensure(home, "teacher", key, build, prepare=prepare)
 
 
 def teacher_metrics(path: Path) -> Dict[str, Any]:

@@ -111,6 +111,9 @@ def make_accelerator(precision: str = "fp32", cpu: Optional[bool] = None):
         raise ValueError(f"precision must be fp32, bf16 or fp16, got '{precision}'")
     if cpu is None:
         cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    if precision == "fp16" and cpu:  # Accelerate would silently run fp32
+        raise ValueError("precision=fp16 needs a GPU (on CPU it would silently run in fp32); "
+                         "use precision=bf16 on CPU")
     # Accelerate keeps one process-wide state and refuses a second precision; stages run one
     # after another in a process (pipeline, tests), so start each fit from a fresh state
     # (the distributed PartialState, i.e. the process group, is kept).
@@ -261,8 +264,9 @@ def fit(
     mods = [trainable[k] for k in names]
     if tc.grad_checkpointing:
         for m in mods:
-            if hasattr(m, "gradient_checkpointing_enable"):
-                m.gradient_checkpointing_enable()
+            enable = getattr(m, "activation_checkpointing_enable", None) or getattr(m, "gradient_checkpointing_enable", None)
+            if enable is not None:  # transformers 5 renamed it
+                enable()
     for m in mods:
         m.train()
     opt = torch.optim.AdamW(param_groups(mods, tc.weight_decay), lr=tc.lr)

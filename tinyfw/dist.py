@@ -1,0 +1,53 @@
+"""The process group of a ``torchrun`` / ``accelerate launch`` job, started early.
+
+Accelerate starts the process group lazily, with the first ``Accelerator``. Code that must
+coordinate ranks before that (a cache entry that every rank trains together, rank 0 deciding
+under a file lock) calls :func:`init` first; the runner does so at the start of every stage.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def launched() -> bool:
+    """True in a process started by a distributed launcher with more than one rank."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def use_cpu() -> bool:
+    """CPU (gloo) when ``ACCELERATE_USE_CPU`` is set or no GPU is present."""
+    return os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+
+
+def init() -> int:
+    """Start the process group when launched with several ranks (no-op otherwise, or when it
+    is already up); returns the world size."""
+    import torch.distributed as dist
+
+    if launched() and not (dist.is_available() and dist.is_initialized()):
+        from accelerate import PartialState
+
+        PartialState(cpu=use_cpu())
+    return world_size()
+
+
+def world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", "0"))
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if world_size() > 1:
+        dist.barrier()
