@@ -80,6 +80,11 @@ def test_time_forward_reports_positive_medians():
     model = BertModel(tiny())
     t = measure.time_forward(model, measure.example_inputs(2, 8, V, torch.device("cpu")), repeats=3, warmup=1)
     assert t["repeats"] == 3 and 0 < t["min_s"] <= t["median_s"]
+    small = BertModel(BertConfig(vocab_size=V, hidden_size=4, num_hidden_layers=1, num_attention_heads=1,
+                                 intermediate_size=8))
+    x = measure.example_inputs(1, 8, V, torch.device("cpu"))
+    both = measure.time_interleaved([model, small], [x, x], repeats=4, warmup=1)
+    assert [r["repeats"] for r in both] == [4, 4] and all(r["median_s"] > 0 for r in both)
     with pytest.raises(ValueError, match="bench.repeats"):
         measure.time_forward(model, measure.example_inputs(1, 8, V, torch.device("cpu")), repeats=0, warmup=0)
 

@@ -241,6 +241,7 @@ class BenchCfg:
     config_models: bool = True  # measure cfg.teacher and the student (off: paper shapes only)
     student_path: str = ""  # a trained student checkpoint instead of a random cfg.student.shape
     attn: str = "sdpa"  # attention kernel for timing: sdpa (inference default) | eager
+    interleave: bool = True  # time a group's models in turns (fair ratios on a shared machine)
     accuracy: bool = True  # dev accuracy of classifier checkpoints when the task loads
 
 

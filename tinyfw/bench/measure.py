@@ -75,29 +75,49 @@ def example_inputs(batch: int, seq_len: int, vocab_size: int, device: torch.devi
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
 
 
+def _stats(times: List[float]) -> Dict[str, Any]:
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return {"median_s": statistics.median(times), "p25_s": q[0], "p75_s": q[2],
+            "min_s": min(times), "repeats": len(times)}
+
+
 def time_forward(model: torch.nn.Module, inputs: Dict[str, torch.Tensor], repeats: int,
                  warmup: int, autocast_dtype: Optional[torch.dtype] = None) -> Dict[str, Any]:
     """Seconds per forward call: ``warmup`` untimed calls, then ``repeats`` timed ones, in
     ``eval()`` under ``torch.inference_mode``. Returns the median, quartiles and min."""
-    if repeats < 1 or warmup < 0:
+    return time_interleaved([model], [inputs], repeats, warmup, autocast_dtype, rewarm=0)[0]
+
+
+def time_interleaved(models: Sequence[torch.nn.Module], inputs: Sequence[Dict[str, torch.Tensor]],
+                     repeats: int, warmup: int, autocast_dtype: Optional[torch.dtype] = None,
+                     rewarm: int = 1) -> List[Dict[str, Any]]:
+    """Like ``time_forward`` for several models, taking turns: each of ``repeats`` rounds runs
+    every model once more (``rewarm`` untimed calls refill the caches the others evicted,
+    then one timed call). A load change on a shared machine then hits all models alike, so
+    their ratios stay fair."""
+    if repeats < 1 or warmup < 0 or rewarm < 0:
         raise ValueError(f"bench.repeats must be >= 1 and bench.warmup >= 0 (got {repeats}, {warmup})")
-    device = next(model.parameters()).device
+    device = next(models[0].parameters()).device
     sync: Callable[[], None] = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
                 else contextlib.nullcontext())
-    model.eval()
-    times: List[float] = []
+    times: List[List[float]] = [[] for _ in models]
+    for m in models:
+        m.eval()
     with torch.inference_mode(), autocast:
-        for i in range(warmup + repeats):
-            sync()
-            t0 = time.perf_counter()
-            model(**inputs)
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return {"median_s": statistics.median(times), "p25_s": q[0], "p75_s": q[2],
-            "min_s": min(times), "repeats": len(times)}
+        for m, x in zip(models, inputs):
+            for _ in range(warmup):
+                m(**x)
+        for _ in range(repeats):
+            for m, x, t in zip(models, inputs, times):
+                for _ in range(rewarm if len(models) > 1 else 0):
+                    m(**x)
+                sync()
+                t0 = time.perf_counter()
+                m(**x)
+                sync()
+                t.append(time.perf_counter() - t0)
+    return [_stats(t) for t in times]
 
 
 def cpu_model() -> str:

@@ -148,7 +148,9 @@ class DevScore:
         return tasks.evaluate(model, t, split, collate)
 
 
-def measure_entry(e: Entry, cfg: DictConfig, devices: List[torch.device], score: DevScore) -> Dict[str, Any]:
+def describe(e: Entry, cfg: DictConfig) -> Tuple[Any, Any, Dict[str, Any]]:
+    """Load one model (CPU, eval, ``bench.attn`` kernel) and measure what needs no timing:
+    parameters, safetensors size, FLOPs per sequence (analytic and counted)."""
     b = cfg.bench
     model, tok = e.load()
     model.eval()
@@ -172,25 +174,43 @@ def measure_entry(e: Entry, cfg: DictConfig, devices: List[torch.device], score:
         "size_bytes": size, "size_mb": size / 1e6,
         "flops_per_seq": flops,
         "flops_counted": measure.counted_flops(model, b.seq_len, c.vocab_size),
-        "accuracy": None, "devices": {}, "load_average": measure.load_average(),
+        "accuracy": None, "devices": {},
     }
+    return model, tok, rec
+
+
+def measure_group(group: List[Entry], cfg: DictConfig, devices: List[torch.device],
+                  score: DevScore) -> Dict[str, Dict[str, Any]]:
+    """Describe, time (interleaved when ``bench.interleave``) and score one group of models."""
+    b = cfg.bench
+    loaded = [describe(e, cfg) for e in tqdm(group, desc=f"bench {group[0].group}: load + size", unit="model")]
     dtype = _AUTOCAST[getattr(cfg.precision, "value", str(cfg.precision))]
     for d in devices:
-        model.to(d)
-        per_b: Dict[str, Any] = {}
+        for model, _, rec in loaded:
+            model.to(d)
+            rec["devices"][d.type] = {}
         for bs in b.batch_sizes:
-            t = measure.time_forward(model, measure.example_inputs(bs, b.seq_len, c.vocab_size, d),
-                                     b.repeats, b.warmup, dtype)
-            t["ms_per_example"] = 1000 * t["median_s"] / bs
-            t["examples_per_s"] = bs / t["median_s"]
-            per_b[f"b{bs}"] = t
-            log.info("bench %-28s %s b=%-3d %9.2f ms/batch", e.label, d.type, bs, 1000 * t["median_s"])
-        rec["devices"][d.type] = per_b
-    rec["dev"] = score(e.label, model, tok)  # every metric of the task, or None
-    rec["accuracy"] = rec["dev"][score.main] if rec["dev"] else None  # the task's main metric
-    del model
+            models = [m for m, _, _ in loaded]
+            inputs = [measure.example_inputs(bs, b.seq_len, m.config.vocab_size, d) for m in models]
+            load = measure.load_average()
+            if b.interleave:
+                stats = measure.time_interleaved(models, inputs, b.repeats, b.warmup, dtype, rewarm=1)
+            else:
+                stats = [measure.time_forward(m, x, b.repeats, b.warmup, dtype) for m, x in zip(models, inputs)]
+            for e, (_, _, rec), t in zip(group, loaded, stats):
+                t["ms_per_example"] = 1000 * t["median_s"] / bs
+                t["examples_per_s"] = bs / t["median_s"]
+                t["load_average_before"] = load
+                rec["devices"][d.type][f"b{bs}"] = t
+                log.info("bench %-28s %s b=%-3d %9.2f ms/batch (median)", e.label, d.type, bs, 1000 * t["median_s"])
+    out: Dict[str, Dict[str, Any]] = {}
+    for e, (model, tok, rec) in zip(group, loaded):
+        rec["dev"] = score(e.label, model, tok)  # every metric of the task, or None
+        rec["accuracy"] = rec["dev"][score.main] if rec["dev"] else None  # the task's main metric
+        out[e.key] = rec
+    del loaded, model
     gc.collect()
-    return rec
+    return out
 
 
 def add_ratios(results: Dict[str, Dict[str, Any]]) -> None:
@@ -224,7 +244,8 @@ def render(results: Dict[str, Dict[str, Any]], cfg: DictConfig, devices: List[to
     lines = [
         "# tinyfw inference benchmark", "",
         f"- seq_len {b.seq_len}, batch sizes {list(b.batch_sizes)}, median of {b.repeats} timed forwards "
-        f"after {b.warmup} warm-up, `eval()` + `torch.inference_mode()`, attention `{b.attn}`, precision {prec}",
+        f"after {b.warmup} warm-up, `eval()` + `torch.inference_mode()`, attention `{b.attn}`, precision {prec}"
+        + (", models of a group timed in turns (one untimed call before each timed one)" if b.interleave else ""),
         f"- torch {torch.__version__}, transformers {transformers.__version__}, Python {platform.python_version()}",
         f"- load average (1/5/15 min) before {load['before']}, after {load['after']}",
         "- speed-up and FLOPs ratio are against the first row of each group "
@@ -267,8 +288,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # per-model load/save bars would drown the table
     try:
-        for e in tqdm(todo, desc="bench", unit="model"):
-            results[e.key] = measure_entry(e, cfg, devices, score)
+        for group in dict.fromkeys(e.group for e in todo):
+            results.update(measure_group([e for e in todo if e.group == group], cfg, devices, score))
     finally:
         if bars:
             hf_logging.enable_progress_bar()
