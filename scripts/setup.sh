@@ -16,5 +16,5 @@ if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "$TORCH_SPEC"
 fi
 echo "[setup] installing tinyfw and its dependencies"
-python -m pip install -q -e ".[test]"
+python -m pip install -q -e ".[test,sweep]"
 python -c "import tinyfw, torch, transformers; print(f'[setup] ok: tinyfw {tinyfw.__version__}, torch {torch.__version__}, transformers {transformers.__version__}')"

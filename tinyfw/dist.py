@@ -12,8 +12,22 @@ import os
 import torch
 
 
+def _from_slurm_tasks() -> None:
+    """A job with several tasks started by submitit (``hydra/launcher=submitit_slurm`` or
+    ``submitit_local`` with ``tasks_per_node``/``nodes`` > 1) has no torchrun variables: export them
+    (MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK) from the job environment."""
+    if "WORLD_SIZE" in os.environ or "SUBMITIT_EXECUTOR" not in os.environ:
+        return
+    from submitit import JobEnvironment
+    from submitit.helpers import TorchDistributedEnvironment
+
+    if JobEnvironment().num_tasks > 1:
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 def launched() -> bool:
     """True in a process started by a distributed launcher with more than one rank."""
+    _from_slurm_tasks()
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 

@@ -47,10 +47,10 @@ def result_record(cfg: DictConfig, status: str, res: stages.StageResult, **extra
 def run_stage(cfg: DictConfig) -> Dict[str, Any]:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    main = is_main_process()
     from tinyfw import dist
 
-    dist.init()  # torchrun/accelerate launch: all ranks join before any stage work
+    dist.init()  # torchrun/accelerate launch/SLURM tasks: all ranks join before any stage work
+    main = is_main_process()
     from transformers import set_seed
 
     set_seed(cfg.seed)
