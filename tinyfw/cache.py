@@ -28,6 +28,9 @@ def entry(root: Path, kind: str, parts: Mapping[str, Any]) -> Path:
     return root / "cache" / kind / key_of(parts)
 
 
+_SOLO: list = []  # entries being built by rank 0 alone while the other ranks wait
+
+
 def _world() -> int:
     from tinyfw import dist
 
@@ -75,9 +78,13 @@ def ensure(
     with FileLock(str(final) + ".lock"):
         if final.exists():
             return final
-        with atomic_dir(final) as tmp:
-            build(tmp)
-            atomic_write_json(tmp / "key.json", dict(parts))
+        _SOLO.append(f"{kind}/{final.name}" if world > 1 else "")
+        try:
+            with atomic_dir(final) as tmp:
+                build(tmp)
+                atomic_write_json(tmp / "key.json", dict(parts))
+        finally:
+            _SOLO.pop()
     return final
 
 
@@ -106,6 +113,11 @@ def _ensure_collective(final: Path, parts: Mapping[str, Any], build: Callable[[P
                        prepare: Callable[[], None]) -> Path:
     import torch.distributed as dist
 
+    solo = [k for k in _SOLO if k]
+    if solo:  # the other ranks are waiting for rank 0: a collective here would hang
+        raise RuntimeError(
+            f"cache entry {final} needs every rank (it trains), but it was requested while rank 0 "
+            f"builds {solo[-1]} alone; ensure it on all ranks before that build")
     rank = dist.get_rank()
     lock = FileLock(str(final) + ".lock")
     missing = [False]

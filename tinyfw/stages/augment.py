@@ -254,6 +254,10 @@ def ensure_augmented_entry(cfg: DictConfig, home: Path, train_dataset, text_colu
     entry = cache.entry(home, KIND, parts)
     if entry.exists():
         return entry, True
+    if str(cfg.augmenter.mlm) == "mlm":  # trained by every rank together, before rank 0 builds alone
+        from tinyfw.stages.mlm import ensure_mlm
+
+        ensure_mlm(cfg, home, tracker)
     work = home / "cache" / "augment-work" / cache.key_of(parts)
     cache.ensure(home, KIND, parts, lambda tmp: build_augmented(cfg, home, ds, cols, work, tmp, tracker))
     shutil.rmtree(work, ignore_errors=True)

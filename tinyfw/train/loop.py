@@ -120,7 +120,12 @@ def make_accelerator(precision: str = "fp32", cpu: Optional[bool] = None):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()
-    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=cpu)
+    # heads that a loss leaves out (a classifier's pooler + head in TD step 1) get no gradient:
+    # DDP must be told, or it fails at the next step (one process simply skips them)
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=cpu, kwargs_handlers=[ddp])
 
 
 def param_groups(modules: Sequence[nn.Module], weight_decay: float) -> List[Dict[str, Any]]:
