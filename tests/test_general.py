@@ -82,3 +82,24 @@ def test_vocab_mismatch_fails_clearly(tmp_path):
     assert r["status"] == "failed"
     assert "vocabulary (100) differs" in r["error"] and "tokenizer" in r["error"]
     assert not (tmp_path / "run" / "student").exists()
+
+
+@pytest.mark.slow
+def test_ensure_gd_student_trains_once(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from transformers import AutoModel
+
+    import tinyfw.__main__  # noqa: F401  (registers the schema and resolvers)
+    from tinyfw.stages.general import ensure_gd_student
+
+    home = tmp_path / "home"
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose("config", overrides=["stage=task", "experiment=smoke", f"home={home}",
+                                           "general.train.max_steps=4"])
+    path = ensure_gd_student(cfg, home)
+    assert (path / "config.json").exists() and (path.parent / "projections.pt").exists()
+    assert not (home / "cache" / "gd-work").exists() or not any((home / "cache" / "gd-work").iterdir())
+    AutoModel.from_pretrained(path)
+    stamp = (path / "config.json").stat().st_mtime_ns
+    assert ensure_gd_student(cfg, home) == path  # cached: not retrained
+    assert (path / "config.json").stat().st_mtime_ns == stamp

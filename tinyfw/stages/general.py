@@ -220,27 +220,17 @@ def _register(cfg: DictConfig, home: Path, out_dir: Path) -> Path:
 def ensure_gd_student(cfg: DictConfig, home: Path, tracker: Any = None) -> Path:
     """The GD student directory (HF format) for ``cfg``: from the cache when present, else
     trained now (same code as ``stage=general``) and cached. Its projections lie beside it
-    (``<dir>/../projections.pt``). In a distributed run every process must call this."""
-    import torch.distributed as dist
-
+    (``<dir>/../projections.pt``). In a distributed run every process must call this: all
+    ranks train (``cache.ensure``'s ``prepare``), rank 0 copies the result into the cache."""
     parts = gd_cache_parts(cfg, home)
-    entry = cache.entry(home, KIND, parts)
-    if entry.exists():
-        return entry / "student"
     work = home / "cache" / "gd-work" / cache.key_of(parts)  # keeps checkpoints: resumable
-    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    if distributed:
-        train_gd(cfg, home, work, tracker)
-        if dist.get_rank() == 0:
-            _register(cfg, home, work)
-        dist.barrier()
-    else:
-        def build(tmp: Path) -> None:
-            train_gd(cfg, home, work, tracker)
-            _register_into(work, tmp)
 
-        cache.ensure(home, KIND, parts, build)
-    shutil.rmtree(work, ignore_errors=True)
+    def prepare() -> None:
+        train_gd(cfg, home, work, tracker)
+
+    entry = cache.ensure(home, KIND, parts, lambda tmp: _register_into(work, tmp), prepare=prepare)
+    if work.exists() and int(os.environ.get("RANK", "0")) == 0:
+        shutil.rmtree(work, ignore_errors=True)
     return entry / "student"
 
 
