@@ -5,7 +5,8 @@ the teacher's vocabulary, or ``bench.student_path``), extra checkpoints (``bench
 with ``bench.paper_shapes``, the paper's BERT-base / TinyBERT4 / TinyBERT6 shapes (random
 weights, vocabulary 30522): parameters (embedding / non-embedding), safetensors size, FLOPs per
 sequence (analytic, cross-checked by torch's FLOP counter), median forward time at each of
-``bench.batch_sizes`` for ``bench.seq_len`` tokens on CPU (and GPU when present), speed-up and
+``bench.batch_sizes`` for ``bench.seq_len`` tokens on CPU (and GPU when present; the models
+of a group take turns, ``bench.interleave``), speed-up and
 FLOPs ratio against the group's first model, and dev accuracy for classifier checkpoints.
 Writes ``bench.md`` (a Markdown table) in the run directory.
 """
