@@ -157,7 +157,7 @@ class MlmCandidates:
             pad = torch.zeros(n_out - len(self.allowed), dtype=torch.bool, device=self.device)
             self.allowed = torch.cat([self.allowed, pad])
         self.progress = progress
-        self.memo: Dict[Tuple[Query, int], List[int]] = {}
+        self._allowed_list: Optional[List[bool]] = None
         self.stats = MlmStats()
 
     def _autocast(self):
@@ -179,15 +179,19 @@ class MlmCandidates:
 
     # -- exact mode ------------------------------------------------------------------------
     def exact(self, queries: Sequence[Query], owns: Sequence[Sequence[int]]) -> List[List[List[int]]]:
-        """Candidate ids per query and masked position; equal-length queries share a forward."""
+        """Candidate ids per query and masked position; equal-length queries share a forward.
+
+        Identical queries (a sentence that occurs twice) are computed once per call; nothing
+        is kept between calls, so memory stays bounded on large data sets.
+        """
         results: List[Optional[List[List[int]]]] = [None] * len(queries)
+        first: Dict[Query, int] = {}
         todo: Dict[int, List[int]] = {}
         for qi, q in enumerate(queries):
-            hit = [self.memo.get((q, k)) for k in range(len(q[2]))]
-            if all(h is not None for h in hit):
-                results[qi] = hit
-            else:
-                todo.setdefault(len(q[0]), []).append(qi)
+            if q in first:
+                continue
+            first[q] = qi
+            todo.setdefault(len(q[0]), []).append(qi)
         batches = [
             idxs[i : i + self.batch_size]
             for length in sorted(todo)
@@ -217,8 +221,6 @@ class MlmCandidates:
                     res = picked[k : k + len(queries[i][2])]
                     k += len(queries[i][2])
                     results[i] = res
-                    for m, r in enumerate(res):
-                        self.memo[(queries[i], m)] = r
                 self.stats.forwards += 1
                 self.stats.queries += len(batch)
                 self.stats.masked += len(rows)
@@ -228,6 +230,9 @@ class MlmCandidates:
         self.stats.seconds += time.perf_counter() - t0
         if bar is not None:
             bar.close()
+        for qi, q in enumerate(queries):
+            if results[qi] is None:
+                results[qi] = results[first[q]]
         return results  # type: ignore[return-value]
 
     # -- reference mode ----------------------------------------------------------------------
@@ -239,8 +244,9 @@ class MlmCandidates:
         with torch.inference_mode(), self._autocast():
             logits = self.model(input_ids=ids, token_type_ids=types).logits[0, query[2][0]].float()
         order = torch.argsort(logits, descending=True).tolist()
-        allowed = self.allowed.tolist() if not hasattr(self, "_allowed_list") else self._allowed_list
-        self._allowed_list = allowed
+        if self._allowed_list is None:
+            self._allowed_list = self.allowed.tolist()
+        allowed = self._allowed_list
         out: List[int] = []
         for t in order:
             if t != own and allowed[t]:

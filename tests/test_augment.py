@@ -132,12 +132,13 @@ def test_exact_equals_reference(mlm, tok, kv, second_segment):
 
 def test_second_segment_and_multi_mask_change_inputs_not_rules(mlm, tok, kv):
     texts = _texts(6)
-    one = _aug(mlm, tok, kv).analyse(texts)
-    multi = _aug(mlm, tok, kv, multi_mask=True, multi_mask_gap=4)
+    single = _aug(mlm, tok, kv, batch_size=1)
+    one = single.analyse(texts)
+    multi = _aug(mlm, tok, kv, multi_mask=True, multi_mask_gap=4, batch_size=1)
     many = multi.analyse(texts)
     assert [x.source for x in one] == [x.source for x in many]
-    assert multi.stats()["mlm_forwards"] <= _aug(mlm, tok, kv).mlm.stats.forwards + 10
-    assert multi.stats()["mlm_masked"] > multi.mlm.stats.queries  # several masks per sequence
+    assert multi.stats()["mlm_masked"] == single.stats()["mlm_masked"]  # every word still asked about
+    assert multi.stats()["mlm_forwards"] < single.stats()["mlm_forwards"] / 2  # in fewer sequences
     for x in many:
         for s, c in zip(x.source, x.candidates):
             assert (len(c) == 4) if s == "mlm" else True
