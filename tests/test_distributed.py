@@ -1,6 +1,7 @@
 """Scale-out on CPU: 2 processes (torchrun, gloo) give what one process gives on the same global
 batch, resume under 2 processes, the CLI under torchrun writes one result.json in one run
-directory; precision and gradient checkpointing flags; fp16 on CPU fails early."""
+directory; stage=augment split across 2 ranks writes the same bytes as one process; precision and
+gradient checkpointing flags; fp16 on CPU fails early."""
 
 from __future__ import annotations
 
@@ -134,3 +135,43 @@ def test_collective_build_inside_a_rank0_only_build_fails_clearly(tmp_path):
             cache._ensure_collective(tmp_path / "x", {}, lambda tmp: None, lambda: None)
     finally:
         cache._SOLO.pop()
+
+
+def _tiny_mlm(d: Path) -> Path:
+    from transformers import BertConfig, BertForMaskedLM
+
+    from tinyfw.models.load import write_tiny_tokenizer
+
+    tok = write_tiny_tokenizer(d)
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=128)).save_pretrained(d)
+    return d
+
+
+@pytest.mark.slow
+def test_torchrun_augment_shards_across_ranks_byte_identical_to_one_process(tmp_path, monkeypatch):
+    """stage=augment under 2 processes: each rank augments its shards (6 shards of 3 rows),
+    rank 0 merges; the cached dataset's files equal a single-process run's, byte for byte."""
+    from conftest import run_tinyfw
+
+    args = ["stage=augment", "experiment=smoke", f"augmenter.mlm={_tiny_mlm(tmp_path / 'mlm')}",
+            "augmenter.shard_size=3", "augmenter.batch_size=5"]
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    _torchrun(["-m", "tinyfw", *args, "hydra.run.dir=run"], tmp_path, cwd=cwd)
+    two = json.loads((cwd / "run" / "result.json").read_text())
+    assert two["status"] == "ok", two.get("error")
+    m = two["metrics"]
+    assert m["shards"] == 6 and m["rows_by_rank"] == {"0": 9, "1": 7}  # shards 0,2,4 and 1,3,5 (1 row)
+    assert not list((tmp_path / "home" / "cache" / "augment-work").glob("*/*"))  # work dir cleaned up
+
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")  # the same device as the 2 ranks
+    one = run_tinyfw(*args, run_dir=tmp_path / "run1", home=tmp_path / "home1")
+    assert one["metrics"]["rows_by_rank"] == {"0": 16} and one["metrics"]["outputs"] == m["outputs"]
+    d1, d2 = Path(one["outputs"]["dataset"]), Path(two["outputs"]["dataset"])
+    assert d1.parent.name == d2.parent.name  # the same cache key
+    files = sorted(p.name for p in d2.iterdir())
+    assert files == sorted(p.name for p in d1.iterdir()) and "data-00000-of-00001.arrow" in files
+    for name in files:  # arrow data, dataset_info.json, state.json (its fingerprint included)
+        assert (d1 / name).read_bytes() == (d2 / name).read_bytes(), name

@@ -7,8 +7,11 @@ split it came from) and ``is_original``. It lives in the content-addressed cache
 augmenter settings (batch size and shard size excluded: they do not change the output), the
 identities of the masked LM and the word vectors, and the seed. Work happens in shards of
 ``augmenter.shard_size`` rows, each written atomically to a work directory, so an
-interrupted run resumes from the last finished shard; the entry appears, complete, only
-when all shards are merged. :func:`ensure_augmented` is what ``stage=task augment=on`` calls.
+interrupted run resumes from its finished shards; the entry appears, complete, only when
+all shards are merged. In a distributed job (``torchrun``) rank r augments shards
+``i % world == r`` on its own device and rank 0 merges them in order: the entry is byte for
+byte what one process builds with the same settings. :func:`ensure_augmented` is what
+``stage=task augment=on`` calls.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -23,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from tinyfw import cache, paths
+from tinyfw import cache, dist, paths
 from tinyfw.fsutil import atomic_dir, atomic_write_json
 from tinyfw.stages import RunContext, StageResult
 
@@ -113,8 +117,6 @@ def augment_cache_parts(cfg: DictConfig, home: Path, ds, text_columns: Sequence[
 
 def build_augmenter(cfg: DictConfig, home: Path, texts: Sequence[str], tracker: Any = None, progress: bool = True):
     """The ``augment.Augmenter`` for ``cfg.augmenter`` (masked LM built by stage=mlm if needed)."""
-    import torch
-
     from augment import STOPWORDS, Augmenter, load_masked_lm
 
     a = cfg.augmenter
@@ -124,7 +126,8 @@ def build_augmenter(cfg: DictConfig, home: Path, texts: Sequence[str], tracker: 
         mlm_path = str(ensure_mlm(cfg, home, tracker))
     else:
         mlm_path = paths.resolve_name_or_path(str(a.mlm), home)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # this rank's GPU, as Accelerate picks it for training (cuda:LOCAL_RANK); CPU as training does
+    device = "cpu" if dist.use_cpu() else f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if dist.launched() else "cuda"
     model, tok = load_masked_lm(mlm_path, device=device)
     vectors = load_vectors_cfg(str(a.vectors), home, texts)
     aug = Augmenter(
@@ -177,53 +180,76 @@ def _sum_stats(stats: List[Dict[str, Any]]) -> Dict[str, Any]:
     return tot
 
 
-def build_augmented(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str], work: Path, out: Path,
-                    tracker: Any = None) -> Dict[str, Any]:
-    """Augment ``ds`` shard by shard into ``work`` (resumable), then merge into ``out/data``."""
-    from datasets import concatenate_datasets, load_from_disk
+def _shard_dir(work: Path, i: int) -> Path:
+    return work / f"shard-{i:05d}"
+
+
+def _shards(cfg: DictConfig, ds):
+    """(shard size, number of shards) of ``ds``."""
+    size = max(1, int(cfg.augmenter.shard_size))
+    return size, (len(ds) + size - 1) // size
+
+
+def augment_shards(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str], work: Path,
+                   tracker: Any = None, rank: int = 0, world: int = 1) -> int:
+    """Augment this rank's shards of ``ds`` (``i % world == rank``) into ``work``, skipping
+    finished ones (resumable); each shard's ``stats.json`` records the rank. Returns their count."""
     from tqdm.auto import tqdm
 
-    size = max(1, int(cfg.augmenter.shard_size))
-    n_shards = (len(ds) + size - 1) // size
+    size, n_shards = _shards(cfg, ds)
+    todo = [i for i in range(rank, n_shards, world) if not (_shard_dir(work, i) / "stats.json").exists()]
+    if not todo:
+        return 0
+    texts = [t for c in text_columns for t in ds[c]] if cfg.augmenter.vectors == "smoke" else ()
+    aug, _ = build_augmenter(cfg, home, texts, tracker, progress=rank == 0)
     work.mkdir(parents=True, exist_ok=True)
-    done = {i for i in range(n_shards) if (work / f"shard-{i:05d}" / "stats.json").exists()}
-    aug = None
-    bar = tqdm(total=len(ds), desc="augment", unit="sent", initial=min(len(ds), len(done) * size))
-    t0, n_new = time.perf_counter(), 0
-    for i in range(n_shards):
-        if i in done:
-            continue
+    rows = sum(min(len(ds), (i + 1) * size) - i * size for i in todo)
+    bar = tqdm(total=rows, desc=f"augment (rank 0 of {world})" if world > 1 else "augment", unit="sent",
+               disable=rank != 0)
+    for i in todo:
         part = ds.select(range(i * size, min(len(ds), (i + 1) * size)))
-        if aug is None:
-            texts = [t for c in text_columns for t in ds[c]] if cfg.augmenter.vectors == "smoke" else ()
-            aug, _ = build_augmenter(cfg, home, texts, tracker)
-            t0 = time.perf_counter()
         before = dict(aug.stats())
         s0 = time.perf_counter()
         res = _augment_rows(aug, part, text_columns, i * size)
         after = aug.stats()
         stats = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], (int, float))}
-        stats.update(rows=len(part), outputs=len(res), seconds=round(time.perf_counter() - s0, 3))
-        with atomic_dir(work / f"shard-{i:05d}", overwrite=True) as tmp:
+        stats.update(rows=len(part), outputs=len(res), seconds=round(time.perf_counter() - s0, 3), rank=rank)
+        with atomic_dir(_shard_dir(work, i), overwrite=True) as tmp:
             res.save_to_disk(str(tmp / "data"))
             atomic_write_json(tmp / "stats.json", stats)
-        n_new += len(part)
         bar.update(len(part))
-        bar.set_postfix(sent_per_s=f"{n_new / max(time.perf_counter() - t0, 1e-9):.1f}")
     bar.close()
-    shards = [load_from_disk(str(work / f"shard-{i:05d}" / "data")) for i in range(n_shards)]
-    merged = concatenate_datasets(shards) if shards else _augment_rows(aug, ds, text_columns, 0)
+    return len(todo)
+
+
+def build_augmented(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str], work: Path, out: Path,
+                    tracker: Any = None, resumed: int = 0) -> Dict[str, Any]:
+    """Merge the shards in ``work`` in index order into ``out/data`` (augmenting here any not
+    done yet: alone, this is the whole build). ``seconds`` is the augmenting time of the
+    busiest rank, ``sentences_per_s`` the rows over it."""
+    from datasets import concatenate_datasets, load_from_disk
+
+    _, n_shards = _shards(cfg, ds)
+    augment_shards(cfg, home, ds, text_columns, work, tracker)
+    merged = concatenate_datasets([load_from_disk(str(_shard_dir(work, i) / "data")) for i in range(n_shards)])
     merged.save_to_disk(str(out / "data"))
-    per = [json.loads((work / f"shard-{i:05d}" / "stats.json").read_text()) for i in range(n_shards)]
+    per = [json.loads((_shard_dir(work, i) / "stats.json").read_text()) for i in range(n_shards)]
     tot = _sum_stats(per)
+    by_rank: Dict[str, Dict[str, float]] = {}
+    for s in per:
+        r = by_rank.setdefault(str(s.get("rank", 0)), {"rows": 0, "seconds": 0.0})
+        r["rows"] += s["rows"]
+        r["seconds"] += s["seconds"]
+    wall = max(r["seconds"] for r in by_rank.values())
     stats = {
         "inputs": len(ds),
         "outputs": len(merged),
         "originals": int(sum(merged["is_original"])) if len(merged) else 0,
-        "sentences_per_s": round(tot.get("rows", 0) / max(tot.get("seconds", 0.0), 1e-9), 2),
-        "seconds": round(tot.get("seconds", 0.0), 2),
-        "resumed_shards": len(done),
+        "sentences_per_s": round(tot.get("rows", 0) / max(wall, 1e-9), 2),
+        "seconds": round(wall, 2),
+        "resumed_shards": resumed,
         "shards": n_shards,
+        "rows_by_rank": {k: v["rows"] for k, v in sorted(by_rank.items())},
         "candidates": {k: tot[k] for k in ("words", "eligible", "mlm_words", "glove_words", "glove_oov",
                                            "with_candidates", "candidates", "mlm_forwards", "mlm_tokens",
                                            "mlm_seconds", "glove_seconds") if k in tot},
@@ -248,19 +274,25 @@ def _prepare(cfg: DictConfig, train_dataset, text_columns: Optional[Sequence[str
 
 def ensure_augmented_entry(cfg: DictConfig, home: Path, train_dataset, text_columns: Optional[Sequence[str]] = None,
                            tracker: Any = None):
-    """(cache entry, hit) of the augmented ``train_dataset``, built when missing."""
+    """(cache entry, hit) of the augmented ``train_dataset``, built when missing. In a
+    distributed run every process must call this: all ranks augment, rank 0 merges."""
     ds, cols = _prepare(cfg, train_dataset, text_columns)
     parts = augment_cache_parts(cfg, home, ds, cols)
     entry = cache.entry(home, KIND, parts)
     if entry.exists():
         return entry, True
-    if str(cfg.augmenter.mlm) == "mlm":  # trained by every rank together, before rank 0 builds alone
+    if str(cfg.augmenter.mlm) == "mlm":  # trained by every rank together, before the ranks augment
         from tinyfw.stages.mlm import ensure_mlm
 
         ensure_mlm(cfg, home, tracker)
     work = home / "cache" / "augment-work" / cache.key_of(parts)
-    cache.ensure(home, KIND, parts, lambda tmp: build_augmented(cfg, home, ds, cols, work, tmp, tracker))
-    shutil.rmtree(work, ignore_errors=True)
+    # shards left by an interrupted run, counted before any rank starts
+    resumed = sum((_shard_dir(work, i) / "stats.json").exists() for i in range(_shards(cfg, ds)[1]))
+    # every rank of a distributed run augments its shards (prepare); rank 0 merges them
+    cache.ensure(home, KIND, parts, lambda tmp: build_augmented(cfg, home, ds, cols, work, tmp, tracker, resumed),
+                 prepare=lambda: augment_shards(cfg, home, ds, cols, work, tracker, dist.rank(), dist.world_size()))
+    if dist.rank() == 0:
+        shutil.rmtree(work, ignore_errors=True)
     return entry, False
 
 
