@@ -33,3 +33,30 @@ def test_stage_mlm_smoke_lowers_loss_and_caches(tmp_path, shared_home):
 
     cfg = OmegaConf.create(rec["config"])
     assert ensure_mlm(cfg, shared_home) == cached
+
+
+def test_masked_positions_loss_equals_full_forward_loss_and_gradients():
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from tinyfw.stages.mlm import MaskedPositionsLoss
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=32, hidden_dropout_prob=0.0,
+                                       attention_probs_dropout_prob=0.0)).train()
+    ids = torch.randint(5, 50, (3, 9))
+    att = torch.ones_like(ids)
+    att[2, 6:] = 0
+    labels = torch.full_like(ids, -100)
+    labels[0, 2], labels[1, 4], labels[1, 7], labels[2, 1] = 7, 9, 11, 13
+    full = model(input_ids=ids, attention_mask=att, labels=labels).loss
+    g_full = torch.autograd.grad(full, model.bert.encoder.layer[0].attention.self.query.weight)[0]
+    wrapped = MaskedPositionsLoss(model)
+    part = wrapped(input_ids=ids, attention_mask=att, labels=labels)
+    g_part = torch.autograd.grad(part, model.bert.encoder.layer[0].attention.self.query.weight)[0]
+    assert torch.allclose(full, part, atol=1e-6)
+    assert torch.allclose(g_full, g_part, atol=1e-6)
+    # no masked token in the batch: a zero loss, still differentiable
+    zero = wrapped(input_ids=ids, attention_mask=att, labels=torch.full_like(ids, -100))
+    assert zero.item() == 0.0 and zero.requires_grad
