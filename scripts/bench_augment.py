@@ -1,0 +1,135 @@
+"""Augmentation benchmark: sentences/s of the reference mode vs exact mode vs bf16 vs the
+approximations, and their top-K candidate overlap, on movie-review sentences.
+
+    python scripts/bench_augment.py --mlm bert-base-random --n 200 --n-ref 50 --out bench.json
+    python scripts/bench_augment.py --mlm ~/.cache/tinyfw/cache/mlm/<key>/mlm
+
+``--mlm bert-base-random``: a BERT-base-shaped masked LM (12 x 768, vocab 30522, random
+weights: timing only) with the MiniLM asset's (bert-base-uncased) tokenizer. Vectors:
+``glove-50d``. Sentences: the first N of the ``mr`` asset's train split. Every setting builds
+a fresh Augmenter (no memo carried over) and augments the same sentences (N_a=20, p=0.4,
+K=15); the reference mode runs on the first ``--n-ref`` of them (it is slow), and overlaps
+are taken on those. Loads other processes put on the CPU are recorded (os.getloadavg).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+SETTINGS = {
+    # name: (mode, second_segment, precision, multi_mask)
+    "reference (2 segments, fp32)": ("reference", True, "fp32", False),
+    "exact (2 segments, fp32)": ("exact", True, "fp32", False),
+    "exact (2 segments, bf16)": ("exact", True, "bf16", False),
+    "exact, multi-mask (2 segments, fp32)": ("exact", True, "fp32", True),
+    "exact, 1 segment (fp32)": ("exact", False, "fp32", False),
+    "exact, 1 segment (bf16)": ("exact", False, "bf16", False),
+    "exact, 1 segment + multi-mask (bf16)": ("exact", False, "bf16", True),
+}
+BASE = "exact (2 segments, fp32)"
+
+
+def load_mlm(spec: str, home: Path):
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    if spec == "bert-base-random":
+        tok = AutoTokenizer.from_pretrained(str(home / "assets" / "minilm-l6"))
+        torch.manual_seed(0)
+        return BertForMaskedLM(BertConfig(vocab_size=len(tok))).eval(), tok
+    from augment import load_masked_lm
+
+    return load_masked_lm(os.path.expanduser(spec))
+
+
+def overlap(a, b, words_a) -> dict:
+    """Mean |A ∩ B| / max(|A|, |B|) over masked-LM words, and the share of identical lists."""
+    inter, same, n = 0.0, 0, 0
+    for x, y in zip(a, b):
+        for s, ca, cb in zip(x.source, x.candidates, y.candidates):
+            if s != "mlm":
+                continue
+            n += 1
+            inter += len(set(ca) & set(cb)) / max(len(ca), len(cb), 1)
+            same += ca == cb
+    return {"topk_overlap": round(inter / max(n, 1), 4), "identical_lists": round(same / max(n, 1), 4), "words": n}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mlm", default="bert-base-random")
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--n-ref", type=int, default=50)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--home", default=os.environ.get("TINYFW_HOME", "~/.cache/tinyfw"))
+    ap.add_argument("--settings", default="all", help="comma-separated names (default: all)")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+
+    from datasets import load_from_disk
+
+    from augment import STOPWORDS, Augmenter, load_vectors
+
+    home = Path(args.home).expanduser()
+    texts = load_from_disk(str(home / "assets" / "mr"))["train"]["text"][: args.n]
+    vectors = load_vectors(home / "assets" / "glove-50d" / "vectors.kv")
+    model, tok = load_mlm(args.mlm, home)
+    names = list(SETTINGS) if args.settings == "all" else [s.strip() for s in args.settings.split(",")]
+    results, analyses = {}, {}
+    for name in names:
+        mode, seg, prec, multi = SETTINGS[name]
+        data = texts[: args.n_ref] if mode == "reference" else texts
+        aug = Augmenter(model, tok, vectors, n_aug=20, p_replace=0.4, top_k=15, seed=0, second_segment=seg,
+                        precision=prec, multi_mask=multi, mode=mode, batch_size=args.batch_size,
+                        stopwords=None, alpha_only=False)
+        load0 = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        an = aug.analyse(data)
+        from augment import sampling
+
+        rows = [sampling.variants(a.text, a.words, a.candidates, 20, 0.4, sampling.row_rng(0, i))
+                for i, a in enumerate(an)]
+        dt = time.perf_counter() - t0
+        st = aug.stats()
+        analyses[name] = an
+        results[name] = {
+            "sentences": len(data), "seconds": round(dt, 2), "sentences_per_s": round(len(data) / dt, 3),
+            "outputs": sum(len(r) for r in rows), "mlm_forwards": st["mlm_forwards"], "mlm_masked": st["mlm_masked"],
+            "mlm_tokens": st["mlm_tokens"], "mlm_seconds": st["mlm_seconds"], "glove_seconds": st["glove_seconds"],
+            "load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        }
+        print(name, json.dumps(results[name]), flush=True)
+    if BASE in analyses:
+        for name, an in analyses.items():
+            if name == BASE:
+                continue
+            n = len(an)
+            results[name]["vs_" + BASE] = overlap(analyses[BASE][:n], an, None)
+        ref = next((k for k in analyses if SETTINGS[k][0] == "reference"), None)
+        if ref:
+            base_rate = results[ref]["sentences_per_s"]
+            for name in results:
+                results[name]["speedup_vs_reference"] = round(results[name]["sentences_per_s"] / base_rate, 2)
+    print("\n| setting | sentences/s | speed-up vs reference | top-15 overlap vs exact fp32 | identical lists | forwards |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        ov = r.get("vs_" + BASE, {})
+        print(f"| {name} | {r['sentences_per_s']} | {r.get('speedup_vs_reference', '')} | "
+              f"{ov.get('topk_overlap', '1.0' if name == BASE else '')} | {ov.get('identical_lists', '')} | {r['mlm_forwards']} |")
+    sample = analyses[names[-1]][0]
+    print("\nexample:", sample.text)
+    for w, s, c in zip(sample.words, sample.source, sample.candidates):
+        if c:
+            print(f"  {w} [{s}]: {', '.join(c[:8])}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"args": vars(args), "results": results,
+                                              "torch_threads": torch.get_num_threads()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
