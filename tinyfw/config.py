@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 
 class _StrEnum(str, Enum):
@@ -282,6 +283,14 @@ class Config:
     logging: LoggingCfg = field(default_factory=LoggingCfg)
     # Root of assets and cached artefacts; "" = $TINYFW_HOME or ~/.cache/tinyfw.
     home: str = ""
+
+
+def plain(node: Any) -> Any:
+    """A config node as plain Python (resolved containers, enums as their strings); other
+    values as they are. Cache keys and layer maps are built from this."""
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return getattr(node, "value", node)
 
 
 def register() -> None:

@@ -25,21 +25,16 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
 from tinyfw import cache, dist, paths
+from tinyfw.config import plain
 from tinyfw.fsutil import atomic_dir, atomic_write_json
 from tinyfw.stages import RunContext, StageResult
 
 log = logging.getLogger("tinyfw.augment")
 KIND = "augmented"
 NOT_IN_KEY = ("batch_size", "shard_size")
-
-
-def _plain(node: Any) -> Any:
-    if isinstance(node, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    return getattr(node, "value", node)
 
 
 def text_columns_of(ds, text_columns: Optional[Sequence[str]] = None) -> List[str]:
@@ -103,7 +98,7 @@ def load_vectors_cfg(name: str, home: Path, texts: Sequence[str] = ()):
 
 def augment_cache_parts(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str]) -> Dict[str, Any]:
     label_cols = [c for c in ds.column_names if c not in text_columns]
-    aug = {k: v for k, v in _plain(cfg.augmenter).items() if k not in NOT_IN_KEY}
+    aug = {k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY}
     return {
         "data": data_fingerprint(ds, list(text_columns) + label_cols),
         "rows": len(ds),

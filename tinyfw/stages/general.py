@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
 from tinyfw import cache
+from tinyfw.config import plain
 from tinyfw.fsutil import atomic_dir, atomic_write_json
 from tinyfw.stages import RunContext, StageResult
 
@@ -31,32 +32,26 @@ KIND = "gd-student"
 LOSSES = ("embd", "attn", "hidn", "total")
 
 
-def _plain(node: Any) -> Any:
-    if isinstance(node, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    return getattr(node, "value", node)
-
-
 def gd_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
     """Everything the GD student depends on (the cache key). With ``home``, local corpus
     files enter by path, size and mtime."""
-    corpus = {k: v for k, v in _plain(cfg.corpus).items() if k != "num_proc"}
+    corpus = {k: v for k, v in plain(cfg.corpus).items() if k != "num_proc"}
     if home is not None:
         from tinyfw.data.corpus import source_identity
 
         corpus["identity"] = source_identity(cfg.corpus.source, home, cfg.corpus.config_name, cfg.corpus.split)
-    distill = _plain(cfg.distill)
+    distill = plain(cfg.distill)
     distill["weights"].pop("pred", None)  # no prediction loss in GD
-    train = {k: v for k, v in _plain(cfg.general.train).items() if k not in ("log_every", "num_workers", "save_every")}
+    train = {k: v for k, v in plain(cfg.general.train).items() if k not in ("log_every", "num_workers", "save_every")}
     return {
-        "teacher": _plain(cfg.teacher),
-        "student": {"shape": _plain(cfg.student.shape), "init": str(cfg.student.init),
-                    "layer_map": _plain(cfg.student.layer_map)},
+        "teacher": plain(cfg.teacher),
+        "student": {"shape": plain(cfg.student.shape), "init": str(cfg.student.init),
+                    "layer_map": plain(cfg.student.layer_map)},
         "distill": distill,
         "corpus": corpus,
         "train": train,
         "seed": int(cfg.seed),
-        "precision": _plain(cfg.precision),
+        "precision": plain(cfg.precision),
     }
 
 
@@ -143,7 +138,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
             "use the teacher's own tokenizer (teacher.tokenizer='')"
         )
     shape = cfg.student.shape
-    mapping = layer_mapping(_plain(cfg.student.layer_map), shape.num_layers, tcfg.num_hidden_layers)
+    mapping = layer_mapping(plain(cfg.student.layer_map), shape.num_layers, tcfg.num_hidden_layers)
     validate_pair(student_config(shape, tcfg), tcfg, mapping, weights["attn"])
     # 2. student + objective
     torch.manual_seed(cfg.seed)
@@ -202,7 +197,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
         "student_params": _n_params(student),
         "teacher_params": _n_params(teacher),
         "corpus": corpus_stats,
-        "precision": _plain(cfg.precision),
+        "precision": plain(cfg.precision),
     }
     if res.evals:
         metrics["heldout"] = {k: v for k, v in res.evals[-1].items() if k != "step"}

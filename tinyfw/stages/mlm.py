@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
 from tinyfw import cache, paths
+from tinyfw.config import plain
 from tinyfw.fsutil import atomic_dir, atomic_write_json
 from tinyfw.stages import RunContext, StageResult
 
@@ -34,30 +35,24 @@ KIND = "mlm"
 HEAD_PREFIXES = ("cls.", "lm_head.")
 
 
-def _plain(node: Any) -> Any:
-    if isinstance(node, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    return getattr(node, "value", node)
-
-
 def _precision(cfg: DictConfig) -> str:
-    return str(cfg.mlm.get("precision") or _plain(cfg.precision))
+    return str(cfg.mlm.get("precision") or plain(cfg.precision))
 
 
 def base_identity(cfg: DictConfig) -> Dict[str, Any]:
     if cfg.mlm.base == "teacher":
-        return {"teacher": _plain(cfg.teacher), "seed_if_random": int(cfg.seed)}
+        return {"teacher": plain(cfg.teacher), "seed_if_random": int(cfg.seed)}
     return {"name_or_path": str(cfg.mlm.base)}
 
 
 def mlm_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
     """Everything the masked LM depends on (the cache key)."""
-    corpus = {k: v for k, v in _plain(cfg.corpus).items() if k != "num_proc"}
+    corpus = {k: v for k, v in plain(cfg.corpus).items() if k != "num_proc"}
     if home is not None:
         from tinyfw.data.corpus import source_identity
 
         corpus["identity"] = source_identity(cfg.corpus.source, home, cfg.corpus.config_name, cfg.corpus.split)
-    mlm = _plain(cfg.mlm)
+    mlm = plain(cfg.mlm)
     mlm["train"] = {k: v for k, v in mlm["train"].items() if k not in ("log_every", "num_workers", "save_every")}
     mlm["precision"] = _precision(cfg)
     return {"base": base_identity(cfg), "corpus": corpus, "mlm": mlm, "seed": int(cfg.seed), "v": 1}

@@ -57,6 +57,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from tinyfw import cache
+from tinyfw.config import plain
 from tinyfw.data.tasks import Collator, TaskData, encode_splits, evaluate, load_task, predict_logits, tokenize
 from tinyfw.stages import RunContext, StageResult
 from tinyfw.stages.teacher import (
@@ -100,7 +101,7 @@ def build_classifier(cfg: DictConfig, home: Path, teacher: Any, task: TaskData, 
         shape = _shape_from(AutoConfig.from_pretrained(src))  # the checkpoint's own shape
     else:
         shape = cfg.student.shape
-    mapping = layer_mapping(_plain(cfg.student.layer_map), shape.num_layers, teacher.config.num_hidden_layers)
+    mapping = layer_mapping(plain(cfg.student.layer_map), shape.num_layers, teacher.config.num_hidden_layers)
     encoder = build_student(shape, teacher, src, mapping)  # strict load for a checkpoint path
     config = encoder.config
     for k, v in head_kwargs(task).items():
@@ -111,10 +112,6 @@ def build_classifier(cfg: DictConfig, home: Path, teacher: Any, task: TaskData, 
     model.requires_grad_(True)
     model.set_attn_implementation("eager")
     return model, mapping, init
-
-
-def _plain(v: Any) -> Any:
-    return OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
 
 
 def _shape_from(config: Any) -> Any:
