@@ -158,7 +158,7 @@ class MlmCfg:
     # "" = the global `precision`; bf16 (default) ~1.6x faster here than fp32 for this fine-tune
     precision: str = "bf16"
     eval_examples: int = 200  # held-out segments for the before/after top-1/top-15
-    # ~9 minutes on 2 idle CPU cores for the MiniLM teacher (bf16, seq 128)
+    # ~18 minutes on 2 idle CPU cores for the MiniLM teacher (bf16, seq 128; BENCHMARKS.md)
     train: TrainCfg = field(
         default_factory=lambda: TrainCfg(batch_size=32, lr=1e-4, max_steps=500, warmup_ratio=0.06, save_every=100)
     )
