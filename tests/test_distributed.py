@@ -175,3 +175,26 @@ def test_torchrun_augment_shards_across_ranks_byte_identical_to_one_process(tmp_
     assert files == sorted(p.name for p in d1.iterdir()) and "data-00000-of-00001.arrow" in files
     for name in files:  # arrow data, dataset_info.json, state.json (its fingerprint included)
         assert (d1 / name).read_bytes() == (d2 / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_cache_present_is_rank0s_answer_on_every_rank(tmp_path):
+    """Ranks that see a cache entry differently (it appeared between their checks) still take
+    the same branch: cache.present broadcasts rank 0's view."""
+    script = tmp_path / "present.py"
+    script.write_text(
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from tinyfw import cache, dist\n"
+        "dist.init()\n"
+        "r, d = dist.rank(), Path(sys.argv[1])\n"
+        "(d / 'only-rank1').mkdir(exist_ok=True) if r == 1 else None\n"
+        "(d / 'only-rank0').mkdir(exist_ok=True) if r == 0 else None\n"
+        "dist.barrier()\n"
+        "seen = {n: cache.present(d / f'only-rank{n}' if r == n else d / f'absent-{n}') for n in (0, 1)}\n"
+        "(d / f'rank{r}.json').write_text(json.dumps(seen))\n"
+    )
+    _torchrun([str(script), str(tmp_path)], tmp_path, ROOT, timeout=120)
+    views = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # what rank 0 sees decides: "0" exists for rank 0, "1" does not exist for rank 0
+    assert views[0] == views[1] == {"0": True, "1": False}

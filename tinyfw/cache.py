@@ -88,6 +88,19 @@ def ensure(
     return final
 
 
+def present(final: Path) -> bool:
+    """Whether the entry ``final`` exists, as rank 0 sees it: in a distributed run the answer is
+    broadcast, so every rank takes the same branch before a collective build (a file that
+    appears between two ranks' own checks would otherwise split them and hang both)."""
+    if _world() <= 1 or any(_SOLO):  # one process, or rank 0 alone inside a solo build
+        return final.exists()
+    import torch.distributed as dist
+
+    seen = [final.exists() if dist.get_rank() == 0 else False]
+    dist.broadcast_object_list(seen, src=0)
+    return bool(seen[0])
+
+
 def _rank() -> int:
     from tinyfw import dist
 

@@ -274,7 +274,7 @@ def ensure_augmented_entry(cfg: DictConfig, home: Path, train_dataset, text_colu
     ds, cols = _prepare(cfg, train_dataset, text_columns)
     parts = augment_cache_parts(cfg, home, ds, cols)
     entry = cache.entry(home, KIND, parts)
-    if entry.exists():
+    if cache.present(entry):
         return entry, True
     if str(cfg.augmenter.mlm) == "mlm":  # trained by every rank together, before the ranks augment
         from tinyfw.stages.mlm import ensure_mlm

@@ -232,7 +232,7 @@ def ensure_mlm(cfg: DictConfig, home: Path, tracker: Any = None) -> Path:
     """The adapted masked LM (HF directory) for ``cfg``: from the cache, else trained now."""
     parts = mlm_cache_parts(cfg, home)
     entry = cache.entry(home, KIND, parts)
-    if not entry.exists():
+    if not cache.present(entry):
         work = home / "cache" / "mlm-work" / cache.key_of(parts)  # checkpoints: resumable
         # every rank of a distributed run trains (prepare); rank 0 registers the result
         cache.ensure(home, KIND, parts, lambda tmp: _register_into(work, tmp),
