@@ -322,3 +322,13 @@ def test_stage_logs_table_and_chart_to_its_wandb_run(tmp_path, shared_home, no_w
     assert summary["rows"] == 9 and summary["runs_failed"] == 1
     assert list((out / "wandb").rglob("media/images/report/chart_*.png"))
     assert list((out / "wandb").rglob("media/table/report/table_*.table.json"))
+
+
+def test_source_is_shown_relative_to_the_working_directory(tmp_path, monkeypatch):
+    from tinyfw.stages.report import shown
+
+    (tmp_path / "runs" / "sweep").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert shown(str(tmp_path / "runs" / "sweep")) == "runs/sweep"
+    assert shown("/elsewhere/sweep") == "/elsewhere/sweep"
+    assert shown("wandb:me/tinyfw/grid-1") == "wandb:me/tinyfw/grid-1"

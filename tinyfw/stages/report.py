@@ -40,12 +40,23 @@ def chart_title(tab: table.Table, source: str, percent: bool) -> str:
             "mean ± std over seeds")
 
 
+def shown(source: str) -> str:
+    """``source`` relative to the working directory when it lies below it, so a published
+    report does not carry the path of the machine that made it."""
+    if str(source).startswith("wandb:"):
+        return str(source)
+    try:
+        return str(Path(source).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(source)
+
+
 def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: str) -> str:
     n = tab.runs_ok + tab.runs_failed + tab.runs_missing
     lines = [
         "# Ablation report",
         "",
-        f"Source: `{source}` ({kind}; {n} runs: {tab.runs_ok} ok, {tab.runs_failed} failed, "
+        f"Source: `{shown(source)}` ({kind}; {n} runs: {tab.runs_ok} ok, {tab.runs_failed} failed, "
         f"{tab.runs_missing} missing). Metric: {describe_metric(tab, percent)}; cells are "
         "mean ± std over seeds (n = successful seeds).",
         "",
