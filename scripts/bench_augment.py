@@ -67,7 +67,8 @@ def main() -> None:
     ap.add_argument("--n-ref", type=int, default=50)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--home", default=os.environ.get("TINYFW_HOME", "~/.cache/tinyfw"))
-    ap.add_argument("--settings", default="all", help="comma-separated names (default: all)")
+    ap.add_argument("--settings", default="all",
+                    help="setting names separated by ';' (they contain commas), default: all")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
 
@@ -79,7 +80,10 @@ def main() -> None:
     texts = load_from_disk(str(home / "assets" / "mr"))["train"]["text"][: args.n]
     vectors = load_vectors(home / "assets" / "glove-50d" / "vectors.kv")
     model, tok = load_mlm(args.mlm, home)
-    names = list(SETTINGS) if args.settings == "all" else [s.strip() for s in args.settings.split(",")]
+    names = list(SETTINGS) if args.settings == "all" else [s.strip() for s in args.settings.split(";") if s.strip()]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        ap.error(f"unknown settings {unknown}; choose from {list(SETTINGS)}")
     results, analyses = {}, {}
     for name in names:
         mode, seg, prec, multi = SETTINGS[name]
