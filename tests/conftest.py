@@ -54,3 +54,17 @@ def shared_home(tmp_path_factory) -> Path:
 @pytest.fixture()
 def no_wandb_env(monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
+
+
+def save_tiny_mlm(d: Path) -> Path:
+    """A tiny random ``BertForMaskedLM`` with the built-in small tokenizer, saved in ``d``."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from tinyfw.models.load import write_tiny_tokenizer
+
+    tok = write_tiny_tokenizer(d)
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=128)).save_pretrained(d)
+    return d

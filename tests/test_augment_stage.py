@@ -5,23 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from omegaconf import OmegaConf
-from transformers import BertConfig, BertForMaskedLM
 
-from conftest import run_tinyfw
+from conftest import run_tinyfw, save_tiny_mlm
 from tinyfw.config import Config
-from tinyfw.models.load import write_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
 def mlm_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("mlm")
-    tok = write_tiny_tokenizer(d)
-    torch.manual_seed(0)
-    BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=128)).save_pretrained(d)
-    return d
+    return save_tiny_mlm(tmp_path_factory.mktemp("mlm"))
 
 
 def _cfg(mlm_dir: Path, **aug):

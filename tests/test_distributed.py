@@ -137,25 +137,13 @@ def test_collective_build_inside_a_rank0_only_build_fails_clearly(tmp_path):
         cache._SOLO.pop()
 
 
-def _tiny_mlm(d: Path) -> Path:
-    from transformers import BertConfig, BertForMaskedLM
-
-    from tinyfw.models.load import write_tiny_tokenizer
-
-    tok = write_tiny_tokenizer(d)
-    torch.manual_seed(0)
-    BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=128)).save_pretrained(d)
-    return d
-
-
 @pytest.mark.slow
 def test_torchrun_augment_shards_across_ranks_byte_identical_to_one_process(tmp_path, monkeypatch):
     """stage=augment under 2 processes: each rank augments its shards (6 shards of 3 rows),
     rank 0 merges; the cached dataset's files equal a single-process run's, byte for byte."""
-    from conftest import run_tinyfw
+    from conftest import run_tinyfw, save_tiny_mlm
 
-    args = ["stage=augment", "experiment=smoke", f"augmenter.mlm={_tiny_mlm(tmp_path / 'mlm')}",
+    args = ["stage=augment", "experiment=smoke", f"augmenter.mlm={save_tiny_mlm(tmp_path / 'mlm')}",
             "augmenter.shard_size=3", "augmenter.batch_size=5"]
     cwd = tmp_path / "cwd"
     cwd.mkdir()

@@ -60,6 +60,14 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", "0"))
 
 
+def device() -> str:
+    """This process's device, as Accelerate picks it for training: the CPU when ``use_cpu()``,
+    ``cuda:LOCAL_RANK`` under a multi-process launch, else ``cuda``."""
+    if use_cpu():
+        return "cpu"
+    return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if launched() else "cuda"
+
+
 def barrier() -> None:
     import torch.distributed as dist
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -121,8 +120,7 @@ def build_augmenter(cfg: DictConfig, home: Path, texts: Sequence[str], tracker: 
         mlm_path = str(ensure_mlm(cfg, home, tracker))
     else:
         mlm_path = paths.resolve_name_or_path(str(a.mlm), home)
-    # this rank's GPU, as Accelerate picks it for training (cuda:LOCAL_RANK); CPU as training does
-    device = "cpu" if dist.use_cpu() else f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if dist.launched() else "cuda"
+    device = dist.device()  # this rank's device, as training uses it
     model, tok = load_masked_lm(mlm_path, device=device)
     vectors = load_vectors_cfg(str(a.vectors), home, texts)
     aug = Augmenter(
