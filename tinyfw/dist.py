@@ -7,6 +7,7 @@ under a file lock) calls :func:`init` first; the runner does so at the start of 
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -45,7 +46,18 @@ def init() -> int:
         from accelerate import PartialState
 
         PartialState(cpu=use_cpu())
+        atexit.register(_shutdown)
     return world_size()
+
+
+def _shutdown() -> None:
+    """Tear the process group down before the interpreter exits: left to the C++ destructors,
+    gloo's threads can abort the process (``terminate called without an active exception``,
+    SIGABRT) after all the work succeeded."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def world_size() -> int:
