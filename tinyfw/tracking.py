@@ -30,10 +30,23 @@ class Tracker:
 
     def __init__(self, run: Any = None):
         self.run = run
+        self._axes: set = set()
 
     def log(self, metrics: Dict[str, float], step: Optional[int] = None) -> None:
-        if self.run is not None:
-            self.run.log(metrics, step=step)
+        """Log ``metrics`` at ``step``. Each top-level key prefix (``step1/``, ``step2/``,
+        ``train/`` ...) gets its own x-axis ``<prefix>/step``: wandb's own step must only grow,
+        so logging TD step 2 from step 1 again under it would drop step 2's points."""
+        if self.run is None:
+            return
+        if step is None:
+            self.run.log(metrics)
+            return
+        axes = {k.split("/", 1)[0] for k in metrics if "/" in k}
+        for axis in axes - self._axes:
+            self.run.define_metric(f"{axis}/step")
+            self.run.define_metric(f"{axis}/*", step_metric=f"{axis}/step")
+            self._axes.add(axis)
+        self.run.log({**metrics, **{f"{a}/step": step for a in axes}})
 
     def summary(self, metrics: Dict[str, Any]) -> None:
         if self.run is not None:
