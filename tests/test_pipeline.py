@@ -42,3 +42,15 @@ def test_smoke_pipeline_runs_grid_and_reports_eight_variants(tmp_path):
     md = (publish / "report.md").read_text()
     assert "w/o GD" in md and "w/o TD" in md
     assert (publish / "report.png").stat().st_size > 1000
+
+    # run again on the same cache: the masked LM and the GD student are found, not retrained
+    again = tmp_path / "again"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinyfw", "stage=pipeline", "experiment=smoke", f"home={home}",
+         f"hydra.run.dir={again}", "pipeline.steps=[mlm,general]"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((again / "result.json").read_text())
+    assert result["outputs"]["skipped"] == ["mlm", "general"]
+    assert result["metrics"]["step_seconds"] == {} and not (again / "mlm").exists()

@@ -19,11 +19,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from tinyfw import cache
 from tinyfw.stages import RunContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -61,18 +62,38 @@ def run_step(name: str, cmd: List[str], log_dir: Path) -> float:
     return round(time.time() - t0, 1)
 
 
+def cached_output(name: str, cfg: DictConfig, home: Path) -> Optional[Path]:
+    """The cache entry the ``mlm`` or ``general`` step would train, when it is already there.
+    (``stage=mlm`` / ``stage=general`` always train when called by hand; the teacher and augment
+    steps look in the cache themselves.)"""
+    if name == "mlm":
+        from tinyfw.stages.mlm import KIND, mlm_cache_parts as parts
+    elif name == "general":
+        from tinyfw.stages.general import KIND, gd_cache_parts as parts
+    else:
+        return None
+    entry = cache.entry(home, KIND, parts(cfg, home))
+    return entry if entry.exists() else None
+
+
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     unknown = set(cfg.pipeline.steps) - set(STEPS) - {"grid", "report"}
     if unknown:
         raise ValueError(f"unknown pipeline steps {sorted(unknown)}; valid: {STEPS + ['grid', 'report']}")
     extra = passthrough_overrides()
-    timings = {}
+    timings, skipped = {}, []
     for name in (s for s in STEPS if s in cfg.pipeline.steps):
+        entry = cached_output(name, cfg, ctx.home)
+        if entry is not None:
+            log.info("pipeline step %s: already in the cache (%s), skipped; delete that entry to "
+                     "train it again", name, entry)
+            skipped.append(name)
+            continue
         cmd = tinyfw_cmd(f"stage={name}", *extra, f"hydra.run.dir={ctx.run_dir / name}")
         timings[name] = run_step(name, cmd, ctx.run_dir)
     sweep = ctx.run_dir / "sweep"
     group = f"pipeline-{ctx.run_dir.name}"
-    outputs = {"sweep": str(sweep)}
+    outputs = {"sweep": str(sweep), "skipped": skipped}
     if "grid" in cfg.pipeline.steps:
         timings["grid"] = run_step(
             "grid",
