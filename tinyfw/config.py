@@ -201,7 +201,7 @@ class TaskDistillCfg:
     # epochs: 20 / 3 and max_steps: -1)
     step1: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=1e-4, max_steps=200))
     # step 2 and the hard-label fine-tune (td=off): lr 3e-4, picked on MR dev among 1e-4/3e-4/5e-4
-    # for each (BENCHMARKS.md); 1e-4 left the prediction layer near chance after 200 steps
+    # for each (BENCHMARKS.md: 1e-4 was 6-7 dev points lower for both; 5e-4 broke the fine-tune)
     step2: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=3e-4, max_steps=200, eval_every=50))
     # cap on TD training rows: every original row first, then a seeded sample of augmented
     # variants (-1: all). Bounds step 1/2 data and the teacher-logit pass on CPU.
