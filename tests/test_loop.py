@@ -133,3 +133,26 @@ def test_bad_inputs(tmp_path):
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="requires_grad"):
         fit({"m": frozen}, make_loss(), dataset(), collate, cfg, out_dir=None)
+
+
+def test_constant_schedule_and_step0_eval(tmp_path):
+    model = tiny_bert()
+    torch.manual_seed(1)
+    head = nn.Linear(16, 1)
+    seen = []
+
+    def evaluate(mods):
+        seen.append(float(next(mods["head"].parameters()).detach().sum()))
+        return {"score": float(len(seen))}
+
+    cfg = TrainCfg(batch_size=4, lr=1e-2, warmup_ratio=0.25, schedule="constant", max_steps=8, log_every=1, eval_every=4)
+    res = fit({"model": model, "head": head}, make_loss(), dataset(), collate, cfg, out_dir=None, seed=7,
+              evaluate=evaluate)
+    lrs = [h["lr"] for h in res.history]
+    assert lrs[0] < 1e-2 and all(lr == pytest.approx(1e-2) for lr in lrs[1:])  # warmup, then constant
+    # evaluated before the first step (step 0: the untrained weights), at step 4 and at the end
+    assert [e["step"] for e in res.evals] == [0, 4, 8]
+    assert seen[0] != seen[-1]
+    with pytest.raises(ValueError, match="unknown schedule"):
+        fit({"model": tiny_bert()}, make_loss(), dataset(), collate,
+            TrainCfg(batch_size=4, max_steps=2, schedule="cosine"), out_dir=None)

@@ -185,8 +185,9 @@ def test_distiller_hand_computed_and_mapping():
     total, parts = d(s, t)
     assert set(parts) == {"embd", "attn", "hidn", "total"}  # no logits: no pred
     e = embedding_loss(s.embeddings, t.embeddings, d.proj_e, s.mask)
-    a = (attention_loss(s.scores[0], t.scores[1], s.mask) + attention_loss(s.scores[1], t.scores[3], s.mask)) / 2
-    h = (hidden_loss(s.hidden[0], t.hidden[1], d.proj_h, s.mask) + hidden_loss(s.hidden[1], t.hidden[3], d.proj_h, s.mask)) / 2
+    # default layer_reduction=sum: the reference's L = embd + sum_m attn_m + sum_m hidn_m
+    a = attention_loss(s.scores[0], t.scores[1], s.mask) + attention_loss(s.scores[1], t.scores[3], s.mask)
+    h = hidden_loss(s.hidden[0], t.hidden[1], d.proj_h, s.mask) + hidden_loss(s.hidden[1], t.hidden[3], d.proj_h, s.mask)
     torch.testing.assert_close(parts["embd"], e)
     torch.testing.assert_close(parts["attn"], a)
     torch.testing.assert_close(parts["hidn"], h)
@@ -194,6 +195,36 @@ def test_distiller_hand_computed_and_mapping():
     assert parts["total"] is total
     assert d.proj_e is not d.proj_h and d.proj is None
     assert set(d.state_dict()) == {"proj_e.weight", "proj_e.bias", "proj_h.weight", "proj_h.bias"}
+
+
+def _constant_feats(emb: float, layer_values, b=2, t=3, hidden=4, heads=2):
+    """Features whose every tensor is a constant: embeddings ``emb``, layer i hidden states and
+    attention scores ``layer_values[i]``; all tokens real."""
+    full = lambda v, *shape: torch.full(shape, float(v))  # noqa: E731
+    return Features(embeddings=full(emb, b, t, hidden), hidden=[full(v, b, t, hidden) for v in layer_values],
+                    scores=[full(v, b, heads, t, t) for v in layer_values], mask=torch.ones(b, t, dtype=torch.long))
+
+
+@pytest.mark.parametrize("reduction, want", [("sum", 11.0), ("mean", 6.0)])
+def test_distiller_layer_reduction_hand_computed(reduction, want):
+    # student: zeros everywhere; teacher: embeddings 1, layer n = n. Identity projections, so
+    # embd MSE = 1, layer pair (m, n): attn MSE = hidn MSE = n^2. Mapping [1, 2]:
+    # sum  = 1 + (1 + 4) + (1 + 4) = 11 (each layer weighs as much as the embedding term);
+    # mean = 1 + 2.5 + 2.5 = 6 (the embedding term weighs M = 2 layers).
+    s, t = _constant_feats(0.0, [0.0, 0.0]), _constant_feats(1.0, [1.0, 2.0])
+    d = Distiller(4, 4, [1, 2], dict(embd=1, attn=1, hidn=1), layer_reduction=reduction)
+    with torch.no_grad():
+        for proj in (d.proj_e, d.proj_h):
+            proj.weight.copy_(torch.eye(4))
+            proj.bias.zero_()
+    total, parts = d(s, t)
+    total, parts = total.detach(), {k: v.detach() for k, v in parts.items()}
+    assert float(parts["embd"]) == pytest.approx(1.0)
+    assert float(parts["attn"]) == pytest.approx(5.0 if reduction == "sum" else 2.5)
+    assert float(parts["hidn"]) == pytest.approx(5.0 if reduction == "sum" else 2.5)
+    assert float(total) == pytest.approx(want)
+    with pytest.raises(ValueError, match="layer_reduction"):
+        Distiller(4, 4, [1, 2], dict(attn=1), layer_reduction="max")
 
 
 def test_distiller_zero_weights_omit_losses_and_projections():
@@ -226,7 +257,7 @@ def test_distiller_reference_mode_and_errors():
     s, t = _feats(0, 4, 2), _feats(1, 6, 4)
     d = Distiller(4, 6, [2, 4], dict(embd=0, attn=1, hidn=0, pred=0), attn_mode="reference")
     _, parts = d(s, t)
-    want = (attention_loss(s.scores[0], t.scores[1], s.mask, "reference") + attention_loss(s.scores[1], t.scores[3], s.mask, "reference")) / 2
+    want = attention_loss(s.scores[0], t.scores[1], s.mask, "reference") + attention_loss(s.scores[1], t.scores[3], s.mask, "reference")
     torch.testing.assert_close(parts["attn"], want)
     with pytest.raises(ValueError, match="unknown loss weights.*valid keys"):
         Distiller(4, 6, [2, 4], dict(embed=1.0))

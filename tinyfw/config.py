@@ -45,6 +45,16 @@ class Precision(_StrEnum):
     fp16 = "fp16"
 
 
+class Schedule(_StrEnum):
+    linear = "linear"  # linear warmup, then linear decay to 0
+    constant = "constant"  # linear warmup, then constant (the reference's TD step 1: no schedule)
+
+
+class LayerReduction(_StrEnum):
+    sum = "sum"  # the reference: sum over mapped layers (each layer weighs as much as the embedding term)
+    mean = "mean"  # mean over mapped layers (the embedding term then weighs M x a layer)
+
+
 @dataclass
 class ShapeCfg:
     """Shape of a BERT encoder built from config (random weights)."""
@@ -65,6 +75,7 @@ class TeacherCfg:
     # (letters, digits, punctuation and common words) used with random models.
     tokenizer: str = ""
     shape: ShapeCfg = field(default_factory=lambda: ShapeCfg(2, 64, 128, 4))
+    seed: int = 42  # weights of `random` (ignored for pre-trained teachers)
 
 
 @dataclass
@@ -88,6 +99,8 @@ class LossWeights:
 @dataclass
 class DistillCfg:
     weights: LossWeights = field(default_factory=LossWeights)
+    # attention and hidden losses over the mapped layers: sum (the reference code) or mean
+    layer_reduction: LayerReduction = LayerReduction.sum
     share_projection: bool = False  # one W for embeddings and hidden states (reference code)
     # masked: real tokens only (attention: valid rows x columns), invariant to extra padding;
     # reference: the reference code (scores <= -100 zeroed, plain means incl. padding); all token losses
@@ -102,6 +115,7 @@ class TrainCfg:
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    schedule: Schedule = Schedule.linear  # after warmup: linear decay | constant
     max_grad_norm: float = 1.0
     epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs
@@ -146,6 +160,7 @@ class TaskCfg:
 class GeneralCfg:
     # Embedded default sized for <= 15 min on 2 CPU cores (~600k tokens at seq 128); the paper
     # preset trains 3 epochs of Wikipedia at batch 256.
+    seed: int = 42  # the GD student's own seed (init, data order); the sweep `seed` does not change it
     train: TrainCfg = field(
         default_factory=lambda: TrainCfg(batch_size=16, lr=5e-4, max_steps=300, save_every=100)
     )
@@ -153,6 +168,7 @@ class GeneralCfg:
 
 @dataclass
 class MlmCfg:
+    seed: int = 42  # masking, data order; the sweep `seed` does not change the masked LM
     base: str = "teacher"  # encoder to adapt: `teacher` (the teacher config) or a name/path
     mask_prob: float = 0.15
     # "" = the global `precision`; bf16 (default) ~1.6x faster here than fp32 for this fine-tune
@@ -193,6 +209,7 @@ class TeacherFtCfg:
         default_factory=lambda: TrainCfg(batch_size=32, lr=5e-5, epochs=2.0, eval_every=50)
     )
     path: str = ""  # use this fine-tuned teacher instead of building one
+    seed: int = 42  # head init, data order; the sweep `seed` does not change the teacher
 
 
 @dataclass
@@ -267,6 +284,9 @@ class Config:
     gd: Switch = Switch.on
     td: Switch = Switch.on
     augment: Switch = Switch.on
+    # the run's own seed: a task run's head init, data order and dropout. Upstream artefacts
+    # (fine-tuned teacher, masked LM, GD student, augmented set) have their own seeds
+    # (teacher_ft.seed, mlm.seed, general.seed, augmenter.seed), so a sweep over `seed` shares them.
     seed: int = 42
     precision: Precision = Precision.fp32
     teacher: TeacherCfg = field(default_factory=TeacherCfg)

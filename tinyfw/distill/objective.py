@@ -15,6 +15,7 @@ from tinyfw.distill.losses import MODES, attention_loss, embedding_loss, hidden_
 from tinyfw.models.capture import Features
 
 WEIGHT_KEYS = ("embd", "attn", "hidn", "pred")
+REDUCTIONS = ("sum", "mean")
 
 
 def _projection(d_in: int, d_out: int) -> nn.Linear:
@@ -30,8 +31,10 @@ class Distiller(nn.Module):
     the weighted total. A loss with weight 0 is removed: not computed, no projection built.
 
     Attention and hidden losses compare student layer m with teacher layer ``mapping[m-1]``
-    (1-based) and are averaged over the mapped layers (the reference code sums them, i.e. its
-    values are M times larger). ``pred`` applies only when both sides have logits: soft
+    (1-based) and are combined over the mapped layers by ``layer_reduction``: ``sum`` (default,
+    the reference code: L = embd + Σ_m attn_m + Σ_m hidn_m, so each layer weighs as much as the
+    embedding term) or ``mean`` (the layer terms divided by M, i.e. the embedding term weighs
+    M times a layer). ``pred`` applies only when both sides have logits: soft
     cross-entropy, or MSE to the teacher's output when the head has a single output
     (regression). ``attn_mode`` (masked | reference) applies to all token-level losses.
     """
@@ -45,6 +48,7 @@ class Distiller(nn.Module):
         share_projection: bool = False,
         attn_mode: str = "masked",
         temperature: float = 1.0,
+        layer_reduction: str = "sum",
     ) -> None:
         super().__init__()
         unknown = set(weights) - set(WEIGHT_KEYS)
@@ -58,6 +62,10 @@ class Distiller(nn.Module):
             raise ValueError(f"unknown distill.attn_mode {attn_mode!r}: use one of {', '.join(MODES)}")
         if temperature <= 0:
             raise ValueError(f"distill.temperature must be > 0, got {temperature}")
+        layer_reduction = str(getattr(layer_reduction, "value", layer_reduction))
+        if layer_reduction not in REDUCTIONS:
+            raise ValueError(f"unknown distill.layer_reduction {layer_reduction!r}: use one of {', '.join(REDUCTIONS)}")
+        self.layer_reduction = layer_reduction
         self.mapping = [int(x) for x in mapping]
         self.share_projection = bool(share_projection)
         self.attn_mode = attn_mode
@@ -93,6 +101,10 @@ class Distiller(nn.Module):
             )
         return [(s_list[m], t_list[n - 1]) for m, n in enumerate(self.mapping)]
 
+    def _reduce(self, per_layer) -> Tensor:
+        stacked = torch.stack(per_layer)
+        return stacked.sum() if self.layer_reduction == "sum" else stacked.mean()
+
     def forward(self, s: Features, t: Features) -> Tuple[Tensor, Dict[str, Tensor]]:
         """``(total, {"embd", "attn", "hidn", ["pred"], "total"})``; values unweighted except total."""
         mask, mode = s.mask, self.attn_mode
@@ -104,11 +116,11 @@ class Distiller(nn.Module):
             losses["embd"] = embedding_loss(s.embeddings, t.embeddings, self.projection("embd"), mask, mode=mode)
         if w["attn"] > 0:
             pairs = self._layers(s, t, "scores")
-            losses["attn"] = torch.stack([attention_loss(a, b, mask, mode=mode) for a, b in pairs]).mean()
+            losses["attn"] = self._reduce([attention_loss(a, b, mask, mode=mode) for a, b in pairs])
         if w["hidn"] > 0:
             proj = self.projection("hidn")
             pairs = self._layers(s, t, "hidden")
-            losses["hidn"] = torch.stack([hidden_loss(a, b, proj, mask, mode=mode) for a, b in pairs]).mean()
+            losses["hidn"] = self._reduce([hidden_loss(a, b, proj, mask, mode=mode) for a, b in pairs])
         if w["pred"] > 0 and s.logits is not None and t.logits is not None:
             if t.logits.shape[-1] == 1:
                 losses["pred"] = regression_loss(s.logits, t.logits)

@@ -81,9 +81,11 @@ def random_model_dir(shape: Any, tokenizer: str, seed: int, home: Path) -> Path:
     return cache.ensure(home, "random-model", parts, build)
 
 
-def teacher_path(teacher_cfg: Any, home: Path, seed: int = 0) -> str:
-    """Local path (or hub name) of the pre-trained teacher described by ``teacher_cfg``."""
+def teacher_path(teacher_cfg: Any, home: Path) -> str:
+    """Local path (or hub name) of the pre-trained teacher described by ``teacher_cfg``
+    (``random``: a model of ``teacher.shape`` with weights from ``teacher.seed``)."""
     if teacher_cfg.name_or_path == "random":
+        seed = int(getattr(teacher_cfg, "seed", 0) or 0)
         return str(random_model_dir(teacher_cfg.shape, teacher_cfg.tokenizer, seed, home))
     return paths.resolve_name_or_path(teacher_cfg.name_or_path, home)
 
@@ -111,9 +113,9 @@ def load_strict(cls: Type[PreTrainedModel], name_or_path: str, **kwargs: Any) ->
     return model
 
 
-def load_teacher(teacher_cfg: Any, home: Path, seed: int = 0) -> Tuple[PreTrainedModel, Any]:
+def load_teacher(teacher_cfg: Any, home: Path) -> Tuple[PreTrainedModel, Any]:
     """The pre-trained teacher encoder (``BertModel``-like, eager attention) and tokenizer."""
-    path = teacher_path(teacher_cfg, home, seed)
+    path = teacher_path(teacher_cfg, home)
     model = load_strict(AutoModel, path)
     # a random model's directory already holds its tokenizer
     own = not teacher_cfg.tokenizer or teacher_cfg.name_or_path == "random"

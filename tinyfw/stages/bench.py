@@ -84,7 +84,7 @@ def entries(cfg: DictConfig, home: Path) -> List[Entry]:
     if b.config_models:
         from transformers import AutoConfig
 
-        tpath = teacher_path(cfg.teacher, home, cfg.seed)
+        tpath = teacher_path(cfg.teacher, home)
         vocab = AutoConfig.from_pretrained(tpath).vocab_size
         out.append(Entry("teacher", f"teacher ({cfg.teacher.name_or_path})", "config", _from_path(tpath)))
         if b.student_path:

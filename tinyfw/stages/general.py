@@ -50,7 +50,7 @@ def gd_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, An
         "distill": distill,
         "corpus": corpus,
         "train": train,
-        "seed": int(cfg.seed),
+        "seed": int(cfg.general.seed),
         "precision": plain(cfg.precision),
     }
 
@@ -129,7 +129,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
                          "set general.train.max_steps > 0 (or corpus.streaming=false)")
     weights = {k: float(cfg.distill.weights[k]) for k in ("embd", "attn", "hidn")}
     # 1. teacher + cheap validation before anything heavy
-    teacher, tok = load_teacher(cfg.teacher, home, cfg.seed)
+    teacher, tok = load_teacher(cfg.teacher, home)
     teacher.eval().requires_grad_(False)
     tcfg = teacher.config
     if len(tok) > tcfg.vocab_size:
@@ -141,19 +141,19 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     mapping = layer_mapping(plain(cfg.student.layer_map), shape.num_layers, tcfg.num_hidden_layers)
     validate_pair(student_config(shape, tcfg), tcfg, mapping, weights["attn"])
     # 2. student + objective
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.general.seed)
     student = build_student(shape, teacher, str(cfg.student.init), mapping)
     validate_pair(student.config, tcfg, mapping, weights["attn"])
     distiller = Distiller(shape.hidden_size, tcfg.hidden_size, mapping, {**weights, "pred": 0.0},
                           share_projection=cfg.distill.share_projection, attn_mode=cfg.distill.attn_mode,
-                          temperature=cfg.distill.temperature)
+                          temperature=cfg.distill.temperature, layer_reduction=cfg.distill.layer_reduction)
     # 3. corpus
     acc = make_accelerator(cfg.precision)
     c = cfg.corpus
     docs = load_corpus(c.source, home, c.config_name, c.split, c.text_column, c.streaming, c.max_docs)
     key = {**source_identity(c.source, home, c.config_name, c.split), "text_column": c.text_column,
            "max_docs": c.max_docs}
-    train_ds, held = tokenize_and_segment(docs, tok, c.max_seq_len, c.num_proc, c.heldout_fraction, cfg.seed,
+    train_ds, held = tokenize_and_segment(docs, tok, c.max_seq_len, c.num_proc, c.heldout_fraction, cfg.general.seed,
                                           home=home, key=key, rank=acc.process_index, world_size=acc.num_processes)
     collate = PadCollate(tok.pad_token_id or 0)
     loss_fn = make_loss_fn(need_scores=weights["attn"] > 0, mapping=mapping)
@@ -167,7 +167,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
                  mapping, corpus_stats)
     # 4. train
     res = fit({"student": student, "distiller": distiller}, loss_fn, train_ds, collate, cfg.general.train,
-              precision=cfg.precision, out_dir=out_dir, tracker=tracker, seed=cfg.seed,
+              precision=cfg.precision, out_dir=out_dir, tracker=tracker, seed=cfg.general.seed,
               frozen={"teacher": teacher}, evaluate=evaluate, desc="GD", accelerator=acc)
     # 5. outputs (main process only)
     student_dir = out_dir / "student"

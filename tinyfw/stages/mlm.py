@@ -41,7 +41,7 @@ def _precision(cfg: DictConfig) -> str:
 
 def base_identity(cfg: DictConfig) -> Dict[str, Any]:
     if cfg.mlm.base == "teacher":
-        return {"teacher": plain(cfg.teacher), "seed_if_random": int(cfg.seed)}
+        return {"teacher": plain(cfg.teacher)}
     return {"name_or_path": str(cfg.mlm.base)}
 
 
@@ -55,14 +55,14 @@ def mlm_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, A
     mlm = plain(cfg.mlm)
     mlm["train"] = {k: v for k, v in mlm["train"].items() if k not in ("log_every", "num_workers", "save_every")}
     mlm["precision"] = _precision(cfg)
-    return {"base": base_identity(cfg), "corpus": corpus, "mlm": mlm, "seed": int(cfg.seed), "v": 1}
+    return {"base": base_identity(cfg), "corpus": corpus, "mlm": mlm, "v": 2}
 
 
 def base_path_and_tokenizer(cfg: DictConfig, home: Path) -> Tuple[str, Any]:
     from tinyfw.models.load import load_tokenizer, teacher_path
 
     if cfg.mlm.base == "teacher":
-        path = teacher_path(cfg.teacher, home, cfg.seed)
+        path = teacher_path(cfg.teacher, home)
         own = not cfg.teacher.tokenizer or cfg.teacher.name_or_path == "random"
         return path, load_tokenizer(path if own else cfg.teacher.tokenizer, home)
     path = paths.resolve_name_or_path(str(cfg.mlm.base), home)
@@ -169,7 +169,7 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     path, tok = base_path_and_tokenizer(cfg, home)
     if tok.mask_token_id is None:
         raise ValueError(f"the tokenizer of {path} has no [MASK] token; a masked LM needs one")
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.mlm.seed)
     model, new_keys = load_as_masked_lm(path)
     if len(tok) > model.config.vocab_size:
         raise ValueError(f"tokenizer has {len(tok)} tokens but {path} has a vocabulary of {model.config.vocab_size}")
@@ -180,7 +180,7 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     key = {**source_identity(c.source, home, c.config_name, c.split), "text_column": c.text_column,
            "max_docs": c.max_docs}
     train_ds, held = tokenize_and_segment(docs, tok, c.max_seq_len, c.num_proc, max(c.heldout_fraction, 1e-9),
-                                          cfg.seed, home=home, key=key)
+                                          cfg.mlm.seed, home=home, key=key)
     collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=cfg.mlm.mask_prob)
 
     def collate(rows):
@@ -190,12 +190,12 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
         return modules["mlm"](**batch), {}
 
     n_eval = int(cfg.mlm.eval_examples)
-    before = whole_word_eval(model, tok, held, n_eval, seed=cfg.seed)
+    before = whole_word_eval(model, tok, held, n_eval, seed=cfg.mlm.seed)
     log.info("MLM held-out before: %s (new head weights: %s)", before, new_keys)
     model.train()
     res = fit({"mlm": MaskedPositionsLoss(model)}, loss_fn, train_ds, collate, cfg.mlm.train, precision=precision, out_dir=out_dir,
-              tracker=tracker, seed=cfg.seed, desc="MLM", accelerator=acc)
-    after = whole_word_eval(model, tok, held, n_eval, seed=cfg.seed)
+              tracker=tracker, seed=cfg.mlm.seed, desc="MLM", accelerator=acc)
+    after = whole_word_eval(model, tok, held, n_eval, seed=cfg.mlm.seed)
     log.info("MLM held-out after: %s", after)
     model_dir = out_dir / "mlm"
     if acc.is_main_process:

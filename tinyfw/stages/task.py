@@ -286,7 +286,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     else:
         from tinyfw.models.load import teacher_path
 
-        tok = teacher_tokenizer(cfg, home, teacher_path(cfg.teacher, home, cfg.seed))
+        tok = teacher_tokenizer(cfg, home, teacher_path(cfg.teacher, home))
     teacher = load_classifier(str(teacher_dir), task)
     collate = Collator(tok.pad_token_id, regression=task.regression)
     bs_eval = td.eval_batch_size
@@ -329,7 +329,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         if any(v > 0 for v in inter.values()):
             distiller = Distiller(student.config.hidden_size, teacher.config.hidden_size, mapping, inter,
                                   share_projection=cfg.distill.share_projection, attn_mode=cfg.distill.attn_mode,
-                                  temperature=cfg.distill.temperature)
+                                  temperature=cfg.distill.temperature, layer_reduction=cfg.distill.layer_reduction)
             log.info("TD step 1 (intermediate layers, weights %s) on %d examples", inter, len(enc_train))
             r1 = fit({"student": student, "distiller": distiller}, make_step1_loss(inter["attn"] > 0), enc_train,
                      collate, td.step1, out_dir=ctx.run_dir / "step1", frozen={"teacher": teacher}, desc="TD step 1",

@@ -94,9 +94,9 @@ def cache_key(cfg: DictConfig) -> Dict[str, Any]:
     return {
         "teacher": teacher_identity(cfg),
         "task": OmegaConf.to_container(cfg.task, resolve=True),
-        "train": OmegaConf.to_container(cfg.teacher_ft.train, resolve=True),
+        "train": OmegaConf.to_container(cfg.teacher_ft.train, resolve=True, enum_to_str=True),
         "precision": str(cfg.precision),
-        "seed": cfg.seed,
+        "seed": int(cfg.teacher_ft.seed),
     }
 
 
@@ -110,9 +110,9 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     from tinyfw.train.loop import fit
 
     task = load_task(cfg.task, home)
-    base = teacher_path(cfg.teacher, home, cfg.seed)
+    base = teacher_path(cfg.teacher, home)
     tok = teacher_tokenizer(cfg, home, base)
-    set_seed(cfg.seed)
+    set_seed(cfg.teacher_ft.seed)
     model = load_classifier(base, task, new_head=True)
     enc = encode_splits(task, tok, cfg.task.max_seq_len)
     collate = Collator(tok.pad_token_id, regression=task.regression)
@@ -128,7 +128,7 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
 
     log.info("fine-tuning teacher %s on %s (%d examples)", base, task.name, len(enc["train"]))
     res = fit({"model": model}, loss_fn, enc["train"], collate, cfg.teacher_ft.train, precision=str(cfg.precision),
-              out_dir=work_dir, tracker=tracker, seed=cfg.seed, evaluate=dev_eval, desc="teacher",
+              out_dir=work_dir, tracker=tracker, seed=cfg.teacher_ft.seed, evaluate=dev_eval, desc="teacher",
               eval_key=task.main_metric, restore_best=True, keep_checkpoints=1, log_prefix="teacher/")
     model.eval()
     with torch.no_grad():
@@ -148,7 +148,7 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
                task=task.describe(), metrics={k: v for k, v in metrics.items() if isinstance(v, dict)}, size=size,
                config={"base": base, "lr": cfg.teacher_ft.train.lr, "batch_size": cfg.teacher_ft.train.batch_size,
                        "epochs": cfg.teacher_ft.train.epochs, "max_steps": cfg.teacher_ft.train.max_steps,
-                       "max_seq_len": cfg.task.max_seq_len, "seed": cfg.seed, "precision": str(cfg.precision)},
+                       "max_seq_len": cfg.task.max_seq_len, "seed": cfg.teacher_ft.seed, "precision": str(cfg.precision)},
                name="TEACHER_DIR")
     load_classifier(str(out), task)  # the saved checkpoint reloads strictly with its head
     return metrics

@@ -18,7 +18,8 @@ Usage::
 Contract:
 
 - ``trainable``: modules whose ``requires_grad`` parameters are optimised (AdamW, no weight
-  decay on biases and LayerNorm weights; linear warmup then linear decay). They are trained
+  decay on biases and LayerNorm weights; linear warmup, then linear decay to 0 or, with
+  ``schedule=constant``, a constant rate). They are trained
   in place: after ``fit`` the caller's objects hold the trained weights.
 - ``frozen``: put in ``eval()`` with ``requires_grad=False`` and moved to the device; never
   wrapped in DDP and never saved in checkpoints. Every ``loss_fn`` call runs under
@@ -35,7 +36,8 @@ Contract:
   N > 1). Iterable data is NOT sharded here: pass it already split per rank
   (``datasets.distributed.split_dataset_by_node``), and set ``max_steps``.
 - ``train_cfg`` (``tinyfw.config.TrainCfg``): ``batch_size`` per process, ``grad_accum``,
-  ``lr``, ``weight_decay``, ``warmup_ratio``, ``max_grad_norm`` (<=0: no clipping),
+  ``lr``, ``weight_decay``, ``warmup_ratio``, ``schedule`` (linear | constant),
+  ``max_grad_norm`` (<=0: no clipping),
   ``epochs`` (may be fractional) or ``max_steps`` (>0 wins; counts optimizer steps),
   ``log_every``, ``save_every`` (0: checkpoint only at the end), ``eval_every`` (0: evaluate
   only at the end), ``num_workers``, ``grad_checkpointing``.
@@ -49,7 +51,8 @@ Contract:
 - Rank 0 alone logs (tracker, progress bar) and writes checkpoints; every rank returns the
   same ``FitResult``. ``ACCELERATE_USE_CPU=true`` (or ``cpu=True``) keeps ``torchrun`` on
   CPU with gloo.
-- ``evaluate(modules) -> dict`` runs every ``eval_every`` steps and at the end (its
+- ``evaluate(modules) -> dict`` runs before the first step (step 0, so a run that never
+  leaves its starting point shows it), every ``eval_every`` steps and at the end (its
   metrics go to the tracker as ``eval/<name>``); ``eval_key`` + ``eval_mode`` pick the best,
   and ``restore_best=True`` reloads the best trainable weights at the end.
 - ``accelerator``: optional, a fresh one per ``fit`` (``make_accelerator(precision)``), for
@@ -143,6 +146,19 @@ def param_groups(modules: Sequence[nn.Module], weight_decay: float) -> List[Dict
     if not decay and not no_decay:
         raise ValueError("fit(): the trainable modules have no parameter with requires_grad=True")
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_scheduler(opt: torch.optim.Optimizer, schedule: Any, warmup: int, total: int):
+    """Linear warmup over ``warmup`` steps, then linear decay to 0 at ``total`` (``linear``) or
+    a constant rate (``constant``: the reference code's TD step 1, which runs without schedule)."""
+    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    name = str(getattr(schedule, "value", schedule))
+    if name == "linear":
+        return get_linear_schedule_with_warmup(opt, warmup, total)
+    if name == "constant":
+        return get_constant_schedule_with_warmup(opt, warmup)
+    raise ValueError(f"unknown schedule {name!r}: use linear or constant")
 
 
 def _count_tokens(batch: Any) -> int:
@@ -241,7 +257,6 @@ def fit(
     """Train ``trainable`` on ``dataset`` with ``loss_fn``; see the module docstring."""
     from accelerate.utils import send_to_device, set_seed
     from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
 
     frozen = dict(frozen or {})
     clash = set(trainable) & set(frozen)
@@ -275,7 +290,7 @@ def fit(
     for m in mods:
         m.train()
     opt = torch.optim.AdamW(param_groups(mods, tc.weight_decay), lr=tc.lr)
-    sched = get_linear_schedule_with_warmup(opt, int(round(tc.warmup_ratio * total)), total)
+    sched = make_scheduler(opt, getattr(tc, "schedule", "linear"), int(round(tc.warmup_ratio * total)), total)
     prepared = acc.prepare(*mods, opt)
     prepared = prepared if isinstance(prepared, (list, tuple)) else (prepared,)
     wrapped, opt = list(prepared[:-1]), prepared[-1]
@@ -313,7 +328,8 @@ def fit(
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp))
+        acc.save_state(str(tmp))  # every rank writes its own RNG state into tmp
+        acc.wait_for_everyone()  # ... and must be done before rank 0 renames tmp
         if acc.is_main_process:
             state = {"step": step, "epoch": epoch, "consumed": consumed, "tokens": tokens, "total_steps": total,
                      "history": history, "evals": evals, "best_eval": best, "final": final}
@@ -346,6 +362,8 @@ def fit(
                 if restore_best:
                     best_state = _state_of(trainable)
 
+    if resumed_from is None:
+        run_eval()  # step 0: where training starts (a collapse shows as no change from here)
     bar = tqdm(total=total, initial=step, desc=desc, disable=not acc.is_main_process, dynamic_ncols=True)
     t0, tokens0, step0 = time.perf_counter(), tokens, step
     window = (time.perf_counter(), tokens)
