@@ -10,7 +10,7 @@ Options: ``report.metric`` ("" = the test split's main metric when every run has
 dev's; ``dev`` / ``test``; or an exact ``split/name`` such as ``dev/f1``), ``report.percent``
 (x100, default on), ``report.digits``. The run-record schema it reads is documented in
 ``tinyfw/report/records.py``; the table's rows and cells in ``tinyfw/report/table.py``.
-Metrics: rows, runs_ok, runs_failed, runs_missing.
+Metrics: rows, runs_ok, runs_failed, runs_missing, runs_collapsed.
 """
 
 from __future__ import annotations
@@ -52,19 +52,22 @@ def shown(source: str) -> str:
 
 
 def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: str) -> str:
-    n = tab.runs_ok + tab.runs_failed + tab.runs_missing
+    n = tab.runs_ok + tab.runs_failed + tab.runs_missing + tab.runs_collapsed
     lines = [
         "# Ablation report",
         "",
         f"Source: `{shown(source)}` ({kind}; {n} runs: {tab.runs_ok} ok, {tab.runs_failed} failed, "
-        f"{tab.runs_missing} missing). Metric: {describe_metric(tab, percent)}; cells are "
+        f"{tab.runs_missing} missing, {tab.runs_collapsed} collapsed). Metric: {describe_metric(tab, percent)}; cells are "
         "mean ± std over seeds (n = successful seeds).",
         "",
         tab.markdown(),
         "",
         f"![ablation chart]({png_name})",
         "",
-        "## Failed and missing runs",
+        "## Failed, missing and collapsed runs",
+        "",
+        "Not averaged into the table. Collapsed: the student predicts one class for every dev "
+        "input, or its training loss never left ln C (`metrics.health` in its result.json).",
         "",
     ]
     if tab.problems:
@@ -108,11 +111,11 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     atomic_write_text(files["markdown"], markdown(tab, rc.source, kind, rc.percent, "report.png"))
     print(tab.markdown())
     if tab.problems:
-        print(f"\n{len(tab.problems)} failed/missing run(s): see {files['markdown']}")
+        print(f"\n{len(tab.problems)} failed/missing/collapsed run(s): see {files['markdown']}")
     if ctx.tracker.run is not None:
         log_to_wandb(ctx.tracker.run, tab, Path(files["png"]))
     return StageResult(
         metrics={"rows": len(tab.rows), "runs_ok": tab.runs_ok, "runs_failed": tab.runs_failed,
-                 "runs_missing": tab.runs_missing},
+                 "runs_missing": tab.runs_missing, "runs_collapsed": tab.runs_collapsed},
         outputs=files,
     )
