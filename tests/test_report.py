@@ -350,3 +350,23 @@ def test_collapsed_runs_are_shown_apart_not_averaged(tmp_path):
     assert tab.runs_collapsed == 1 and tab.runs_ok == 13
     [p] = [p for p in tab.problems if p.status == "collapsed"]
     assert p.row == "w/o DA" and p.seed == 1 and "class 1" in p.error
+
+
+def test_differences_to_the_full_recipe_paired_over_seeds(tmp_path):
+    from scipy import stats
+
+    tab = table.build(records.load(str(write_sweep(tmp_path / "sweep")))[0])
+    d = dict(table.deltas(tab))
+    # w/o DA: 0.75 / 0.76 against the full 0.80 / 0.81 -> -5.0 for both seeds: zero spread
+    wo_da = d["w/o DA"]["mr"]
+    assert wo_da.diffs == pytest.approx([-5.0, -5.0]) and wo_da.ci95() == pytest.approx((-5.0, -5.0))
+    # w/o GD: seed 2 failed -> one pair, no interval
+    assert d["w/o GD"]["mr"].n == 1 and d["w/o GD"]["mr"].ci95() is None
+    assert "teacher" not in d and "GD+TD+DA (full)" not in d
+    # a spread: hand-computed t interval, 1 degree of freedom
+    delta = table.Delta([-4.0, -2.0])
+    half = stats.t.ppf(0.975, 1) * 2 ** 0.5 / 2 ** 0.5  # sd = sqrt(2), n = 2
+    assert delta.ci95() == pytest.approx((-3.0 - half, -3.0 + half))
+    assert delta.text(1) == f"-3.0 [{-3.0 - half:+.1f}, {-3.0 + half:+.1f}] (n=2)"
+    md = table.deltas_markdown(tab)
+    assert md.splitlines()[0] == "| variant | Δ mr |" and "| w/o DA | -5.0 [-5.0, -5.0] (n=2) |" in md

@@ -141,3 +141,20 @@ def test_phase_budgets_hold_steps_or_epochs_equal():
     td.step2.max_steps = -1
     with pytest.raises(ValueError, match=r"budget=steps needs task_distill.step2.max_steps > 0"):
         phase_budgets(td)
+
+
+@pytest.mark.slow
+def test_step1_is_cached_and_reused_by_a_step2_sweep_with_identical_results(tmp_path, shared_home, kw_root):
+    args = ["stage=task", "gd=off", "augment=off", *kw_overrides(kw_root)]
+    a = run_tinyfw(*args, "task_distill.step2.lr=5e-3", run_dir=tmp_path / "a", home=shared_home)
+    b = run_tinyfw(*args, "task_distill.step2.lr=2e-3", run_dir=tmp_path / "b", home=shared_home)
+    assert (Path(a["metrics"]["step1"]["entry"]) / "student.safetensors").is_file()
+    assert b["metrics"]["step1"]["cached"] is True and b["metrics"]["step1"]["entry"] == a["metrics"]["step1"]["entry"]
+    assert b["metrics"]["steps"]["step1"] == a["metrics"]["steps"]["step1"]
+    # the same step-2 run from scratch in a fresh home ends exactly where the cached one did
+    fresh = run_tinyfw(*args, "task_distill.step2.lr=2e-3", run_dir=tmp_path / "c", home=tmp_path / "home")
+    assert fresh["metrics"]["step1"]["cached"] is False
+    assert fresh["metrics"]["dev"] == b["metrics"]["dev"] and fresh["metrics"]["test"] == b["metrics"]["test"]
+    # another step-1 setting is another entry
+    other = run_tinyfw(*args, "task_distill.step1.lr=2e-3", run_dir=tmp_path / "d", home=shared_home)
+    assert other["metrics"]["step1"]["cached"] is False and other["metrics"]["step1"]["entry"] != a["metrics"]["step1"]["entry"]

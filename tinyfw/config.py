@@ -249,6 +249,11 @@ class TaskDistillCfg:
     # variants drawn with augmenter.seed (the same rows for every run seed, so their teacher
     # logits are computed once); -1: all. Bounds the teacher-logit pass on CPU.
     max_train_examples: int = 6400
+    # TD phases draw batches of similar length (less padding; the data order stays random)
+    group_by_length: bool = False
+    # precision of the TD phases (null = the global `precision`, which also keys the teacher and
+    # the GD student): bf16 here trains the student in bf16 autocast on the same upstream artefacts
+    precision: Optional[Precision] = None
     gd_checkpoint: str = ""  # GD student to start from when gd=on ("" = the cached GD run)
     gd_off_init: str = "random"  # student init when gd=off: random | teacher_layers
     # td=off ("w/o TD"): the student is fine-tuned on hard labels with these settings
@@ -271,6 +276,10 @@ class ReportCfg:
 class PipelineCfg:
     # copy the report (md, csv, png) here at the end, e.g. docs/example (README shows it)
     publish: str = ""
+    # the grid step's sweep (a Hydra multirun of stage=task): the paper's ablation rows x seeds
+    grid: List[str] = field(default_factory=lambda: ["ablation=full,wo_gd,wo_td,wo_da", "seed=1,2,3"])
+    jobs: int = 1  # grid jobs run side by side (> 1: hydra/launcher=joblib), each with `threads`
+    threads: int = 0  # torch threads per grid job (0: torch's default)
     steps: List[str] = field(
         default_factory=lambda: ["assets", "teacher", "mlm", "general", "augment", "grid", "report"]
     )
@@ -315,6 +324,9 @@ class Config:
     # (teacher_ft.seed, mlm.seed, general.seed, augmenter.seed), so a sweep over `seed` shares them.
     seed: int = 42
     precision: Precision = Precision.fp32
+    # torch intra-op threads of this run (0: torch's default, one per core); 1 suits jobs run
+    # side by side (hydra/launcher=joblib), which then do not fight over the cores
+    threads: int = 0
     teacher: TeacherCfg = field(default_factory=TeacherCfg)
     student: StudentCfg = field(default_factory=StudentCfg)
     distill: DistillCfg = field(default_factory=DistillCfg)

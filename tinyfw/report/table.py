@@ -328,9 +328,11 @@ def _average(cells: List[Cell]) -> Cell:
     for c in cells:
         for s, v in zip(c.seeds, c.values):
             per_seed.setdefault(s, []).append(v)
-    complete = [statistics.fmean(v) for s, v in per_seed.items() if s is not None and len(v) == len(cells)]
+    complete = {s: statistics.fmean(v) for s, v in per_seed.items() if s is not None and len(v) == len(cells)}
     mean = statistics.fmean(c.mean for c in cells)  # type: ignore[misc]
-    return _FixedMean(values=complete or [mean], mean_value=mean)
+    if not complete:
+        return _FixedMean(values=[mean], mean_value=mean)
+    return _FixedMean(values=list(complete.values()), seeds=list(complete), mean_value=mean)
 
 
 @dataclass
@@ -342,3 +344,92 @@ class _FixedMean(Cell):
     @property
     def mean(self) -> Optional[float]:  # type: ignore[override]
         return self.mean_value
+
+
+# ---------------------------------------------------------------- differences to the full recipe
+
+
+@dataclass
+class Delta:
+    """An ablation's difference to the full recipe in one column, paired over seeds."""
+
+    diffs: List[float]  # per seed present in both: ablation - full
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    @property
+    def mean(self) -> Optional[float]:
+        return statistics.fmean(self.diffs) if self.diffs else None
+
+    def ci95(self) -> Optional[Tuple[float, float]]:
+        """Student-t interval of the mean paired difference (n - 1 degrees of freedom)."""
+        if self.n < 2:
+            return None
+        from scipy import stats
+
+        half = float(stats.t.ppf(0.975, self.n - 1)) * statistics.stdev(self.diffs) / math.sqrt(self.n)
+        return self.mean - half, self.mean + half  # type: ignore[operator]
+
+    def text(self, digits: int) -> str:
+        if not self.diffs:
+            return "—"
+        s = f"{self.mean:+.{digits}f}"
+        ci = self.ci95()
+        if ci is not None:
+            s += f" [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+        return s + f" (n={self.n})"
+
+
+def deltas(tab: Table, reference: str = FULL) -> List[Tuple[str, Dict[str, Delta]]]:
+    """Each row's difference to ``reference`` per column, paired by seed (the teacher and the
+    reference row itself left out); collapsed, failed and missing runs pair with nothing."""
+    rows = dict(tab.rows)
+    if reference not in rows:
+        return []
+    ref = rows[reference]
+    out = []
+    for label, cells in tab.rows:
+        if label in (reference, TEACHER):
+            continue
+        per: Dict[str, Delta] = {}
+        for c in tab.columns:
+            base = dict(zip(ref[c].seeds, ref[c].values))
+            pairs = [v - base[s] for s, v in zip(cells[c].seeds, cells[c].values) if s is not None and s in base]
+            per[c] = Delta(pairs)
+        out.append((label, per))
+    return out
+
+
+def deltas_markdown(tab: Table, reference: str = FULL) -> str:
+    rows = deltas(tab, reference)
+    if not rows:
+        return ""
+    head = "| variant | " + " | ".join(f"Δ {c}" for c in tab.columns) + " |"
+    sep = "|---" * (len(tab.columns) + 1) + "|"
+    body = ["| " + " | ".join([label] + [d[c].text(tab.digits) for c in tab.columns]) + " |" for label, d in rows]
+    return "\n".join([head, sep, *body])
+
+
+def budget_notes(records: Sequence[RunRecord]) -> List[str]:
+    """One line per variant on what its runs trained on: distinct rows, examples drawn per
+    phase and passes over the rows (from result.json ``train_examples`` / ``examples_seen``), so
+    the report says what an ablation held equal (``task_distill.budget``)."""
+    extras = extra_keys([r for r in records if r.status != "missing"])
+    seen: Dict[str, str] = {}
+    for r in records:
+        if r.status != "ok" or "train_examples" not in r.metrics:
+            continue
+        _, label = variant(r, extras)
+        if label in seen:
+            continue
+        rows = int(r.metrics["train_examples"])
+        phases = [(k.split("/", 1)[1], int(v)) for k, v in sorted(r.metrics.items())
+                  if k.startswith("examples_seen/")]
+        order = {"step1": 0, "step2": 1, "finetune": 2}
+        phases.sort(key=lambda kv: order.get(kv[0], 9))
+        what = ", ".join(f"{k} {v:,} examples ({v / max(rows, 1):.1f} passes)" for k, v in phases)
+        budget = r.metrics.get("budget", "?")
+        seen[label] = f"{label}: {rows:,} distinct training rows; {what or 'no phase recorded'} (budget: {budget})"
+    return list(seen.values())

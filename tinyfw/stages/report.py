@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 from omegaconf import DictConfig
 
@@ -51,7 +51,8 @@ def shown(source: str) -> str:
         return str(source)
 
 
-def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: str) -> str:
+def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: str,
+             notes: Sequence[str] = ()) -> str:
     n = tab.runs_ok + tab.runs_failed + tab.runs_missing + tab.runs_collapsed
     lines = [
         "# Ablation report",
@@ -62,8 +63,23 @@ def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: 
         "",
         tab.markdown(),
         "",
-        f"![ablation chart]({png_name})",
-        "",
+    ]
+    if notes:
+        lines += ["What each variant trained on:", "", *(f"- {n}" for n in notes), ""]
+    lines += [f"![ablation chart]({png_name})", ""]
+    diff = table.deltas_markdown(tab)
+    if diff:
+        lines += [
+            "## Difference to the full recipe",
+            "",
+            "Per seed, ablation minus full recipe (same seed), then the mean and its 95% confidence "
+            "interval (Student t over the paired seeds, n - 1 degrees of freedom; none for n < 2). "
+            "An interval below 0 says the removed part helped on this task at this budget.",
+            "",
+            diff,
+            "",
+        ]
+    lines += [
         "## Failed, missing and collapsed runs",
         "",
         "Not averaged into the table. Collapsed: the student predicts one class for every dev "
@@ -108,7 +124,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     }
     plot.save(tab, Path(files["png"]), title=chart_title(tab, rc.source, rc.percent))
     atomic_write_text(files["csv"], tab.frame().to_csv(index=False))
-    atomic_write_text(files["markdown"], markdown(tab, rc.source, kind, rc.percent, "report.png"))
+    atomic_write_text(files["markdown"], markdown(tab, rc.source, kind, rc.percent, "report.png",
+                                                  table.budget_notes(recs)))
     print(tab.markdown())
     if tab.problems:
         print(f"\n{len(tab.problems)} failed/missing/collapsed run(s): see {files['markdown']}")
