@@ -181,3 +181,20 @@ def test_length_grouped_batches_cover_the_epoch_with_less_padding():
     r0 = _Batches(1000, 4, 2, 0, seed=3, shuffle=True, lengths=lengths).epoch(0)
     r1 = _Batches(1000, 4, 2, 1, seed=3, shuffle=True, lengths=lengths).epoch(0)
     assert [a + b for a, b in zip(r0, r1)] == grouped
+
+
+def test_bf16_fit_leaves_a_plain_fp32_model():
+    import copy
+
+    model = tiny_bert()
+    torch.manual_seed(1)
+    head = nn.Linear(16, 1)
+    cfg = TrainCfg(batch_size=4, lr=1e-3, max_steps=2, log_every=1)
+    fit({"model": model, "head": head}, make_loss(), dataset(), collate, cfg, precision="bf16", out_dir=None)
+    assert "_original_forward" not in model.__dict__  # Accelerate's autocast wrapper is gone
+    model.eval()
+    twin = copy.deepcopy(model)
+    twin.load_state_dict(model.state_dict())
+    ids = torch.randint(5, 50, (2, 6))
+    out = model(input_ids=ids).last_hidden_state
+    assert out.dtype == torch.float32 and torch.equal(out, twin(input_ids=ids).last_hidden_state)

@@ -20,7 +20,8 @@ Contract:
 - ``trainable``: modules whose ``requires_grad`` parameters are optimised (AdamW, no weight
   decay on biases and LayerNorm weights; linear warmup, then linear decay to 0 or, with
   ``schedule=constant``, a constant rate). They are trained
-  in place: after ``fit`` the caller's objects hold the trained weights.
+  in place: after ``fit`` the caller's objects hold the trained weights, and their forward is
+  the plain one again (the bf16/fp16 autocast wrapper Accelerate adds is removed).
 - ``frozen``: put in ``eval()`` with ``requires_grad=False`` and moved to the device; never
   wrapped in DDP and never saved in checkpoints. Every ``loss_fn`` call runs under
   ``accelerator.autocast()``, so frozen and trainable forwards share the precision
@@ -489,6 +490,8 @@ def fit(
     if restore_best and best_state is not None:
         for k, m in trainable.items():
             m.load_state_dict(best_state[k])
+    for m in wrapped:  # mixed precision patched forward() with autocast in place: undo it, so the
+        acc.unwrap_model(m, keep_fp32_wrapper=False)  # caller's model runs (and saves) as it loads
     done = step - step0
     res = FitResult(
         steps=step,
