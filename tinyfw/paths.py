@@ -48,15 +48,17 @@ def resolve_asset(name: str, root: Path) -> Path:
     return path
 
 
-def resolve_name_or_path(name_or_path: str, root: Path) -> str:
-    """An asset short name -> its local path; an existing path -> itself; else a hub name."""
+def resolve_name_or_path(name_or_path: str, root: Path, key: str = "") -> str:
+    """An asset short name -> its local path; an existing path -> itself; else a hub name.
+    ``key``: the config key it came from, named when a path does not exist."""
     if name_or_path in ASSETS:
         return str(resolve_asset(name_or_path, root))
     p = Path(name_or_path).expanduser()
     if p.exists():
         return str(p.resolve())
     if name_or_path.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"path '{name_or_path}' does not exist")
+        where = f"{key}: " if key else ""
+        raise FileNotFoundError(f"{where}path '{name_or_path}' does not exist")
     return name_or_path  # a hub name: from_pretrained / load_dataset fetch it when online
 
 

@@ -59,6 +59,7 @@ from omegaconf import DictConfig, OmegaConf
 from tinyfw import cache
 from tinyfw.config import plain
 from tinyfw.data.tasks import Collator, TaskData, encode_splits, evaluate, load_task, predict_logits, tokenize
+from tinyfw.models.load import check_tokenizer
 from tinyfw.stages import RunContext, StageResult
 from tinyfw.stages.teacher import (
     ensure_teacher, evaluate_all, head_kwargs, load_classifier, teacher_metrics, teacher_tokenizer,
@@ -69,6 +70,35 @@ log = logging.getLogger(__name__)
 
 def _on(v: Any) -> bool:
     return str(getattr(v, "value", v)) == "on"
+
+
+def td_fingerprint(cfg: DictConfig, home: Path) -> Dict[str, Any]:
+    """What defines a ``stage=task`` run's training (its checkpoints refuse to resume another):
+    the teacher, the student's starting point, the (augmented) data, the objective and the
+    phases' settings, without logging/saving cadence."""
+    from tinyfw.stages.teacher import cache_key
+
+    def phase(node: Any) -> Dict[str, Any]:
+        return {k: v for k, v in plain(node).items() if k not in ("log_every", "save_every", "num_workers")}
+
+    td = cfg.task_distill
+    if _on(cfg.gd):
+        from tinyfw.stages.general import gd_cache_parts
+
+        init: Any = td.gd_checkpoint or gd_cache_parts(cfg, home)
+    else:
+        init = {"init": td.gd_off_init, "student": plain(cfg.student)}
+    aug: Any = "off"
+    if _on(cfg.augment):
+        from tinyfw.stages.augment import NOT_IN_KEY, mlm_identity
+
+        aug = {**{k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY},
+               "mlm": mlm_identity(cfg, home)}
+    phases = ({"step1": phase(td.step1), "step2": phase(td.step2), "distill": plain(cfg.distill)}
+              if _on(cfg.td) else {"finetune": phase(td.finetune)})
+    return {"teacher": cfg.teacher_ft.path or cache_key(cfg), "task": plain(cfg.task), "init": init,
+            "augment": aug, "max_train_examples": td.max_train_examples, **phases,
+            "td": str(cfg.td), "seed": int(cfg.seed), "precision": plain(cfg.precision)}
 
 
 # --------------------------------------------------------------------------------------
@@ -288,6 +318,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
         tok = teacher_tokenizer(cfg, home, teacher_path(cfg.teacher, home))
     teacher = load_classifier(str(teacher_dir), task)
+    check_tokenizer(tok, teacher.config, f"teacher {teacher_dir}", str(teacher_dir))
     collate = Collator(tok.pad_token_id, regression=task.regression)
     bs_eval = td.eval_batch_size
     enc = encode_splits(task, tok, cfg.task.max_seq_len, task.eval_splits)
@@ -310,6 +341,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
     set_seed(cfg.seed)
     student, mapping, init = build_classifier(cfg, home, teacher, task, ctx.tracker)
+    check_tokenizer(tok, student.config, f"student {init}", init[3:] if init.startswith("gd:") else None,
+                    fix="start from a student distilled with this teacher's tokenizer")
     w = {k: float(v) for k, v in OmegaConf.to_container(cfg.distill.weights).items()}
     validate_pair(student.config, teacher.config, mapping, w.get("attn", 0.0))
 
@@ -320,7 +353,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
         return evaluate(unwrap(mods["student"]), task, dev, collate, bs_eval)
 
-    common = dict(precision=str(cfg.precision), tracker=ctx.tracker, seed=cfg.seed)
+    common = dict(precision=str(cfg.precision), tracker=ctx.tracker, seed=cfg.seed,
+                  fingerprint=td_fingerprint(cfg, home), resume=cfg.resume)
     steps: Dict[str, int] = {}
     logits_info: Dict[str, Any] = {}
     best_step = None

@@ -21,6 +21,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from tinyfw.fingerprint import differences
+
 STATE_FILE = "trainer_state.json"
 BEST_FILE = "best_weights.pt"
 WAYS_OUT = ("use a new run directory (hydra.run.dir=...) or restart from scratch with resume=false "
@@ -40,37 +42,6 @@ def listing(ckpt_root: Optional[Path]) -> List[Tuple[int, Path]]:
         if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit() and (p / STATE_FILE).exists():
             out.append((int(p.name[5:]), p))
     return sorted(out)
-
-
-def normalise(fingerprint: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
-    """``fingerprint`` as it reads back from JSON (enums and paths as strings)."""
-    if fingerprint is None:
-        return None
-    return json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
-
-
-def _flat(d: Any, prefix: str = "") -> Dict[str, Any]:
-    if not isinstance(d, dict) or not d:
-        return {prefix.rstrip("."): d}
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}."))
-    return out
-
-
-def _short(v: Any, n: int = 60) -> str:
-    s = "(absent)" if v is _ABSENT else json.dumps(v, default=str)
-    return s if len(s) <= n else s[: n - 3] + "..."
-
-
-_ABSENT = object()
-
-
-def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> List[str]:
-    """``key: old -> new`` for every dotted key whose value differs between two fingerprints."""
-    a, b = _flat(dict(old)), _flat(dict(new))
-    keys = sorted(k for k in set(a) | set(b) if a.get(k, _ABSENT) != b.get(k, _ABSENT))
-    return [f"{k}: {_short(a.get(k, _ABSENT))} -> {_short(b.get(k, _ABSENT))}" for k in keys]
 
 
 def check_fingerprint(path: Path, state: Mapping[str, Any], fingerprint: Optional[Dict[str, Any]],

@@ -79,6 +79,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 import torch
 from torch import nn
 
+from tinyfw.fingerprint import normalise
 from tinyfw.train import checkpoint
 
 log = logging.getLogger("tinyfw.train")
@@ -305,7 +306,7 @@ def fit(
 
     # resume
     ckpt_root = Path(out_dir) / "checkpoints" if out_dir is not None else None
-    fingerprint = checkpoint.normalise(fingerprint)
+    fingerprint = normalise(fingerprint)
     step, epoch, consumed, tokens = 0, 0, 0, 0
     history: List[Dict[str, float]] = []
     evals: List[Dict[str, Any]] = []
