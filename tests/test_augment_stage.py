@@ -82,6 +82,53 @@ def test_ensure_augmented_pairs_labels_cache_and_resume(mlm_dir, tmp_path, monke
     assert other != entry and not hit
 
 
+def test_resume_logs_shards_refuses_another_shard_size_and_reports_a_late_cache_hit(mlm_dir, tmp_path,
+                                                                                   monkeypatch, caplog):
+    import json
+    import logging
+
+    from tinyfw import cache
+    from tinyfw.stages import augment as stage
+
+    ds, home = _pairs(), tmp_path / "home"
+    real = stage._augment_rows
+    calls = {"n": 0}
+
+    def flaky(aug, part, cols, start):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return real(aug, part, cols, start)
+
+    monkeypatch.setattr(stage, "_augment_rows", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        stage.ensure_augmented_entry(_cfg(mlm_dir), home, ds)  # one of two shards done (shard_size 3)
+    monkeypatch.setattr(stage, "_augment_rows", real)
+    # the finished shard holds rows 0-2: another shard size would mis-assemble them
+    with pytest.raises(ValueError, match=r"unfinished work made with other settings \(shard_size: 3 -> 2\).*"
+                                         r"resume=false"):
+        stage.ensure_augmented_entry(_cfg(mlm_dir, shard_size=2), home, ds)
+    with caplog.at_level(logging.INFO, logger="tinyfw.augment"):
+        entry, hit = stage.ensure_augmented_entry(_cfg(mlm_dir), home, ds)
+    assert not hit and "1 of 2 shards already done" in caplog.text
+    assert json.loads((entry / "stats.json").read_text())["resumed_shards"] == 1
+    # resume=false discards unfinished work instead of resuming it
+    monkeypatch.setattr(stage, "_augment_rows", flaky)
+    calls["n"] = 0
+    with pytest.raises(KeyboardInterrupt):
+        stage.ensure_augmented_entry(_cfg(mlm_dir, seed=3), home, ds)
+    monkeypatch.setattr(stage, "_augment_rows", real)
+    restart = _cfg(mlm_dir, seed=3, shard_size=2)
+    restart.resume = False
+    e3, _ = stage.ensure_augmented_entry(restart, home, ds)
+    assert json.loads((e3 / "stats.json").read_text())["resumed_shards"] == 0
+    # an entry that appears after the presence check (another job built it meanwhile) is a hit
+    monkeypatch.setattr(cache, "present", lambda final: False)
+    info: dict = {}
+    assert stage.ensure_augmented_entry(_cfg(mlm_dir), home, ds, info=info) == (entry, True)
+    assert info["resumed_shards"] == 0 and info["waited_s"] >= 0
+
+
 def test_missing_vectors_and_bad_columns(mlm_dir, tmp_path):
     from datasets import Dataset
 
@@ -108,3 +155,6 @@ def test_stage_augment_smoke(tmp_path, shared_home):
     assert len(ds) == m["outputs"] and {"text", "label", "source_row", "is_original"} <= set(ds.column_names)
     again = run_tinyfw("stage=augment", "experiment=smoke", run_dir=tmp_path / "run2", home=shared_home)
     assert again["metrics"]["cache_hit"] and again["outputs"] == rec["outputs"]
+    # the build's timings are the builder's: kept apart, not reported as this run's own
+    assert "seconds" not in again["metrics"] and "sentences_per_s" not in again["metrics"]
+    assert again["metrics"]["build"]["seconds"] == m["seconds"] and again["metrics"]["outputs"] == m["outputs"]
