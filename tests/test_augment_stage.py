@@ -33,13 +33,10 @@ def _pairs():
     return Dataset.from_dict({"sentence1": a, "sentence2": b, "label": [1, 0, 1, 0, 1, 0], "idx": list(range(6))})
 
 
-def test_ensure_augmented_pairs_labels_cache_and_resume(mlm_dir, tmp_path, monkeypatch):
+def interrupted_after_one_shard(cfg, home, ds, monkeypatch) -> None:
+    """A build killed in its second shard: no cache entry, one finished shard in the work dir."""
     from tinyfw.stages import augment as stage
 
-    ds = _pairs()
-    cfg = _cfg(mlm_dir)
-    home = tmp_path / "home"
-    # interrupted after the first shard: no cache entry, one finished shard in the work dir
     real = stage._augment_rows
     calls = {"n": 0}
 
@@ -52,8 +49,17 @@ def test_ensure_augmented_pairs_labels_cache_and_resume(mlm_dir, tmp_path, monke
     monkeypatch.setattr(stage, "_augment_rows", flaky)
     with pytest.raises(KeyboardInterrupt):
         stage.ensure_augmented(cfg, home, ds)
-    assert not [p for p in (home / "cache" / "augmented").iterdir() if p.is_dir()]
     monkeypatch.setattr(stage, "_augment_rows", real)
+
+
+def test_ensure_augmented_pairs_labels_cache_and_resume(mlm_dir, tmp_path, monkeypatch):
+    from tinyfw.stages import augment as stage
+
+    ds = _pairs()
+    cfg = _cfg(mlm_dir)
+    home = tmp_path / "home"
+    interrupted_after_one_shard(cfg, home, ds, monkeypatch)
+    assert not [p for p in (home / "cache" / "augmented").iterdir() if p.is_dir()]
     entry, hit = stage.ensure_augmented_entry(cfg, home, ds)
     assert not hit
     import json
@@ -91,19 +97,7 @@ def test_resume_logs_shards_refuses_another_shard_size_and_reports_a_late_cache_
     from tinyfw.stages import augment as stage
 
     ds, home = _pairs(), tmp_path / "home"
-    real = stage._augment_rows
-    calls = {"n": 0}
-
-    def flaky(aug, part, cols, start):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("killed")
-        return real(aug, part, cols, start)
-
-    monkeypatch.setattr(stage, "_augment_rows", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        stage.ensure_augmented_entry(_cfg(mlm_dir), home, ds)  # one of two shards done (shard_size 3)
-    monkeypatch.setattr(stage, "_augment_rows", real)
+    interrupted_after_one_shard(_cfg(mlm_dir), home, ds, monkeypatch)  # one of two shards done (shard_size 3)
     # the finished shard holds rows 0-2: another shard size would mis-assemble them
     with pytest.raises(ValueError, match=r"unfinished work made with other settings \(shard_size: 3 -> 2\).*"
                                          r"resume=false"):
@@ -113,11 +107,7 @@ def test_resume_logs_shards_refuses_another_shard_size_and_reports_a_late_cache_
     assert not hit and "1 of 2 shards already done" in caplog.text
     assert json.loads((entry / "stats.json").read_text())["resumed_shards"] == 1
     # resume=false discards unfinished work instead of resuming it
-    monkeypatch.setattr(stage, "_augment_rows", flaky)
-    calls["n"] = 0
-    with pytest.raises(KeyboardInterrupt):
-        stage.ensure_augmented_entry(_cfg(mlm_dir, seed=3), home, ds)
-    monkeypatch.setattr(stage, "_augment_rows", real)
+    interrupted_after_one_shard(_cfg(mlm_dir, seed=3), home, ds, monkeypatch)
     restart = _cfg(mlm_dir, seed=3, shard_size=2)
     restart.resume = False
     e3, _ = stage.ensure_augmented_entry(restart, home, ds)

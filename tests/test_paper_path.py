@@ -12,22 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_tinyfw
+from conftest import run_tinyfw, save_tiny_mlm
 from kwtask import FILL, NEG, POS
-
-
-def hub_bert(d: Path) -> Path:
-    """A small BERT saved exactly as the hub publishes bert-base-uncased (pre-training heads)."""
-    import torch
-    from transformers import BertConfig, BertForPreTraining
-
-    from tinyfw.models.load import write_tiny_tokenizer
-
-    tok = write_tiny_tokenizer(d)
-    torch.manual_seed(0)
-    BertForPreTraining(BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=128, max_position_embeddings=128)).save_pretrained(d)
-    return d
 
 
 def glue_sst2(d: Path) -> Path:
@@ -60,7 +46,10 @@ def glove_txt(path: Path, words) -> Path:
 
 @pytest.mark.slow
 def test_paper_preset_runs_gd_mlm_augment_teacher_td_on_local_stand_ins(tmp_path):
-    bert = hub_bert(tmp_path / "bert-base-uncased")
+    from transformers import BertForPreTraining
+
+    # a small BERT saved exactly as the hub publishes bert-base-uncased (pre-training heads)
+    bert = save_tiny_mlm(tmp_path / "bert-base-uncased", BertForPreTraining, hidden=64, heads=4)
     sst2 = glue_sst2(tmp_path / "SST-2")
     corpus = local_corpus(tmp_path / "wiki.txt")
     words = {w for t in (sst2 / "train.tsv").read_text().split() for w in [t.lower()] if w.isalpha()}

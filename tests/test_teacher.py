@@ -168,4 +168,4 @@ def test_missing_teacher_ft_path_names_the_key(tmp_path, shared_home, kw_root):
     rec = run_tinyfw("stage=teacher", *kw_overrides(kw_root), "teacher_ft.path=/nonexistent/teacher",
                      run_dir=tmp_path / "run", home=shared_home, expect_ok=False)
     assert rec["status"] == "failed"
-    assert "teacher_ft.path: path '/nonexistent/teacher' does not exist" in rec["error"]
+    assert "teacher_ft.path: path '/nonexistent/teacher' does not exist: point it at a fine-tuned teacher" in rec["error"]

@@ -180,8 +180,10 @@ def _wait_for(final: Path, poll_s: float = 0.5) -> Path:
 
 
 def _ensure_collective(final: Path, parts: Mapping[str, Any], build: Callable[[Path], None],
-                       prepare: Callable[[], None], info: Dict[str, Any]) -> Path:
+                       prepare: Callable[[], None], info: Optional[Dict[str, Any]] = None) -> Path:
     import torch.distributed as dist
+
+    info = info if info is not None else {}
 
     solo = [k for k in _SOLO if k]
     if solo:  # the other ranks are waiting for rank 0: a collective here would hang

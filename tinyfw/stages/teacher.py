@@ -197,7 +197,11 @@ def ensure_teacher(cfg: DictConfig, home: Path, tracker: Any = None, work_dir: O
     if cfg.teacher_ft.path:
         if info is not None:
             info.update(built=False, waited_s=0.0)
-        return Path(paths.resolve_name_or_path(cfg.teacher_ft.path, home, key="teacher_ft.path"))
+        try:
+            return Path(paths.resolve_name_or_path(cfg.teacher_ft.path, home, key="teacher_ft.path"))
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{exc}: point it at a fine-tuned teacher (an HF directory with its "
+                                    "classification head), or leave it empty to fine-tune one") from None
 
     key = cache_key(cfg)
     wd = work_dir or home / "cache" / "teacher-work" / cache.key_of(key)
