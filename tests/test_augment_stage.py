@@ -99,7 +99,7 @@ def test_resume_logs_shards_refuses_another_shard_size_and_reports_a_late_cache_
     ds, home = _pairs(), tmp_path / "home"
     interrupted_after_one_shard(_cfg(mlm_dir), home, ds, monkeypatch)  # one of two shards done (shard_size 3)
     # the finished shard holds rows 0-2: another shard size would mis-assemble them
-    with pytest.raises(ValueError, match=r"unfinished work made with other settings \(shard_size: 3 -> 2\).*"
+    with pytest.raises(ValueError, match=r"unfinished work made with other settings \(augmenter\.shard_size: 3 -> 2\).*"
                                          r"resume=false"):
         stage.ensure_augmented_entry(_cfg(mlm_dir, shard_size=2), home, ds)
     with caplog.at_level(logging.INFO, logger="tinyfw.augment"):

@@ -130,6 +130,8 @@ def test_resume_with_another_config_is_refused_and_the_cache_untouched(tmp_path)
     # a width change: the same refusal, naming the key, instead of a state_dict size mismatch
     wide = run_general(run_dir, home, *base, "student.shape.hidden_size=48")
     assert wide["status"] == "failed" and "student.shape.hidden_size: 32 -> 48" in wide["error"]
+    lr = run_general(run_dir, home, *base, "general.train.lr=2e-3")  # named by its config key
+    assert lr["status"] == "failed" and "general.train.lr: 0.001 -> 0.002" in lr["error"]
     assert _stamps(gd_cache) == before
     # the explicit restart trains the new configuration from scratch and caches it under its own key
     fresh = run_general(run_dir, home, *base, "distill.weights.attn=0", "resume=false")

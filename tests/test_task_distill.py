@@ -118,3 +118,30 @@ def test_with_augmented_keeps_uncovered_originals():
     capped = cap_examples(out, 4, seed=0)  # all three originals + one sampled variant, in order
     assert len(capped) == 4 and [t for t in capped["text"] if len(t) == 1] == ["a", "b", "c"]
     assert cap_examples(out, -1, seed=0) is out
+
+
+def test_td_fingerprint_names_what_defines_the_run_and_ignores_the_rest(tmp_path):
+    """A stage=task run's checkpoints refuse to resume another training: its fingerprint
+    changes with what defines it (named by config key) and not with logging cadence or with
+    settings of parts it does not use."""
+    from hydra import compose, initialize_config_dir
+
+    import tinyfw.__main__ as entry
+    from tinyfw.fingerprint import differences
+    from tinyfw.stages.task import td_fingerprint
+
+    def fp(*overrides):
+        with initialize_config_dir(config_dir=str(entry.CONF_DIR), version_base="1.3"):
+            return td_fingerprint(compose("config", overrides=["stage=task", "experiment=smoke", *overrides]),
+                                  tmp_path)
+
+    base = fp()
+    assert differences(base, fp("task_distill.step2.log_every=1", "task_distill.step1.save_every=7")) == []
+    assert differences(base, fp("task_distill.step2.lr=2e-3")) == ["task_distill.step2.lr: 0.001 -> 0.002"]
+    assert differences(base, fp("general.train.lr=2e-3")) == ["general.train.lr: 0.001 -> 0.002"]  # the GD student
+    assert differences(base, fp("teacher_ft.train.lr=2e-3")) == ["teacher_ft.train.lr: 0.001 -> 0.002"]
+    assert differences(base, fp("augmenter.p_replace=0.5")) == ["augmenter.p_replace: 0.4 -> 0.5"]
+    assert differences(base, fp("mlm.train.lr=2e-3")) == ["mlm.train.lr: 0.001 -> 0.002"]  # augmenter.mlm=mlm
+    off = fp("gd=off", "augment=off")
+    assert differences(off, fp("gd=off", "augment=off", "general.train.lr=2e-3", "mlm.train.lr=2e-3")) == []
+    assert "distill.weights.attn: 1.0 -> 0.0" in differences(base, fp("distill.weights.attn=0"))

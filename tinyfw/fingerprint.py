@@ -36,3 +36,9 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> List[str]:
     a, b = _flat(dict(old)), _flat(dict(new))
     keys = sorted(k for k in set(a) | set(b) if a.get(k, _ABSENT) != b.get(k, _ABSENT))
     return [f"{k}: {_short(a.get(k, _ABSENT))} -> {_short(b.get(k, _ABSENT))}" for k in keys]
+
+
+def as_config(parts: Mapping[str, Any], names: Mapping[str, str]) -> Dict[str, Any]:
+    """A cache key's ``parts`` with top-level keys renamed to the config keys they come from
+    (``{"train": "general.train"}``), so that a refusal names ``general.train.lr``."""
+    return {names.get(k, k): v for k, v in parts.items()}

@@ -285,7 +285,7 @@ def ensure_augmented_entry(cfg: DictConfig, home: Path, train_dataset, text_colu
         ensure_mlm(cfg, home, tracker)
     size, n_shards = _shards(cfg, ds)
     # finished shards hold rows by shard size: work left with another size is not resumed
-    work = cache.work_dir(home, "augment", parts, {"shard_size": size}, resume=cfg.resume)
+    work = cache.work_dir(home, "augment", parts, {"augmenter.shard_size": size}, resume=cfg.resume)
     # shards left by an interrupted run, counted before any rank starts
     resumed = sum((_shard_dir(work, i) / "stats.json").exists() for i in range(n_shards))
     if resumed and dist.rank() == 0:

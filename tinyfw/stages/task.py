@@ -73,32 +73,42 @@ def _on(v: Any) -> bool:
 
 
 def td_fingerprint(cfg: DictConfig, home: Path) -> Dict[str, Any]:
-    """What defines a ``stage=task`` run's training (its checkpoints refuse to resume another):
-    the teacher, the student's starting point, the (augmented) data, the objective and the
-    phases' settings, without logging/saving cadence."""
-    from tinyfw.stages.teacher import cache_key
+    """What defines a ``stage=task`` run's training (its checkpoints refuse to resume another),
+    keyed like the config: the teacher, the student's starting point, the (augmented) data,
+    the objective and the phases' settings, without logging/saving cadence."""
+    from tinyfw.stages.teacher import finetune_fingerprint
 
     def phase(node: Any) -> Dict[str, Any]:
         return {k: v for k, v in plain(node).items() if k not in ("log_every", "save_every", "num_workers")}
 
     td = cfg.task_distill
-    if _on(cfg.gd):
-        from tinyfw.stages.general import gd_cache_parts
+    fp: Dict[str, Any] = ({"teacher_ft.path": cfg.teacher_ft.path} if cfg.teacher_ft.path
+                          else finetune_fingerprint(cfg))
+    if _on(cfg.gd) and td.gd_checkpoint:
+        fp["task_distill.gd_checkpoint"] = td.gd_checkpoint
+    elif _on(cfg.gd):
+        from tinyfw.stages.general import gd_fingerprint
 
-        init: Any = td.gd_checkpoint or gd_cache_parts(cfg, home)
+        fp.update(gd_fingerprint(cfg, home))
     else:
-        init = {"init": td.gd_off_init, "student": plain(cfg.student)}
-    aug: Any = "off"
+        fp.update({"task_distill.gd_off_init": td.gd_off_init, "student": plain(cfg.student)})
     if _on(cfg.augment):
-        from tinyfw.stages.augment import NOT_IN_KEY, mlm_identity
+        from tinyfw.stages.augment import NOT_IN_KEY
 
-        aug = {**{k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY},
-               "mlm": mlm_identity(cfg, home)}
-    phases = ({"step1": phase(td.step1), "step2": phase(td.step2), "distill": plain(cfg.distill)}
-              if _on(cfg.td) else {"finetune": phase(td.finetune)})
-    return {"teacher": cfg.teacher_ft.path or cache_key(cfg), "task": plain(cfg.task), "init": init,
-            "augment": aug, "max_train_examples": td.max_train_examples, **phases,
-            "td": str(cfg.td), "seed": int(cfg.seed), "precision": plain(cfg.precision)}
+        fp["augmenter"] = {k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY}
+        if str(cfg.augmenter.mlm) == "mlm":
+            from tinyfw.fingerprint import as_config
+            from tinyfw.stages.mlm import mlm_cache_parts
+
+            fp.update(as_config(mlm_cache_parts(cfg, home), {"base": "mlm.base"}))
+    phases = ({"step1": phase(td.step1), "step2": phase(td.step2)} if _on(cfg.td)
+              else {"finetune": phase(td.finetune)})
+    fp.update({"task": plain(cfg.task), "task_distill": {"max_train_examples": td.max_train_examples, **phases},
+               "gd": str(cfg.gd), "td": str(cfg.td), "augment": str(cfg.augment), "seed": int(cfg.seed),
+               "precision": plain(cfg.precision)})
+    if _on(cfg.td):
+        fp["distill"] = plain(cfg.distill)
+    return fp
 
 
 # --------------------------------------------------------------------------------------
