@@ -127,12 +127,11 @@ def test_td_fingerprint_names_what_defines_the_run_and_ignores_the_rest(tmp_path
     from hydra import compose, initialize_config_dir
 
     import tinyfw.__main__ as entry
-    from tinyfw.fingerprint import differences
-    from tinyfw.stages.task import td_fingerprint
+    from tinyfw.fingerprint import differences, for_task
 
     def fp(*overrides):
         with initialize_config_dir(config_dir=str(entry.CONF_DIR), version_base="1.3"):
-            return td_fingerprint(compose("config", overrides=["stage=task", "experiment=smoke", *overrides]),
+            return for_task(compose("config", overrides=["stage=task", "experiment=smoke", *overrides]),
                                   tmp_path)
 
     base = fp()

@@ -55,13 +55,6 @@ def gd_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, An
     }
 
 
-def gd_fingerprint(cfg: DictConfig, home: Path) -> Dict[str, Any]:
-    """What a GD run's checkpoints were trained with: its cache key, keyed like the config."""
-    from tinyfw.fingerprint import as_config
-
-    return as_config(gd_cache_parts(cfg, home), {"train": "general.train", "seed": "general.seed"})
-
-
 def _clone(feats: Any, layers: Optional[Sequence[int]] = None) -> Any:
     """Teacher features made under inference_mode, as ordinary tensors autograd may save.
     Only the mapped ``layers`` (1-based; None: all) are copied; the others are never read."""
@@ -125,6 +118,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     Every process of a distributed run calls it; only the main one writes the outputs."""
     from tinyfw.data.collate import PadCollate
     from tinyfw.data.corpus import load_corpus, segment_stats, source_identity, tokenize_and_segment
+    from tinyfw import fingerprint
     from tinyfw.distill.objective import Distiller
     from tinyfw.models.load import check_tokenizer, load_teacher
     from tinyfw.models.student import build_student, layer_mapping, student_config, validate_pair
@@ -173,7 +167,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     res = fit({"student": student, "distiller": distiller}, loss_fn, train_ds, collate, cfg.general.train,
               precision=cfg.precision, out_dir=out_dir, tracker=tracker, seed=cfg.general.seed,
               frozen={"teacher": teacher}, evaluate=evaluate, desc="GD", accelerator=acc,
-              fingerprint=gd_fingerprint(cfg, home), resume=cfg.resume)
+              fingerprint=fingerprint.for_gd(cfg, home), resume=cfg.resume)
     # 5. outputs (main process only)
     student_dir = out_dir / "student"
     if acc.is_main_process:

@@ -165,7 +165,7 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     from transformers import DataCollatorForLanguageModeling
 
     from tinyfw.data.corpus import load_corpus, segment_stats, source_identity, tokenize_and_segment
-    from tinyfw.fingerprint import as_config
+    from tinyfw import fingerprint
     from tinyfw.train.loop import fit, make_accelerator
 
     out_dir = Path(out_dir)
@@ -199,7 +199,7 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     model.train()
     res = fit({"mlm": MaskedPositionsLoss(model)}, loss_fn, train_ds, collate, cfg.mlm.train, precision=precision, out_dir=out_dir,
               tracker=tracker, seed=cfg.mlm.seed, desc="MLM", accelerator=acc,
-              fingerprint=as_config(mlm_cache_parts(cfg, home), {"base": "mlm.base"}), resume=cfg.resume)
+              fingerprint=fingerprint.for_mlm(cfg, home), resume=cfg.resume)
     after = whole_word_eval(model, tok, held, n_eval, seed=cfg.mlm.seed)
     log.info("MLM held-out after: %s", after)
     model_dir = out_dir / "mlm"

@@ -56,7 +56,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from tinyfw import cache
+from tinyfw import cache, fingerprint
 from tinyfw.config import plain
 from tinyfw.data.tasks import Collator, TaskData, encode_splits, evaluate, load_task, predict_logits, tokenize
 from tinyfw.models.load import check_tokenizer
@@ -70,45 +70,6 @@ log = logging.getLogger(__name__)
 
 def _on(v: Any) -> bool:
     return str(getattr(v, "value", v)) == "on"
-
-
-def td_fingerprint(cfg: DictConfig, home: Path) -> Dict[str, Any]:
-    """What defines a ``stage=task`` run's training (its checkpoints refuse to resume another),
-    keyed like the config: the teacher, the student's starting point, the (augmented) data,
-    the objective and the phases' settings, without logging/saving cadence."""
-    from tinyfw.stages.teacher import finetune_fingerprint
-
-    def phase(node: Any) -> Dict[str, Any]:
-        return {k: v for k, v in plain(node).items() if k not in ("log_every", "save_every", "num_workers")}
-
-    td = cfg.task_distill
-    fp: Dict[str, Any] = ({"teacher_ft.path": cfg.teacher_ft.path} if cfg.teacher_ft.path
-                          else finetune_fingerprint(cfg))
-    if _on(cfg.gd) and td.gd_checkpoint:
-        fp["task_distill.gd_checkpoint"] = td.gd_checkpoint
-    elif _on(cfg.gd):
-        from tinyfw.stages.general import gd_fingerprint
-
-        fp.update(gd_fingerprint(cfg, home))
-    else:
-        fp.update({"task_distill.gd_off_init": td.gd_off_init, "student": plain(cfg.student)})
-    if _on(cfg.augment):
-        from tinyfw.stages.augment import NOT_IN_KEY
-
-        fp["augmenter"] = {k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY}
-        if str(cfg.augmenter.mlm) == "mlm":
-            from tinyfw.fingerprint import as_config
-            from tinyfw.stages.mlm import mlm_cache_parts
-
-            fp.update(as_config(mlm_cache_parts(cfg, home), {"base": "mlm.base"}))
-    phases = ({"step1": phase(td.step1), "step2": phase(td.step2)} if _on(cfg.td)
-              else {"finetune": phase(td.finetune)})
-    fp.update({"task": plain(cfg.task), "task_distill": {"max_train_examples": td.max_train_examples, **phases},
-               "gd": str(cfg.gd), "td": str(cfg.td), "augment": str(cfg.augment), "seed": int(cfg.seed),
-               "precision": plain(cfg.precision)})
-    if _on(cfg.td):
-        fp["distill"] = plain(cfg.distill)
-    return fp
 
 
 # --------------------------------------------------------------------------------------
@@ -364,7 +325,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         return evaluate(unwrap(mods["student"]), task, dev, collate, bs_eval)
 
     common = dict(precision=str(cfg.precision), tracker=ctx.tracker, seed=cfg.seed,
-                  fingerprint=td_fingerprint(cfg, home), resume=cfg.resume)
+                  fingerprint=fingerprint.for_task(cfg, home), resume=cfg.resume)
     steps: Dict[str, int] = {}
     logits_info: Dict[str, Any] = {}
     best_step = None

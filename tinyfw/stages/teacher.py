@@ -134,18 +134,12 @@ def cache_key(cfg: DictConfig) -> Dict[str, Any]:
     }
 
 
-def finetune_fingerprint(cfg: DictConfig) -> Dict[str, Any]:
-    """What a teacher fine-tune's checkpoints were trained with: its cache key, keyed like the config."""
-    from tinyfw.fingerprint import as_config
-
-    return as_config(cache_key(cfg), {"train": "teacher_ft.train", "seed": "teacher_ft.seed"})
-
-
 def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: Any = None) -> Dict[str, Any]:
     """Fine-tune the teacher and save the best checkpoint (HF format) into ``out``."""
     import torch
     from transformers import set_seed
 
+    from tinyfw import fingerprint
     from tinyfw.models.card import param_counts, write_card
     from tinyfw.models.load import teacher_path
     from tinyfw.train.loop import fit
@@ -171,7 +165,7 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     res = fit({"model": model}, loss_fn, enc["train"], collate, cfg.teacher_ft.train, precision=str(cfg.precision),
               out_dir=work_dir, tracker=tracker, seed=cfg.teacher_ft.seed, evaluate=dev_eval, desc="teacher",
               eval_key=task.main_metric, restore_best=True, keep_checkpoints=1, log_prefix="teacher/",
-              fingerprint=finetune_fingerprint(cfg), resume=cfg.resume)
+              fingerprint=fingerprint.for_teacher(cfg), resume=cfg.resume)
     model.eval()
     with torch.no_grad():
         metrics: Dict[str, Any] = evaluate_all(model, task, enc, collate, bs)
