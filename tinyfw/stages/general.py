@@ -116,9 +116,9 @@ def _n_params(model: torch.nn.Module) -> Dict[str, int]:
 def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -> Tuple[Dict[str, Any], Path]:
     """Run GD into ``out_dir`` (student/, projections.pt, checkpoints/); returns (metrics, student dir).
     Every process of a distributed run calls it; only the main one writes the outputs."""
+    from tinyfw import fingerprint
     from tinyfw.data.collate import PadCollate
     from tinyfw.data.corpus import load_corpus, segment_stats, source_identity, tokenize_and_segment
-    from tinyfw import fingerprint
     from tinyfw.distill.objective import Distiller
     from tinyfw.models.load import check_tokenizer, load_teacher
     from tinyfw.models.student import build_student, layer_mapping, student_config, validate_pair

@@ -74,11 +74,11 @@ def load_as_masked_lm(path: str):
     head may be new. Returns (model, new head keys)."""
     from transformers import AutoConfig, AutoModelForMaskedLM
 
+    from tinyfw.models.load import unused_heads
+
     config = AutoConfig.from_pretrained(path)
     config.tie_word_embeddings = True
     model, info = AutoModelForMaskedLM.from_pretrained(path, config=config, output_loading_info=True)
-    from tinyfw.models.load import unused_heads
-
     missing = [k for k in info["missing_keys"] if not k.startswith(HEAD_PREFIXES)]
     _, unexpected = unused_heads(model, list(info["unexpected_keys"]))  # e.g. a next-sentence head
     if missing or unexpected:
@@ -164,8 +164,9 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     """Adapt the base encoder into a masked LM in ``out_dir`` (mlm/, checkpoints/)."""
     from transformers import DataCollatorForLanguageModeling
 
-    from tinyfw.data.corpus import load_corpus, segment_stats, source_identity, tokenize_and_segment
     from tinyfw import fingerprint
+    from tinyfw.data.corpus import load_corpus, segment_stats, source_identity, tokenize_and_segment
+    from tinyfw.models.load import check_tokenizer
     from tinyfw.train.loop import fit, make_accelerator
 
     out_dir = Path(out_dir)
@@ -174,8 +175,6 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
         raise ValueError(f"the tokenizer of {path} has no [MASK] token; a masked LM needs one")
     torch.manual_seed(cfg.mlm.seed)
     model, new_keys = load_as_masked_lm(path)
-    from tinyfw.models.load import check_tokenizer
-
     check_tokenizer(tok, model.config, f"masked-LM base {path}", path)
     precision = _precision(cfg)
     acc = make_accelerator(precision)

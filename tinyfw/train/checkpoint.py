@@ -14,6 +14,7 @@ the model (a width change), instead of silently continuing another training.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 
 from tinyfw.fingerprint import differences
 
+log = logging.getLogger("tinyfw.train")
 STATE_FILE = "trainer_state.json"
 BEST_FILE = "best_weights.pt"
 WAYS_OUT = ("use a new run directory (hydra.run.dir=...) or restart from scratch with resume=false "
@@ -48,7 +50,10 @@ def check_fingerprint(path: Path, state: Mapping[str, Any], fingerprint: Optiona
                       desc: str) -> None:
     """Refuse to resume from ``path`` when it was trained with another fingerprint."""
     old = state.get("fingerprint")
-    if fingerprint is None or old is None:
+    if fingerprint is None:
+        return
+    if old is None:
+        log.warning("%s: %s records no fingerprint (an older checkpoint): resuming it unchecked", desc, path)
         return
     diff = differences(old, fingerprint)
     if diff:
