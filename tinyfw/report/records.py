@@ -31,7 +31,8 @@ Sources (``load``):
   ``status`` in the summary. A log with no exit record is a failed (killed) run.
 * **``wandb:ENTITY/PROJECT/GROUP``**: the same fields from ``wandb.Api()`` (server + API key).
 
-Records of stages that produce no task results (report, pipeline, info) are skipped.
+Only ``stage=task`` records enter the table: runs of other stages (a teacher fine-tune, GD, a
+report ...) in the same directory are skipped and listed (``load(..., skipped=[])``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 FLAGS = ("gd", "td", "da")
 OBJECTIVES = ("embd", "attn", "hidn", "pred")
-SKIP_STAGES = {"report", "pipeline", "info"}
+TASK_STAGE = "task"  # the only stage whose runs are ablation results
 # keys that define a table cell (not "other swept settings"); see RunRecord.extra_keys
 CELL_KEYS = {"seed", "gd", "td", "augment", "home", "stage"}
 CELL_PREFIXES = ("report.", "pipeline.", "logging.", "task.", "distill.weights.", "hydra.")
@@ -372,8 +373,9 @@ def read_wandb_api(spec: str, api: Any = None) -> List[RunRecord]:
 # ---------------------------------------------------------------- entry
 
 
-def load(source: str) -> Tuple[List[RunRecord], str]:
-    """Records of ``source`` (kind: sweep | wandb-dir | wandb-api), report-stage runs dropped."""
+def load(source: str, skipped: Optional[List[RunRecord]] = None) -> Tuple[List[RunRecord], str]:
+    """Records of ``source`` (kind: sweep | wandb-dir | wandb-api): ``stage=task`` runs only;
+    runs of other stages go to ``skipped`` (when given) and the log."""
     if not source:
         raise ValueError("report.source is empty: pass report.source=SWEEP_DIR, a wandb dir, "
                          "or wandb:ENTITY/PROJECT/GROUP")
@@ -391,9 +393,13 @@ def load(source: str) -> Tuple[List[RunRecord], str]:
         else:
             raise ValueError(f"report.source={source}: found neither job dirs (result.json, "
                              ".hydra/) nor wandb run logs (run-*.wandb) in it")
-    kept = [r for r in records if r.stage not in SKIP_STAGES]
-    if len(kept) < len(records):
-        log.info("skipped %d run(s) of stages %s", len(records) - len(kept), sorted(SKIP_STAGES))
+    kept = [r for r in records if r.stage == TASK_STAGE]
+    other = [r for r in records if r.stage != TASK_STAGE]
+    if other:
+        log.info("skipped %d run(s) of other stages than task: %s", len(other),
+                 ", ".join(f"{r.name} ({r.stage})" for r in other))
+    if skipped is not None:
+        skipped.extend(other)
     if not kept:
         raise ValueError(f"report.source={source}: no task runs in it ({len(records)} run(s) of "
                          f"stages {sorted({r.stage for r in records})}); point it at a "

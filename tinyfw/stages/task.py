@@ -56,14 +56,15 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from tinyfw import cache
+from tinyfw import cache, fingerprint
 from tinyfw.config import plain
 from tinyfw.data.tasks import Collator, TaskData, encode_splits, evaluate, load_task, predict_logits, tokenize
+from tinyfw.models.load import check_tokenizer
 from tinyfw.stages import RunContext, StageResult
 from tinyfw.stages.teacher import (
     ensure_teacher, evaluate_all, head_kwargs, load_classifier, teacher_metrics, teacher_tokenizer,
@@ -314,12 +315,13 @@ def cap_examples(ds, cap: int, seed: int):
     return ds.select(np.sort(pick).tolist())
 
 
-def phase_budgets(td: DictConfig) -> Dict[str, Any]:
-    """Each phase's train settings under ``task_distill.budget``: ``steps`` keeps ``max_steps``
-    (which must be set), ``epochs`` drops it so ``epochs`` counts. Checked before any work."""
+def phase_budgets(td: DictConfig, names: Sequence[str] = ("step1", "step2", "finetune")) -> Dict[str, Any]:
+    """The train settings of the phases ``names`` under ``task_distill.budget``: ``steps`` keeps
+    ``max_steps`` (which must be set), ``epochs`` drops it so ``epochs`` counts. Checked before
+    any work."""
     budget = str(td.budget)
     out = {}
-    for name in ("step1", "step2", "finetune"):
+    for name in names:
         tc = td[name]
         if budget == "steps" and tc.max_steps <= 0:
             raise ValueError(f"task_distill.budget=steps needs task_distill.{name}.max_steps > 0 (it is "
@@ -354,7 +356,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
     t_start = time.time()
     home, td = ctx.home, cfg.task_distill
-    phases = phase_budgets(td)
+    phases = phase_budgets(td, ("step1", "step2") if _on(cfg.td) else ("finetune",))
     task = load_task(cfg.task, home)
     teacher_dir = ensure_teacher(cfg, home, ctx.tracker, ctx.run_dir / "teacher_ft")
     if (teacher_dir / "tokenizer_config.json").exists():  # fine-tuned teachers carry their tokenizer
@@ -366,6 +368,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
         tok = teacher_tokenizer(cfg, home, teacher_path(cfg.teacher, home))
     teacher = load_classifier(str(teacher_dir), task)
+    check_tokenizer(tok, teacher.config, f"teacher {teacher_dir}", str(teacher_dir))
     collate = Collator(tok.pad_token_id, regression=task.regression)
     bs_eval = td.eval_batch_size
     enc = encode_splits(task, tok, cfg.task.max_seq_len, task.eval_splits)
@@ -388,6 +391,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
     set_seed(cfg.seed)
     student, mapping, init = build_classifier(cfg, home, teacher, task, ctx.tracker)
+    check_tokenizer(tok, student.config, f"student {init}", init[3:] if init.startswith("gd:") else None,
+                    fix="start from a student distilled with this teacher's tokenizer")
     w = {k: float(v) for k, v in OmegaConf.to_container(cfg.distill.weights).items()}
     validate_pair(student.config, teacher.config, mapping, w.get("attn", 0.0))
 
@@ -400,7 +405,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
     precision = td.precision if td.precision is not None else cfg.precision  # TD's own, else global
     common = dict(precision=str(precision), tracker=ctx.tracker, seed=cfg.seed,
-                  group_by_length=bool(td.group_by_length))
+                  group_by_length=bool(td.group_by_length),
+                  fingerprint=fingerprint.for_task(cfg, home), resume=cfg.resume)
     steps: Dict[str, int] = {}
     seen: Dict[str, int] = {}
     logits_info: Dict[str, Any] = {}
