@@ -10,7 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from tinyfw import config, rundir
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# the config tree ships inside the package (package data), so an installed wheel finds it too;
+# users add their own config directories with `hydra.searchpath=[file:///DIR]`
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 config.register()
 if not OmegaConf.has_resolver("tinyfw_run_id"):
@@ -27,8 +29,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     if not (CONF_DIR / "config.yaml").exists():
         sys.exit(
-            f"tinyfw: config tree not found at {CONF_DIR}; install tinyfw in editable mode "
-            "(`pip install -e .`) from its repository."
+            f"tinyfw: config tree not found at {CONF_DIR}; the installation is incomplete "
+            "(reinstall tinyfw: `pip install .` from its repository, or its wheel)."
         )
     _hydra_main()
 

@@ -1,6 +1,6 @@
 """Typed config schema, registered in Hydra's ConfigStore.
 
-The YAML tree in ``conf/`` fills these dataclasses; a typo in a key or an invalid enum
+The YAML tree in ``tinyfw/conf/`` fills these dataclasses; a typo in a key or an invalid enum
 value fails at composition time with a message naming the valid choices.
 Stage code reads the sub-trees it needs and passes explicit arguments further down:
 losses, data sources and model builders never see the whole config.
