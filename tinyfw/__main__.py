@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -20,10 +21,10 @@ if not OmegaConf.has_resolver("tinyfw_run_id"):
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
-    from tinyfw.runner import run_stage
+def _hydra_main(cfg: DictConfig) -> Optional[float]:
+    from tinyfw.runner import dev_objective, run_stage
 
-    run_stage(cfg)
+    return dev_objective(run_stage(cfg))  # the sweep objective (hydra/sweeper=optuna)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import os
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -42,6 +42,15 @@ def result_record(cfg: DictConfig, status: str, res: stages.StageResult, **extra
         **extra,
         "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
     }
+
+
+def dev_objective(record: Dict[str, Any]) -> Optional[float]:
+    """The run's dev main metric (``metrics.dev[metrics.main_metric]``: stage=task, teacher),
+    what the Hydra entry returns, so an Optuna sweep (``hydra/sweeper=optuna``) optimises it.
+    None for failed runs and stages without one: the sweeper then marks the trial failed."""
+    m = record.get("metrics") or {}
+    value = (m.get("dev") or {}).get(m.get("main_metric") or "") if record.get("status") == "ok" else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def run_stage(cfg: DictConfig) -> Dict[str, Any]:

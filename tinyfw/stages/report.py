@@ -10,19 +10,21 @@ Options: ``report.metric`` ("" = the test split's main metric when every run has
 dev's; ``dev`` / ``test``; or an exact ``split/name`` such as ``dev/f1``), ``report.percent``
 (x100, default on), ``report.digits``. The run-record schema it reads is documented in
 ``tinyfw/report/records.py``; the table's rows and cells in ``tinyfw/report/table.py``.
-Metrics: rows, runs_ok, runs_failed, runs_missing.
+A search sweep (``hydra/sweeper=optuna_dev`` / ``optuna``) adds its trials, best dev main
+metric first (``tinyfw/report/search.py``). Metrics: rows, runs_ok, runs_failed, runs_missing
+(+ search: trials, best_run, best_value, best_params).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig
 
 from tinyfw.fsutil import atomic_write_text
-from tinyfw.report import plot, records, table
+from tinyfw.report import plot, records, search, table
 from tinyfw.stages import RunContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,8 @@ def shown(source: str) -> str:
         return str(source)
 
 
-def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: str) -> str:
+def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: str,
+             found: Optional[search.Search] = None, digits: int = 1) -> str:
     n = tab.runs_ok + tab.runs_failed + tab.runs_missing
     lines = [
         "# Ablation report",
@@ -64,6 +67,10 @@ def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: 
         "",
         f"![ablation chart]({png_name})",
         "",
+    ]
+    if found is not None:
+        lines += ["## Hyper-parameter search", "", found.markdown(percent, digits), ""]
+    lines += [
         "## Failed and missing runs",
         "",
     ]
@@ -97,6 +104,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     out = Path(rc.out).expanduser() if rc.out else ctx.run_dir
     recs, kind = records.load(rc.source)
     tab = table.build(recs, metric=rc.metric, percent=rc.percent, digits=rc.digits)
+    found = search.read(Path(rc.source).expanduser(), recs) if kind == "sweep" else None
     out.mkdir(parents=True, exist_ok=True)
     files: Dict[str, str] = {
         "markdown": str(out / "report.md"),
@@ -105,14 +113,16 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     }
     plot.save(tab, Path(files["png"]), title=chart_title(tab, rc.source, rc.percent))
     atomic_write_text(files["csv"], tab.frame().to_csv(index=False))
-    atomic_write_text(files["markdown"], markdown(tab, rc.source, kind, rc.percent, "report.png"))
+    atomic_write_text(files["markdown"], markdown(tab, rc.source, kind, rc.percent, "report.png", found, rc.digits))
     print(tab.markdown())
+    if found is not None:
+        print("\n" + found.markdown(rc.percent, rc.digits))
     if tab.problems:
         print(f"\n{len(tab.problems)} failed/missing run(s): see {files['markdown']}")
     if ctx.tracker.run is not None:
         log_to_wandb(ctx.tracker.run, tab, Path(files["png"]))
     return StageResult(
         metrics={"rows": len(tab.rows), "runs_ok": tab.runs_ok, "runs_failed": tab.runs_failed,
-                 "runs_missing": tab.runs_missing},
+                 "runs_missing": tab.runs_missing, **({"search": found.metrics()} if found else {})},
         outputs=files,
     )
