@@ -313,6 +313,11 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
                          f"(got {list(b.batch_sizes)}, {b.seq_len})")
     if b.attn not in ("sdpa", "eager"):
         raise ValueError(f"bench.attn must be 'sdpa' or 'eager' (got '{b.attn}')")
+    if b.onnx and b.paper_shapes:
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None:
+            raise ImportError("bench.onnx needs ONNX Runtime and onnxscript: pip install '.[export]' (or bench.onnx=false)")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     work = tempfile.TemporaryDirectory(prefix="tinyfw-bench-onnx-")  # on-the-fly ONNX files
     todo = entries(cfg, ctx.home, Path(work.name))
