@@ -31,20 +31,26 @@ class Augmenter:
         vectors: gensim ``KeyedVectors`` — candidates for words of several pieces.
         n_aug: variants per text (N_a). p_replace: replacement probability (p_t). top_k: K.
         seed: with the row id, seeds each row's sampling.
-        eligible: which words may be replaced: ``alpha`` (has a letter) or ``all`` (not punctuation).
-        stopwords: words never offered as masked-LM candidates (``True``: a built-in English list).
+        targets: which words may be replaced: ``reference`` (the reference code's rule: purely
+            alphabetic and not a stop word), ``alpha`` (any word with a letter) or ``all`` (any
+            word that is not punctuation).
+        stopwords: words never offered as masked-LM candidates (``True``: ``STOPWORDS``).
         alpha_only: candidates must be alphabetic (else: not punctuation-only).
         second_segment: the masked input also carries the original sentence as segment B, as the
             reference code does (doubles the length; off by default).
         multi_mask: approximation — mask several words at least ``multi_mask_gap`` pieces apart
             in one forward (fewer forwards; candidates differ somewhat from exact mode).
-        mode: ``exact`` (batched) or ``reference`` (Algorithm 1 literally, batch size 1).
+        mode: ``exact`` (batched) or ``reference``: the reference script's computation — its
+            targets, two segments, one forward per target word at batch size 1 with the
+            full-vocabulary head and a full sort (the baseline speed-ups are measured against;
+            it needs ``targets="reference"``, ``second_segment=True``, ``multi_mask=False``).
+            Both modes give the same candidates for the same settings.
         precision: ``fp32`` | ``bf16`` | ``fp16`` autocast for the masked-LM forwards.
         batch_size: masked sequences per forward (exact mode); does not change the output.
     """
 
     def __init__(self, mlm_model, tokenizer, vectors, *, n_aug: int = 20, p_replace: float = 0.4,
-                 top_k: int = 15, seed: int = 42, eligible: str = "alpha", stopwords=None,
+                 top_k: int = 15, seed: int = 42, targets: str = "reference", stopwords=None,
                  alpha_only: bool = False, second_segment: bool = False, multi_mask: bool = False,
                  multi_mask_gap: int = 8, mode: str = "exact", precision: str = "fp32",
                  batch_size: int = 128, device: Optional[str] = None, progress: bool = False):
@@ -54,7 +60,13 @@ class Augmenter:
             raise ValueError(f"p_replace must be in [0, 1], got {p_replace}")
         if n_aug < 0 or top_k < 1:
             raise ValueError(f"need n_aug >= 0 and top_k >= 1 (got {n_aug}, {top_k})")
-        is_eligible("a", eligible)  # an unknown rule fails here, not mid-run
+        is_eligible("a", targets)  # an unknown rule fails here, not mid-run
+        if mode == "reference" and (targets != "reference" or not second_segment or multi_mask):
+            raise ValueError(
+                "mode='reference' reproduces the reference script (reference targets, the original "
+                "sentence as second segment, one word per forward): use targets='reference', "
+                "second_segment=True, multi_mask=False with it, or mode='exact'"
+            )
         if vectors is None:
             raise ValueError("vectors (gensim KeyedVectors) are required for multi-piece words")
         if second_segment and getattr(mlm_model.config, "type_vocab_size", 2) < 2:
@@ -62,7 +74,7 @@ class Augmenter:
         if stopwords is True:
             stopwords = STOPWORDS
         self.n_aug, self.p, self.top_k, self.seed = n_aug, p_replace, top_k, seed
-        self.rule, self.second_segment, self.mode = eligible, second_segment, mode
+        self.rule, self.second_segment, self.mode = targets, second_segment, mode
         self.multi_mask, self.gap = multi_mask, multi_mask_gap
         self.tok = tokenizer
         self.mlm = MlmCandidates(mlm_model, tokenizer, top_k=top_k, alpha_only=alpha_only,

@@ -7,21 +7,33 @@ spaces, as in the reference; a BERT tokenizer gives the same word pieces either 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Iterable, List
 
-
-# A compact English stop-word list (function words); pass your own to the Augmenter.
+# NLTK's English stop-word list (179 words: function words and negations such as no, nor, not,
+# didn, don't), the list the reference augmenter never replaces. Basic tokenisation splits
+# "don't" into "don", "'", "t", so the pieces are in the list too.
 STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before
-being below between both but by can could did do does doing down during each few for from
-further had has have having he her here hers herself him himself his how i if in into is it
-its itself just me more most my myself no nor not now of off on once only or other our ours
-ourselves out over own same she should so some such than that the their theirs them
-themselves then there these they this those through to too under until up very was we were
-what when where which while who whom why will with would you your yours yourself yourselves
-s t d ll m o re ve y""".split()
+    """i me my myself we our ours ourselves you you're you've you'll you'd your yours yourself
+yourselves he him his himself she she's her hers herself it it's its itself they them their
+theirs themselves what which who whom this that that'll these those am is are was were be
+been being have has had having do does did doing a an the and but if or because as until
+while of at by for with about against between into through during before after above below
+to from up down in out on off over under again further then once here there when where why
+how all any both each few more most other some such no nor not only own same so than too
+very s t can will just don don't should should've now d ll m o re ve y ain aren aren't
+couldn couldn't didn didn't doesn doesn't hadn hadn't hasn hasn't haven haven't isn isn't ma
+mightn mightn't mustn mustn't needn needn't shan shan't shouldn shouldn't wasn wasn't weren
+weren't won won't wouldn wouldn't""".split()
 )
+# Which words of a sentence may be replaced (the *targets*):
+#   reference: purely alphabetic ([a-z]+ after lower-casing) and not a stop word - the
+#              reference implementation's rule (negations and function words stay put);
+#   alpha:     any word with a letter, stop words included;
+#   all:       any word that is not punctuation-only (numbers included).
+TARGET_RULES = ("reference", "alpha", "all")
+_ASCII_WORD = re.compile(r"[a-z]+")
 
 _basic_tok = None
 
@@ -47,18 +59,16 @@ def is_punct(s: str) -> bool:
     return bool(s) and all(unicodedata.category(c)[0] in "PS" for c in s)
 
 
-def is_alpha(s: str) -> bool:
-    return s.isalpha()
-
-
-def eligible(word: str, rule: str = "alpha") -> bool:
-    """May ``word`` be replaced? ``alpha``: it contains a letter (the default);
-    ``all``: any word that is not punctuation-only (numbers included)."""
+def eligible(word: str, rule: str = "reference") -> bool:
+    """May ``word`` be replaced under target rule ``rule`` (see ``TARGET_RULES``)?"""
+    if rule == "reference":
+        w = word.lower()
+        return bool(_ASCII_WORD.fullmatch(w)) and w not in STOPWORDS
     if rule == "alpha":
         return any(c.isalpha() for c in word)
     if rule == "all":
         return not is_punct(word)
-    raise ValueError(f"unknown eligible-word rule '{rule}'; use 'alpha' or 'all'")
+    raise ValueError(f"unknown target rule '{rule}'; use one of {', '.join(TARGET_RULES)}")
 
 
 def apply_casing(candidate: str, original: str) -> str:

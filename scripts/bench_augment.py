@@ -10,6 +10,11 @@ weights: timing only) with the MiniLM asset's (bert-base-uncased) tokenizer. Vec
 a fresh Augmenter (no memo carried over) and augments the same sentences (N_a=20, p=0.4,
 K=15); the reference mode runs on the first ``--n-ref`` of them (it is slow), and overlaps
 are taken on those. Loads other processes put on the CPU are recorded (os.getloadavg).
+The reference mode is the reference script's computation: its target rule, the original
+sentence as second segment, one forward per target word with the full head; every setting
+uses ``--targets`` (default ``reference``). First, a table of how many words each target rule
+makes replaceable and how many masked-LM forwards per sentence the reference then needs
+(tokeniser only; ``--targets-only`` stops there).
 """
 
 from __future__ import annotations
@@ -60,6 +65,33 @@ def overlap(a, b, words_a) -> dict:
     return {"topk_overlap": round(inter / max(n, 1), 4), "identical_lists": round(same / max(n, 1), 4), "words": n}
 
 
+def count_targets(texts, tok) -> list:
+    """Per target rule: words, targets, masked-LM / GloVe targets and negations per sentence."""
+    from augment.words import STOPWORDS, eligible, split_words
+
+    negations = {"no", "nor", "not", "t", "don", "didn", "doesn", "isn", "wasn", "aren", "weren", "won",
+                 "wouldn", "couldn", "shouldn", "never"}
+    out = []
+    for rule in ("alpha", "reference"):
+        words = targets = mlm = glove = neg = 0
+        for t in texts:
+            for w in split_words(t):
+                words += 1
+                if not eligible(w, rule):
+                    continue
+                targets += 1
+                neg += w.lower() in negations
+                pieces = tok.tokenize(w)
+                mlm += len(pieces) == 1 and pieces[0] != tok.unk_token
+                glove += not (len(pieces) == 1 and pieces[0] != tok.unk_token)
+        n = len(texts)
+        out.append({"rule": rule, "words_per_sentence": round(words / n, 2), "targets_per_sentence": round(targets / n, 2),
+                    "target_share": round(targets / words, 3), "mlm_forwards_per_sentence": round(mlm / n, 2),
+                    "glove_words_per_sentence": round(glove / n, 2), "negations_targeted": neg,
+                    "stopwords_in_list": len(STOPWORDS)})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mlm", default="bert-base-random")
@@ -70,6 +102,8 @@ def main() -> None:
     ap.add_argument("--settings", default="all",
                     help="setting names separated by ';' (they contain commas), default: all")
     ap.add_argument("--out", default="")
+    ap.add_argument("--targets", default="reference", help="target rule of every setting: reference | alpha | all")
+    ap.add_argument("--targets-only", action="store_true", help="print the target-rule table and stop")
     args = ap.parse_args()
 
     from datasets import load_from_disk
@@ -77,7 +111,21 @@ def main() -> None:
     from augment import STOPWORDS, Augmenter, load_vectors
 
     home = Path(args.home).expanduser()
-    texts = load_from_disk(str(home / "assets" / "mr"))["train"]["text"][: args.n]
+    texts = list(load_from_disk(str(home / "assets" / "mr"))["train"]["text"])[: args.n]
+    from transformers import AutoTokenizer
+
+    counts = count_targets(texts, AutoTokenizer.from_pretrained(str(home / "assets" / "minilm-l6")))
+    print(f"\ntarget rules on {len(texts)} sentences (p_t = 0.4 rewrites ~0.4 x the target share of the words):")
+    print("| rule | words / sentence | targets / sentence | share of words | masked-LM forwards / sentence "
+          "(reference mode) | GloVe words / sentence | negations targeted |")
+    print("|---|---|---|---|---|---|---|")
+    for c in counts:
+        print(f"| {c['rule']} | {c['words_per_sentence']} | {c['targets_per_sentence']} | {c['target_share']:.1%} | "
+              f"{c['mlm_forwards_per_sentence']} | {c['glove_words_per_sentence']} | {c['negations_targeted']} |")
+    if args.targets_only:
+        if args.out:
+            Path(args.out).write_text(json.dumps({"args": vars(args), "targets": counts}, indent=2))
+        return
     vectors = load_vectors(home / "assets" / "glove-50d" / "vectors.kv")
     model, tok = load_mlm(args.mlm, home)
     names = list(SETTINGS) if args.settings == "all" else [s.strip() for s in args.settings.split(";") if s.strip()]
@@ -89,6 +137,7 @@ def main() -> None:
         mode, seg, prec, multi = SETTINGS[name]
         data = texts[: args.n_ref] if mode == "reference" else texts
         aug = Augmenter(model, tok, vectors, n_aug=20, p_replace=0.4, top_k=15, seed=0, second_segment=seg,
+                        targets="reference" if mode == "reference" else args.targets,
                         precision=prec, multi_mask=multi, mode=mode, batch_size=args.batch_size,
                         stopwords=None, alpha_only=False)
         load0 = os.getloadavg()[0]
@@ -131,7 +180,7 @@ def main() -> None:
         if c:
             print(f"  {w} [{s}]: {', '.join(c[:8])}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"args": vars(args), "results": results,
+        Path(args.out).write_text(json.dumps({"args": vars(args), "targets": counts, "results": results,
                                               "torch_threads": torch.get_num_threads()}, indent=2))
 
 

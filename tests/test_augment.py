@@ -55,7 +55,7 @@ def test_words_and_casing():
 
 
 def test_candidate_rules(mlm, tok, kv):
-    aug = _aug(mlm, tok, kv, alpha_only=True, stopwords=True)
+    aug = _aug(mlm, tok, kv, alpha_only=True, stopwords=True, targets="alpha")
     [a] = aug.analyse(["The film was WONDERFUL , truly outstanding"])
     src = dict(zip(a.words, a.source))
     assert src["film"] == src["The"] == "mlm"  # single pieces in the tiny vocabulary
@@ -83,6 +83,41 @@ def test_without_filters_candidates_may_be_stopwords(mlm, tok, kv):
     aug = _aug(mlm, tok, kv, top_k=30)
     cands = {x.lower() for c in aug.analyse(_texts(4))[0].candidates for x in c}
     assert cands & STOPWORDS  # the filter above really removes something
+
+
+def test_reference_targets_keep_stop_words_negations_and_non_words():
+    from augment.words import eligible
+
+    words = split_words("I didn't like it , it was not 90s fun at all : no , nor CHARMING")
+    targets = [w for w in words if eligible(w, "reference")]
+    assert targets == ["like", "fun", "CHARMING"]
+    for neg in ("no", "nor", "not", "didn", "t", "don", "wasn", "won"):
+        assert neg in STOPWORDS and not eligible(neg, "reference")
+    assert eligible("not", "alpha") and eligible("90s", "alpha") and not eligible("90s", "reference")
+    assert eligible("90", "all") and not eligible("90", "alpha") and not eligible(":", "all")
+    assert not eligible("café", "reference")  # [a-z]+ only, as the reference
+
+
+def test_reference_targets_are_the_only_words_changed(mlm, tok, kv):
+    texts = _texts(8)
+    aug = _aug(mlm, tok, kv, p_replace=1.0, n_aug=10)
+    changed_default = kept_default = 0
+    for a, rows in zip(aug.analyse(texts), aug.augment(texts)):
+        for v in rows[1:]:
+            for w, new in zip(a.words, v.split(" ")):
+                if w.lower() in STOPWORDS or not w.isalpha():
+                    assert new == w  # stop words, negations, numbers, punctuation stay put
+                    kept_default += 1
+                else:
+                    changed_default += new != w
+    assert kept_default and changed_default
+    # the former rule (any word with a letter) makes more words targets
+    loose = _aug(mlm, tok, kv, targets="alpha")
+    loose.analyse(texts)
+    strict = _aug(mlm, tok, kv)
+    strict.analyse(texts)
+    assert strict.stats()["eligible"] < loose.stats()["eligible"]
+    assert strict.stats()["mlm_masked"] < loose.stats()["mlm_masked"]
 
 
 def test_p_replace_extremes(mlm, tok, kv):
@@ -117,10 +152,9 @@ def test_deterministic_and_independent_of_batch_size(mlm, tok, kv):
     assert _aug(mlm, tok, kv, seed=4).augment(texts) != ref
 
 
-@pytest.mark.parametrize("second_segment", [False, True])
-def test_exact_equals_reference(mlm, tok, kv, second_segment):
+def test_exact_equals_reference(mlm, tok, kv):
     texts = _texts(6)
-    kw = dict(top_k=6, second_segment=second_segment, batch_size=16)
+    kw = dict(top_k=6, second_segment=True, batch_size=16)
     exact = _aug(mlm, tok, kv, mode="exact", **kw)
     ref = _aug(mlm, tok, kv, mode="reference", **kw)
     a, b = exact.analyse(texts), ref.analyse(texts)
@@ -132,9 +166,9 @@ def test_exact_equals_reference(mlm, tok, kv, second_segment):
 
 def test_second_segment_and_multi_mask_change_inputs_not_rules(mlm, tok, kv):
     texts = _texts(6)
-    single = _aug(mlm, tok, kv, batch_size=1)
+    single = _aug(mlm, tok, kv, batch_size=1, targets="alpha")  # many targets per sentence
     one = single.analyse(texts)
-    multi = _aug(mlm, tok, kv, multi_mask=True, multi_mask_gap=4, batch_size=1)
+    multi = _aug(mlm, tok, kv, multi_mask=True, multi_mask_gap=4, batch_size=1, targets="alpha")
     many = multi.analyse(texts)
     assert [x.source for x in one] == [x.source for x in many]
     assert multi.stats()["mlm_masked"] == single.stats()["mlm_masked"]  # every word still asked about
@@ -175,8 +209,12 @@ def test_errors(mlm, tok, kv, tmp_path):
         load_masked_lm(str(tmp_path / "enc"))
     with pytest.raises(ValueError, match="mode"):
         _aug(mlm, tok, kv, mode="fast")
-    with pytest.raises(ValueError, match="eligible"):
-        _aug(mlm, tok, kv, eligible="nouns")
+    with pytest.raises(ValueError, match="target rule"):
+        _aug(mlm, tok, kv, targets="nouns")
+    with pytest.raises(ValueError, match="reproduces the reference script"):
+        _aug(mlm, tok, kv, mode="reference", second_segment=False)
+    with pytest.raises(ValueError, match="reproduces the reference script"):
+        _aug(mlm, tok, kv, mode="reference", second_segment=True, targets="alpha")
 
 
 def test_load_masked_lm_and_glove_text(mlm, tok, tmp_path):

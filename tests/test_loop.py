@@ -156,3 +156,45 @@ def test_constant_schedule_and_step0_eval(tmp_path):
     with pytest.raises(ValueError, match="unknown schedule"):
         fit({"model": tiny_bert()}, make_loss(), dataset(), collate,
             TrainCfg(batch_size=4, max_steps=2, schedule="cosine"), out_dir=None)
+
+
+def test_length_grouped_batches_cover_the_epoch_with_less_padding():
+    import random
+
+    rnd = random.Random(0)
+    lengths = [rnd.randint(5, 64) for _ in range(1000)]
+    plain = _Batches(1000, 8, 1, 0, seed=3, shuffle=True).epoch(0)
+    grouped = _Batches(1000, 8, 1, 0, seed=3, shuffle=True, lengths=lengths).epoch(0)
+    assert sorted(i for b in grouped for i in b) == list(range(1000))  # every example once
+    assert len(grouped) == len(plain) == 125
+
+    def padded(batches):
+        return sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+    assert padded(grouped) < 0.75 * padded(plain)
+    assert grouped == _Batches(1000, 8, 1, 0, seed=3, shuffle=True, lengths=lengths).epoch(0)  # deterministic
+    assert grouped != _Batches(1000, 8, 1, 0, seed=3, shuffle=True, lengths=lengths).epoch(1)  # reshuffled per epoch
+    # the order of batches stays random: long and short batches are mixed, not sorted
+    maxes = [max(lengths[i] for i in b) for b in grouped[:50]]
+    assert maxes != sorted(maxes) and maxes != sorted(maxes, reverse=True)
+    # two ranks together still see the one-process global batch
+    r0 = _Batches(1000, 4, 2, 0, seed=3, shuffle=True, lengths=lengths).epoch(0)
+    r1 = _Batches(1000, 4, 2, 1, seed=3, shuffle=True, lengths=lengths).epoch(0)
+    assert [a + b for a, b in zip(r0, r1)] == grouped
+
+
+def test_bf16_fit_leaves_a_plain_fp32_model():
+    import copy
+
+    model = tiny_bert()
+    torch.manual_seed(1)
+    head = nn.Linear(16, 1)
+    cfg = TrainCfg(batch_size=4, lr=1e-3, max_steps=2, log_every=1)
+    fit({"model": model, "head": head}, make_loss(), dataset(), collate, cfg, precision="bf16", out_dir=None)
+    assert "_original_forward" not in model.__dict__  # Accelerate's autocast wrapper is gone
+    model.eval()
+    twin = copy.deepcopy(model)
+    twin.load_state_dict(model.state_dict())
+    ids = torch.randint(5, 50, (2, 6))
+    out = model(input_ids=ids).last_hidden_state
+    assert out.dtype == torch.float32 and torch.equal(out, twin(input_ids=ids).last_hidden_state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -365,3 +366,43 @@ def test_real_models_masked_objective_ignores_extra_padding():
     short, long = results["reference"]
     assert not torch.allclose(short["attn"], long["attn"], rtol=1e-3)
     assert not torch.allclose(short["hidn"], long["hidn"], rtol=1e-3)
+
+
+def _save_projections(d: Path, distiller: Distiller, share: bool, hidden=(4, 6)) -> None:
+    import json
+
+    d.mkdir(parents=True, exist_ok=True)
+    torch.save(distiller.state_dict(), d / "projections.pt")
+    (d / "projections.json").write_text(json.dumps({"share_projection": share, "student_hidden": hidden[0],
+                                                    "teacher_hidden": hidden[1]}))
+
+
+def test_gd_projections_carry_over_into_td(tmp_path):
+    from tinyfw.distill.objective import carry_over_projections
+
+    torch.manual_seed(0)
+    gd = Distiller(4, 6, [2, 4], dict(embd=1, attn=1, hidn=1))
+    _save_projections(tmp_path / "gd", gd, share=False)
+    (tmp_path / "gd" / "student").mkdir()
+    td = Distiller(4, 6, [1, 2], dict(embd=1, attn=1, hidn=1))  # another mapping: W_e/W_h still fit
+    assert not torch.equal(td.proj_h.weight, gd.proj_h.weight)
+    info = carry_over_projections(td, tmp_path / "gd" / "student")  # found beside the student dir
+    assert info["loaded"] == ["proj_e", "proj_h"] and info["fresh"] == [] and info["reason"] == ""
+    for k, v in gd.state_dict().items():
+        assert torch.equal(td.state_dict()[k], v)
+    # GD without the embedding loss: W_e stays fresh, and the reason says so
+    gd2 = Distiller(4, 6, [2, 4], dict(attn=1, hidn=1))
+    _save_projections(tmp_path / "gd2", gd2, share=False)
+    info = carry_over_projections(Distiller(4, 6, [1, 2], dict(embd=1, hidn=1)), tmp_path / "gd2")
+    assert info["loaded"] == ["proj_h"] and info["fresh"] == ["proj_e"] and "proj_e" in info["reason"]
+    # other widths: nothing fits
+    wide = Distiller(5, 6, [1, 2], dict(embd=1, hidn=1))
+    info = carry_over_projections(wide, tmp_path / "gd")
+    assert info["loaded"] == [] and info["fresh"] == ["proj_e", "proj_h"]
+    assert "shape" in info["reason"]
+    # share_projection differs: refused with the reason
+    info = carry_over_projections(Distiller(4, 6, [1, 2], dict(embd=1, hidn=1), share_projection=True), tmp_path / "gd")
+    assert info["loaded"] == [] and "share_projection" in info["reason"]
+    # no GD (gd=off) or no file
+    assert "gd=off" in carry_over_projections(td, None)["reason"]
+    assert "no projections.pt" in carry_over_projections(td, tmp_path / "nothing")["reason"]

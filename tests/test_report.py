@@ -289,7 +289,7 @@ def test_stage_via_hydra_writes_md_csv_png(tmp_path, shared_home, no_wandb_env):
     out = tmp_path / "out"
     rec = run_tinyfw("stage=report", f"report.source={sweep}", run_dir=out, home=shared_home,
                      )
-    assert rec["metrics"] == {"rows": 9, "runs_ok": 14, "runs_failed": 1, "runs_missing": 1}
+    assert rec["metrics"] == {"rows": 9, "runs_ok": 14, "runs_failed": 1, "runs_missing": 1, "runs_collapsed": 0}
     outs = rec["outputs"]
     assert set(outs) == {"markdown", "csv", "png"}
     assert all(Path(outs[k]).parent == out for k in outs)
@@ -332,3 +332,41 @@ def test_source_is_shown_relative_to_the_working_directory(tmp_path, monkeypatch
     assert shown(str(tmp_path / "runs" / "sweep")) == "runs/sweep"
     assert shown("/elsewhere/sweep") == "/elsewhere/sweep"
     assert shown("wandb:me/tinyfw/grid-1") == "wandb:me/tinyfw/grid-1"
+
+
+def test_collapsed_runs_are_shown_apart_not_averaged(tmp_path):
+    root = write_sweep(tmp_path / "sweep")
+    # w/o DA, seed 1 collapsed: its result.json says so (as stage=task writes it)
+    job = next(j for j in sorted(root.iterdir()) if j.is_dir() and (j / "result.json").exists()
+               and json.loads((j / "result.json").read_text())["flags"] == {"gd": "on", "td": "on", "da": "off"}
+               and json.loads((j / "result.json").read_text())["config"]["seed"] == 1)
+    rec = json.loads((job / "result.json").read_text())
+    rec["metrics"]["test"]["accuracy"] = 0.5
+    rec["metrics"].update(collapsed=True, health={"collapsed": True, "reasons": ["every dev prediction is class 1"]})
+    (job / "result.json").write_text(json.dumps(rec))
+    tab = table.build(records.load(str(root))[0])
+    c = cells(tab)
+    assert c["w/o DA"] == ["76.0 (n=1; 1 collapsed)"]  # seed 2 only (0.75 + 0.01); the 50.0 is not in the mean
+    assert tab.runs_collapsed == 1 and tab.runs_ok == 13
+    [p] = [p for p in tab.problems if p.status == "collapsed"]
+    assert p.row == "w/o DA" and p.seed == 1 and "class 1" in p.error
+
+
+def test_differences_to_the_full_recipe_paired_over_seeds(tmp_path):
+    from scipy import stats
+
+    tab = table.build(records.load(str(write_sweep(tmp_path / "sweep")))[0])
+    d = dict(table.deltas(tab))
+    # w/o DA: 0.75 / 0.76 against the full 0.80 / 0.81 -> -5.0 for both seeds: zero spread
+    wo_da = d["w/o DA"]["mr"]
+    assert wo_da.diffs == pytest.approx([-5.0, -5.0]) and wo_da.ci95() == pytest.approx((-5.0, -5.0))
+    # w/o GD: seed 2 failed -> one pair, no interval
+    assert d["w/o GD"]["mr"].n == 1 and d["w/o GD"]["mr"].ci95() is None
+    assert "teacher" not in d and "GD+TD+DA (full)" not in d
+    # a spread: hand-computed t interval, 1 degree of freedom
+    delta = table.Delta([-4.0, -2.0])
+    half = stats.t.ppf(0.975, 1) * 2 ** 0.5 / 2 ** 0.5  # sd = sqrt(2), n = 2
+    assert delta.ci95() == pytest.approx((-3.0 - half, -3.0 + half))
+    assert delta.text(1) == f"-3.0 [{-3.0 - half:+.1f}, {-3.0 + half:+.1f}] (n=2)"
+    md = table.deltas_markdown(tab)
+    assert md.splitlines()[0] == "| variant | Δ mr |" and "| w/o DA | -5.0 [-5.0, -5.0] (n=2) |" in md

@@ -100,6 +100,10 @@ def test_smoke_task_with_augmentation(tmp_path, shared_home):
     assert rec["flags"] == {"gd": "on", "td": "on", "da": "on"}
     assert m["train_examples"] > m["original_train_examples"]  # augmented rows were added
     assert m["init"].startswith("gd:") and "accuracy" in m["dev"] and "accuracy" in m["test"]
+    # TD step 1 starts from the GD run's W_e / W_h, saved beside the GD student
+    gd_dir = Path(m["init"][3:])
+    assert m["projections"]["loaded"] == ["proj_e", "proj_h"] and m["projections"]["fresh"] == []
+    assert m["projections"]["source"] == str(gd_dir.parent / "projections.pt")
     _load_student(rec["outputs"]["student"])
 
 
@@ -118,3 +122,39 @@ def test_with_augmented_keeps_uncovered_originals():
     capped = cap_examples(out, 4, seed=0)  # all three originals + one sampled variant, in order
     assert len(capped) == 4 and [t for t in capped["text"] if len(t) == 1] == ["a", "b", "c"]
     assert cap_examples(out, -1, seed=0) is out
+
+
+def test_phase_budgets_hold_steps_or_epochs_equal():
+    from omegaconf import OmegaConf
+
+    from tinyfw.config import TaskDistillCfg
+    from tinyfw.stages.task import phase_budgets
+
+    td = OmegaConf.structured(TaskDistillCfg)
+    td.step1.max_steps, td.step2.max_steps, td.finetune.max_steps = 300, 200, 200
+    got = phase_budgets(td)  # default budget=steps: max_steps counts, whatever the data size
+    assert str(td.budget) == "steps" and got["step1"].max_steps == 300 and got["finetune"].max_steps == 200
+    td.budget = "epochs"
+    got = phase_budgets(td)  # epochs count (max_steps dropped): fewer rows -> fewer steps
+    assert all(got[k].max_steps == -1 for k in got) and got["step1"].epochs == td.step1.epochs
+    td.budget = "steps"
+    td.step2.max_steps = -1
+    with pytest.raises(ValueError, match=r"budget=steps needs task_distill.step2.max_steps > 0"):
+        phase_budgets(td)
+
+
+@pytest.mark.slow
+def test_step1_is_cached_and_reused_by_a_step2_sweep_with_identical_results(tmp_path, shared_home, kw_root):
+    args = ["stage=task", "gd=off", "augment=off", *kw_overrides(kw_root)]
+    a = run_tinyfw(*args, "task_distill.step2.lr=5e-3", run_dir=tmp_path / "a", home=shared_home)
+    b = run_tinyfw(*args, "task_distill.step2.lr=2e-3", run_dir=tmp_path / "b", home=shared_home)
+    assert (Path(a["metrics"]["step1"]["entry"]) / "student.safetensors").is_file()
+    assert b["metrics"]["step1"]["cached"] is True and b["metrics"]["step1"]["entry"] == a["metrics"]["step1"]["entry"]
+    assert b["metrics"]["steps"]["step1"] == a["metrics"]["steps"]["step1"]
+    # the same step-2 run from scratch in a fresh home ends exactly where the cached one did
+    fresh = run_tinyfw(*args, "task_distill.step2.lr=2e-3", run_dir=tmp_path / "c", home=tmp_path / "home")
+    assert fresh["metrics"]["step1"]["cached"] is False
+    assert fresh["metrics"]["dev"] == b["metrics"]["dev"] and fresh["metrics"]["test"] == b["metrics"]["test"]
+    # another step-1 setting is another entry
+    other = run_tinyfw(*args, "task_distill.step1.lr=2e-3", run_dir=tmp_path / "d", home=shared_home)
+    assert other["metrics"]["step1"]["cached"] is False and other["metrics"]["step1"]["entry"] != a["metrics"]["step1"]["entry"]

@@ -51,6 +51,22 @@ class Schedule(_StrEnum):
     constant = "constant"  # linear warmup, then constant (the reference's TD step 1: no schedule)
 
 
+class TargetRule(_StrEnum):
+    reference = "reference"  # purely alphabetic, not a stop word (the reference augmenter)
+    alpha = "alpha"  # any word with a letter, stop words and negations included
+    all = "all"  # any word that is not punctuation-only
+
+
+class AugmentMode(_StrEnum):
+    exact = "exact"  # batched masked-LM forwards (same candidates as reference)
+    reference = "reference"  # the reference script: one forward per target word, two segments
+
+
+class Budget(_StrEnum):
+    steps = "steps"  # every variant runs max_steps optimizer steps: w/o DA sees as many examples
+    epochs = "epochs"  # every variant runs `epochs` passes over its own rows (the paper): w/o DA fewer steps
+
+
 class LayerReduction(_StrEnum):
     sum = "sum"  # the reference: sum over mapped layers (each layer weighs as much as the embedding term)
     mean = "mean"  # mean over mapped layers (the embedding term then weighs M x a layer)
@@ -190,13 +206,17 @@ class AugmentCfg:
     p_replace: float = 0.4
     top_k: int = 15
     seed: int = 42
-    mode: str = "exact"  # exact | reference
+    mode: AugmentMode = AugmentMode.exact
     precision: str = "fp32"  # fp32 | bf16 | fp16 autocast of the masked-LM forwards
     batch_size: int = 128  # masked sequences per forward (exact mode)
-    second_segment: bool = False  # masked input also carries the original sentence
+    # masked input also carries the original sentence as segment B (the reference's input);
+    # off in the embedded default: half the tokens per forward (BENCHMARKS.md: top-15 overlap 0.92)
+    second_segment: bool = False
     multi_mask: bool = False  # approximation: several far-apart words masked per forward
     multi_mask_gap: int = 8  # multi_mask: min distance (word pieces) between masks
-    eligible: str = "alpha"  # words that may be replaced: alpha (has a letter) | all (not punctuation)
+    # words that may be replaced: reference (alphabetic, not a stop word: the reference code) |
+    # alpha (any word with a letter, stop words included) | all (not punctuation-only)
+    targets: TargetRule = TargetRule.reference
     alpha_only: bool = True  # drop non-alphabetic masked-LM candidates
     stopwords: bool = True  # drop stop-word masked-LM candidates
     max_examples: int = -1  # augment only the first N training rows (-1: all)
@@ -221,9 +241,20 @@ class TaskDistillCfg:
     # step 2 and the hard-label fine-tune (td=off): lr 3e-4, picked on MR dev among 1e-4/3e-4/5e-4
     # for each (BENCHMARKS.md: 1e-4 was 6-7 dev points lower for both; 5e-4 broke the fine-tune)
     step2: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=3e-4, max_steps=200, eval_every=50))
-    # cap on TD training rows: every original row first, then a seeded sample of augmented
-    # variants (-1: all). Bounds step 1/2 data and the teacher-logit pass on CPU.
+    # What an ablation holds equal ("w/o DA" against the full recipe): `steps` (default) - every
+    # variant runs the phases' max_steps, so w/o DA sees as many examples as the full recipe, in
+    # more passes over the originals; `epochs` - every variant runs the phases' epochs over its
+    # own rows (the paper's 20 + 3 epochs), so w/o DA trains fewer steps.
+    budget: Budget = Budget.steps
+    # cap on distinct TD training rows: every original row first, then a sample of augmented
+    # variants drawn with augmenter.seed (the same rows for every run seed, so their teacher
+    # logits are computed once); -1: all. Bounds the teacher-logit pass on CPU.
     max_train_examples: int = 6400
+    # TD phases draw batches of similar length (less padding; the data order stays random)
+    group_by_length: bool = False
+    # precision of the TD phases (null = the global `precision`, which also keys the teacher and
+    # the GD student): bf16 here trains the student in bf16 autocast on the same upstream artefacts
+    precision: Optional[Precision] = None
     gd_checkpoint: str = ""  # GD student to start from when gd=on ("" = the cached GD run)
     gd_off_init: str = "random"  # student init when gd=off: random | teacher_layers
     # td=off ("w/o TD"): the student is fine-tuned on hard labels with these settings
@@ -246,6 +277,10 @@ class ReportCfg:
 class PipelineCfg:
     # copy the report (md, csv, png) here at the end, e.g. docs/example (README shows it)
     publish: str = ""
+    # the grid step's sweep (a Hydra multirun of stage=task): the paper's ablation rows x seeds
+    grid: List[str] = field(default_factory=lambda: ["ablation=full,wo_gd,wo_td,wo_da", "seed=1,2,3"])
+    jobs: int = 1  # grid jobs run side by side (> 1: hydra/launcher=joblib), each with `threads`
+    threads: int = 0  # torch threads per grid job (0: torch's default)
     steps: List[str] = field(
         default_factory=lambda: ["assets", "teacher", "mlm", "general", "augment", "grid", "report"]
     )
@@ -314,6 +349,9 @@ class Config:
     # (teacher_ft.seed, mlm.seed, general.seed, augmenter.seed), so a sweep over `seed` shares them.
     seed: int = 42
     precision: Precision = Precision.fp32
+    # torch intra-op threads of this run (0: torch's default, one per core); 1 suits jobs run
+    # side by side (hydra/launcher=joblib), which then do not fight over the cores
+    threads: int = 0
     teacher: TeacherCfg = field(default_factory=TeacherCfg)
     student: StudentCfg = field(default_factory=StudentCfg)
     distill: DistillCfg = field(default_factory=DistillCfg)

@@ -62,6 +62,10 @@ def run_stage(cfg: DictConfig) -> Dict[str, Any]:
     main = is_main_process()
     from transformers import set_seed
 
+    if cfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
     set_seed(cfg.seed)
     home = paths.home(cfg.home)
     group = sweep_group(cfg)

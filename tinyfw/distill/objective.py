@@ -6,7 +6,8 @@ not of the student: save ``distiller.state_dict()`` beside the student, never in
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -134,3 +135,51 @@ class Distiller(nn.Module):
         total = sum(w[k] * v for k, v in losses.items())
         losses["total"] = total
         return total, losses
+
+
+def carry_over_projections(distiller: Distiller, gd_dir: Optional[str | Path]) -> Dict[str, Any]:
+    """Start ``distiller``'s projections from a GD run's (``projections.pt`` + ``projections.json``
+    in ``gd_dir`` or beside it, as ``stage=general`` saves them), as the reference code does when
+    TD loads the general-distilled student. Each projection that exists on both sides with the
+    same shape and the same sharing is loaded; the rest stay fresh, and why is returned:
+    ``{"source", "loaded": [...], "fresh": [...], "reason"}``."""
+    import json
+
+    mine = [k for k in ("proj", "proj_e", "proj_h") if getattr(distiller, k) is not None]
+    info: Dict[str, Any] = {"source": None, "loaded": [], "fresh": mine, "reason": ""}
+    if not mine:
+        info["reason"] = "no projection in use (embd and hidn weights are 0)"
+        return info
+    if gd_dir is None:
+        info["reason"] = "no GD student (gd=off)"
+        return info
+    here = Path(gd_dir)
+    found = next((d for d in (here, here.parent) if (d / "projections.pt").is_file()), None)
+    if found is None:
+        info["reason"] = f"no projections.pt in or beside {here}"
+        return info
+    info["source"] = str(found / "projections.pt")
+    meta_file = found / "projections.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    if "share_projection" in meta and bool(meta["share_projection"]) != distiller.share_projection:
+        info["reason"] = (f"GD used share_projection={bool(meta['share_projection'])}, TD uses "
+                          f"{distiller.share_projection}")
+        return info
+    state = torch.load(found / "projections.pt", map_location="cpu", weights_only=True)
+    own = distiller.state_dict()
+    def fits(name: str) -> bool:  # every tensor of that projection, same shape
+        keys = [k for k in own if k.startswith(name + ".")]
+        return all(k in state and state[k].shape == own[k].shape for k in keys)
+
+    loaded = [k for k in mine if fits(k)]
+    take = {k: state[k] for k in own if k.split(".")[0] in loaded}
+    if take:
+        distiller.load_state_dict({**own, **take})
+    info["loaded"] = [k for k in mine if k in loaded]
+    info["fresh"] = [k for k in mine if k not in loaded]
+    if info["fresh"]:
+        shapes = {k: tuple(v.shape) for k, v in state.items() if k.endswith(".weight")}
+        info["reason"] = (f"{', '.join(info['fresh'])} not in {info['source']} with this shape "
+                          f"(GD projections: {shapes or 'none'}; TD needs "
+                          f"{ {k: tuple(own[k + '.weight'].shape) for k in info['fresh']} })")
+    return info

@@ -1,5 +1,5 @@
 """The ablation chart: one panel per task (+ average), a horizontal bar per row (teacher on top),
-error bars = std over seeds; failed/missing cells are written where their bar would be."""
+error bars = std over seeds; failed/missing/collapsed cells are written where their bar would be."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def render(table: Table, title: str = "") -> bytes:
             if c.mean is None:  # failed / missing / not run: say so where the bar would be
                 text, color = c.text(table.digits), "tab:red"
             else:
-                notes = [f"{k} {v}" for k, v in (("failed", c.failed), ("missing", c.missing)) if v]
+                notes = [f"{k} {v}" for k, v in c.problems()]
                 text = f"{m:.{table.digits}f}" + (f" ({', '.join(notes)})" if notes else "")
                 color = "tab:red" if notes else "black"
             ax.text(max(m, 0) + e + pad, y, text, va="center", fontsize=8, color=color)

@@ -4,9 +4,11 @@ Rows: the teacher on top, then ``GD+TD+DA (full)``, ``w/o GD``, ``w/o TD``, ``w/
 flag combinations present (``w/o GD, TD`` ...), then objective ablations present (a loss
 weight ``distill.weights.X == 0``: ``w/o Embd``, ``w/o Pred``, ``w/o Trm`` (attention and
 hidden both off), ``w/o Attn``, ``w/o Hidn``), then anything else (other loss weights, other
-swept settings in brackets). A cell is mean ± sample std over seeds with n; runs that failed or
-are missing are counted in the cell (``failed``/``missing`` when none succeeded) and listed
-below the table, never dropped. MNLI's mismatched dev set gets its own column (``mnli-mm``)
+swept settings in brackets). A cell is mean ± sample std over seeds with n; runs that failed,
+are missing or collapsed (result.json ``metrics.collapsed``: one class predicted for every dev
+input, or a loss that never left ln C; see ``tinyfw.train.health``) are counted in the cell
+(``failed``/``missing``/``collapsed`` when none is left) and listed below the table, never
+averaged in and never dropped. MNLI's mismatched dev set gets its own column (``mnli-mm``)
 when dev metrics are shown. The average column (2+ columns) is the mean of the column means;
 its ± is the std over seeds of per-seed averages (seeds complete in every column).
 """
@@ -141,6 +143,7 @@ class Cell:
     seeds: List[Optional[int]] = field(default_factory=list)
     failed: int = 0
     missing: int = 0
+    collapsed: int = 0
 
     @property
     def n(self) -> int:
@@ -154,23 +157,18 @@ class Cell:
     def std(self) -> Optional[float]:
         return statistics.stdev(self.values) if len(self.values) > 1 else None
 
+    def problems(self) -> List[Tuple[str, int]]:
+        return [(k, v) for k, v in (("failed", self.failed), ("missing", self.missing),
+                                    ("collapsed", self.collapsed)) if v]
+
     def text(self, digits: int) -> str:
         if not self.values:
-            if self.failed and self.missing:
-                return f"failed ({self.failed}), missing ({self.missing})"
-            if self.failed:
-                return "failed" if self.failed == 1 else f"failed ({self.failed})"
-            if self.missing:
-                return "missing" if self.missing == 1 else f"missing ({self.missing})"
-            return "—"
+            parts = [k if v == 1 and len(self.problems()) == 1 else f"{k} ({v})" for k, v in self.problems()]
+            return ", ".join(parts) or "—"
         s = f"{self.mean:.{digits}f}"
         if self.std is not None:
             s += f" ± {self.std:.{digits}f}"
-        notes = [f"n={self.n}"]
-        if self.failed:
-            notes.append(f"{self.failed} failed")
-        if self.missing:
-            notes.append(f"{self.missing} missing")
+        notes = [f"n={self.n}"] + [f"{v} {k}" for k, v in self.problems()]
         return f"{s} ({'; '.join(notes)})"
 
 
@@ -180,7 +178,7 @@ class Problem:
     row: str
     task: Optional[str]
     seed: Optional[int]
-    status: str  # failed | missing
+    status: str  # failed | missing | collapsed
     error: str
     path: str
 
@@ -194,6 +192,7 @@ class Table:
     runs_ok: int
     runs_failed: int
     runs_missing: int
+    runs_collapsed: int = 0
     digits: int = 1
     scale: float = 100.0
 
@@ -220,6 +219,7 @@ class Table:
                 if c != "avg":
                     row[f"{c}_failed"] = cell.failed
                     row[f"{c}_missing"] = cell.missing
+                    row[f"{c}_collapsed"] = cell.collapsed
             out.append(row)
         return pd.DataFrame(out)
 
@@ -258,7 +258,7 @@ def build(records: Sequence[RunRecord], metric: str = "", percent: bool = True,
     rows: Dict[str, Tuple[Tuple, Dict[str, Cell]]] = {}
     teacher: Dict[str, Dict[Optional[int], float]] = {name: {} for name, _, _ in cols}
     problems: List[Problem] = []
-    n_ok = n_failed = n_missing = 0
+    n_ok = n_failed = n_missing = n_collapsed = 0
     for r in records:
         sort_key, label = variant(r, extras)
         cells = rows.setdefault(label, (sort_key, {}))[1]
@@ -270,6 +270,10 @@ def build(records: Sequence[RunRecord], metric: str = "", percent: bool = True,
                 status = "failed"
                 error = (f"no metric '{key or metric or 'main metric'}' in its metrics "
                          f"({', '.join(sorted(r.metrics)) or 'none'})")
+            elif r.status == "ok" and r.metrics.get("collapsed") is True:
+                status = "collapsed"
+                reasons = r.metrics.get("health/reasons") or []
+                error = "; ".join(reasons) if isinstance(reasons, list) else str(reasons)
             if status == "ok":
                 cell.values.append(value * scale)
                 cell.seeds.append(r.seed)
@@ -278,6 +282,8 @@ def build(records: Sequence[RunRecord], metric: str = "", percent: bool = True,
                     teacher[name].setdefault(r.seed, tv * scale)  # one teacher per (task, seed)
             elif status == "missing":
                 cell.missing += 1
+            elif status == "collapsed":
+                cell.collapsed += 1
             else:
                 cell.failed += 1
             if i:  # a task's second column (MNLI-mm): the run is counted once, by its main column
@@ -287,6 +293,7 @@ def build(records: Sequence[RunRecord], metric: str = "", percent: bool = True,
                 continue
             n_missing += status == "missing"
             n_failed += status == "failed"
+            n_collapsed += status == "collapsed"
             problems.append(Problem(r.name, label, r.task, r.seed, status, error, r.path))
 
     columns = [name for name, _, _ in cols]
@@ -304,7 +311,8 @@ def build(records: Sequence[RunRecord], metric: str = "", percent: bool = True,
         columns.append("avg")
     return Table(columns=columns, rows=ordered, problems=problems,
                  metric={name: key for name, _, key in cols}, runs_ok=n_ok,
-                 runs_failed=n_failed, runs_missing=n_missing, digits=digits, scale=scale)
+                 runs_failed=n_failed, runs_missing=n_missing, runs_collapsed=n_collapsed,
+                 digits=digits, scale=scale)
 
 
 def _sortable(key: Tuple) -> Tuple:
@@ -314,14 +322,17 @@ def _sortable(key: Tuple) -> Tuple:
 def _average(cells: List[Cell]) -> Cell:
     """Mean of task means; ± over seeds whose runs succeeded in every task."""
     if not cells or any(not c.values for c in cells):
-        return Cell(failed=sum(c.failed for c in cells), missing=sum(c.missing for c in cells))
+        return Cell(failed=sum(c.failed for c in cells), missing=sum(c.missing for c in cells),
+                    collapsed=sum(c.collapsed for c in cells))
     per_seed: Dict[Optional[int], List[float]] = {}
     for c in cells:
         for s, v in zip(c.seeds, c.values):
             per_seed.setdefault(s, []).append(v)
-    complete = [statistics.fmean(v) for s, v in per_seed.items() if s is not None and len(v) == len(cells)]
+    complete = {s: statistics.fmean(v) for s, v in per_seed.items() if s is not None and len(v) == len(cells)}
     mean = statistics.fmean(c.mean for c in cells)  # type: ignore[misc]
-    return _FixedMean(values=complete or [mean], mean_value=mean)
+    if not complete:
+        return _FixedMean(values=[mean], mean_value=mean)
+    return _FixedMean(values=list(complete.values()), seeds=list(complete), mean_value=mean)
 
 
 @dataclass
@@ -333,3 +344,92 @@ class _FixedMean(Cell):
     @property
     def mean(self) -> Optional[float]:  # type: ignore[override]
         return self.mean_value
+
+
+# ---------------------------------------------------------------- differences to the full recipe
+
+
+@dataclass
+class Delta:
+    """An ablation's difference to the full recipe in one column, paired over seeds."""
+
+    diffs: List[float]  # per seed present in both: ablation - full
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    @property
+    def mean(self) -> Optional[float]:
+        return statistics.fmean(self.diffs) if self.diffs else None
+
+    def ci95(self) -> Optional[Tuple[float, float]]:
+        """Student-t interval of the mean paired difference (n - 1 degrees of freedom)."""
+        if self.n < 2:
+            return None
+        from scipy import stats
+
+        half = float(stats.t.ppf(0.975, self.n - 1)) * statistics.stdev(self.diffs) / math.sqrt(self.n)
+        return self.mean - half, self.mean + half  # type: ignore[operator]
+
+    def text(self, digits: int) -> str:
+        if not self.diffs:
+            return "—"
+        s = f"{self.mean:+.{digits}f}"
+        ci = self.ci95()
+        if ci is not None:
+            s += f" [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+        return s + f" (n={self.n})"
+
+
+def deltas(tab: Table, reference: str = FULL) -> List[Tuple[str, Dict[str, Delta]]]:
+    """Each row's difference to ``reference`` per column, paired by seed (the teacher and the
+    reference row itself left out); collapsed, failed and missing runs pair with nothing."""
+    rows = dict(tab.rows)
+    if reference not in rows:
+        return []
+    ref = rows[reference]
+    out = []
+    for label, cells in tab.rows:
+        if label in (reference, TEACHER):
+            continue
+        per: Dict[str, Delta] = {}
+        for c in tab.columns:
+            base = dict(zip(ref[c].seeds, ref[c].values))
+            pairs = [v - base[s] for s, v in zip(cells[c].seeds, cells[c].values) if s is not None and s in base]
+            per[c] = Delta(pairs)
+        out.append((label, per))
+    return out
+
+
+def deltas_markdown(tab: Table, reference: str = FULL) -> str:
+    rows = deltas(tab, reference)
+    if not rows:
+        return ""
+    head = "| variant | " + " | ".join(f"Δ {c}" for c in tab.columns) + " |"
+    sep = "|---" * (len(tab.columns) + 1) + "|"
+    body = ["| " + " | ".join([label] + [d[c].text(tab.digits) for c in tab.columns]) + " |" for label, d in rows]
+    return "\n".join([head, sep, *body])
+
+
+def budget_notes(records: Sequence[RunRecord]) -> List[str]:
+    """One line per variant on what its runs trained on: distinct rows, examples drawn per
+    phase and passes over the rows (from result.json ``train_examples`` / ``examples_seen``), so
+    the report says what an ablation held equal (``task_distill.budget``)."""
+    extras = extra_keys([r for r in records if r.status != "missing"])
+    seen: Dict[str, str] = {}
+    for r in records:
+        if r.status != "ok" or "train_examples" not in r.metrics:
+            continue
+        _, label = variant(r, extras)
+        if label in seen:
+            continue
+        rows = int(r.metrics["train_examples"])
+        phases = [(k.split("/", 1)[1], int(v)) for k, v in sorted(r.metrics.items())
+                  if k.startswith("examples_seen/")]
+        order = {"step1": 0, "step2": 1, "finetune": 2}
+        phases.sort(key=lambda kv: order.get(kv[0], 9))
+        what = ", ".join(f"{k} {v:,} examples ({v / max(rows, 1):.1f} passes)" for k, v in phases)
+        budget = r.metrics.get("budget", "?")
+        seen[label] = f"{label}: {rows:,} distinct training rows; {what or 'no phase recorded'} (budget: {budget})"
+    return list(seen.values())

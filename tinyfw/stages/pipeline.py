@@ -4,7 +4,8 @@ assets -> teacher fine-tune -> masked LM -> GD -> augment -> the GD/TD/DA ablati
 (a Hydra multirun of ``stage=task``) -> report. Each step runs as its own ``python -m
 tinyfw`` process in a sub-directory of this run, exactly as a user would type it, with the
 pipeline's own overrides passed through. Shared artefacts (fine-tuned teacher, GD student,
-masked LM, augmented set) land in the content-addressed cache, so the eight grid jobs reuse
+masked LM, augmented set) land in the content-addressed cache, so the grid jobs (`pipeline.grid`:
+the full recipe, w/o GD, w/o TD, w/o DA over seeds 1, 2, 3 by default) reuse
 them instead of rebuilding. A step that fails stops the pipeline, except grid jobs: a failed
 job shows up as failed in the report.
 """
@@ -31,12 +32,11 @@ log = logging.getLogger(__name__)
 
 # single-run steps, each the stage of the same name; then the grid and the report
 STEPS = ["assets", "teacher", "mlm", "general", "augment"]
-GRID = ["gd=on,off", "td=on,off", "augment=on,off"]
 
 
 def passthrough_overrides() -> List[str]:
     """The user's command-line overrides minus those the pipeline sets per step."""
-    skip = ("stage=", "hydra.", "gd=", "td=", "augment=", "pipeline.")
+    skip = ("stage=", "hydra.", "gd=", "td=", "augment=", "ablation=", "pipeline.")
     return [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
 
 
@@ -60,6 +60,16 @@ def run_step(name: str, cmd: List[str], log_dir: Path) -> float:
     if rc != 0:
         raise RuntimeError(f"pipeline step '{name}' failed (exit {rc}); see {log_file}")
     return round(time.time() - t0, 1)
+
+
+def grid_overrides(p: DictConfig) -> List[str]:
+    """The grid's sweep overrides, plus the joblib launcher when jobs run side by side."""
+    out = [str(o) for o in p.grid]
+    if p.jobs > 1:
+        out += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={int(p.jobs)}"]
+    if p.threads > 0:
+        out.append(f"threads={int(p.threads)}")
+    return out
 
 
 def cached_output(name: str, cfg: DictConfig, home: Path) -> Optional[Path]:
@@ -97,7 +107,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     if "grid" in cfg.pipeline.steps:
         timings["grid"] = run_step(
             "grid",
-            tinyfw_cmd("-m", "stage=task", *GRID, *extra, f"hydra.sweep.dir={sweep}",
+            tinyfw_cmd("-m", "stage=task", *grid_overrides(cfg.pipeline), *extra, f"hydra.sweep.dir={sweep}",
                        f"logging.wandb.group={group}"),
             ctx.run_dir,
         )

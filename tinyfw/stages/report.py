@@ -11,15 +11,15 @@ dev's; ``dev`` / ``test``; or an exact ``split/name`` such as ``dev/f1``), ``rep
 (x100, default on), ``report.digits``. The run-record schema it reads is documented in
 ``tinyfw/report/records.py``; the table's rows and cells in ``tinyfw/report/table.py``.
 A search sweep (``hydra/sweeper=optuna_dev`` / ``optuna``) adds its trials, best dev main
-metric first (``tinyfw/report/search.py``). Metrics: rows, runs_ok, runs_failed, runs_missing
-(+ search: trials, best_run, best_value, best_params).
+metric first (``tinyfw/report/search.py``). Metrics: rows, runs_ok, runs_failed, runs_missing,
+runs_collapsed (+ search: trials, best_run, best_value, best_params).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from omegaconf import DictConfig
 
@@ -54,24 +54,40 @@ def shown(source: str) -> str:
 
 
 def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: str,
-             found: Optional[search.Search] = None, digits: int = 1) -> str:
-    n = tab.runs_ok + tab.runs_failed + tab.runs_missing
+             notes: Sequence[str] = (), found: Optional[search.Search] = None, digits: int = 1) -> str:
+    n = tab.runs_ok + tab.runs_failed + tab.runs_missing + tab.runs_collapsed
     lines = [
         "# Ablation report",
         "",
         f"Source: `{shown(source)}` ({kind}; {n} runs: {tab.runs_ok} ok, {tab.runs_failed} failed, "
-        f"{tab.runs_missing} missing). Metric: {describe_metric(tab, percent)}; cells are "
+        f"{tab.runs_missing} missing, {tab.runs_collapsed} collapsed). Metric: {describe_metric(tab, percent)}; cells are "
         "mean ± std over seeds (n = successful seeds).",
         "",
         tab.markdown(),
         "",
-        f"![ablation chart]({png_name})",
-        "",
     ]
+    if notes:
+        lines += ["What each variant trained on:", "", *(f"- {n}" for n in notes), ""]
+    lines += [f"![ablation chart]({png_name})", ""]
+    diff = table.deltas_markdown(tab)
+    if diff:
+        lines += [
+            "## Difference to the full recipe",
+            "",
+            "Per seed, ablation minus full recipe (same seed), then the mean and its 95% confidence "
+            "interval (Student t over the paired seeds, n - 1 degrees of freedom; none for n < 2). "
+            "An interval below 0 says the removed part helped on this task at this budget.",
+            "",
+            diff,
+            "",
+        ]
     if found is not None:
         lines += ["## Hyper-parameter search", "", found.markdown(percent, digits), ""]
     lines += [
-        "## Failed and missing runs",
+        "## Failed, missing and collapsed runs",
+        "",
+        "Not averaged into the table. Collapsed: the student predicts one class for every dev "
+        "input, or its training loss never left ln C (`metrics.health` in its result.json).",
         "",
     ]
     if tab.problems:
@@ -113,16 +129,18 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     }
     plot.save(tab, Path(files["png"]), title=chart_title(tab, rc.source, rc.percent))
     atomic_write_text(files["csv"], tab.frame().to_csv(index=False))
-    atomic_write_text(files["markdown"], markdown(tab, rc.source, kind, rc.percent, "report.png", found, rc.digits))
+    atomic_write_text(files["markdown"], markdown(tab, rc.source, kind, rc.percent, "report.png",
+                                                  table.budget_notes(recs), found, rc.digits))
     print(tab.markdown())
     if found is not None:
         print("\n" + found.markdown(rc.percent, rc.digits))
     if tab.problems:
-        print(f"\n{len(tab.problems)} failed/missing run(s): see {files['markdown']}")
+        print(f"\n{len(tab.problems)} failed/missing/collapsed run(s): see {files['markdown']}")
     if ctx.tracker.run is not None:
         log_to_wandb(ctx.tracker.run, tab, Path(files["png"]))
     return StageResult(
         metrics={"rows": len(tab.rows), "runs_ok": tab.runs_ok, "runs_failed": tab.runs_failed,
-                 "runs_missing": tab.runs_missing, **({"search": found.metrics()} if found else {})},
+                 "runs_missing": tab.runs_missing, "runs_collapsed": tab.runs_collapsed,
+                 **({"search": found.metrics()} if found else {})},
         outputs=files,
     )

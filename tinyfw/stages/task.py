@@ -136,7 +136,7 @@ def _data_digest(enc) -> str:
     return h.hexdigest()[:16]
 
 
-def _teacher_id(path: Path) -> str:
+def _model_id(path: Path) -> str:
     p = Path(path)
     if "cache" in p.parts and p.parent.name == "teacher":
         return str(p.name)  # a content-addressed teacher: its key is its identity
@@ -148,7 +148,7 @@ def teacher_logits(teacher: Any, teacher_dir: Path, enc, collate: Collator, home
                    batch_size: int) -> Tuple[np.ndarray, bool]:
     """Teacher logits for every row of ``enc`` (float32 [N, C]) and whether they came from
     the cache. Cache key: teacher identity + digest of the tokenised rows."""
-    parts = {"teacher": _teacher_id(teacher_dir), "data": _data_digest(enc), "rows": len(enc)}
+    parts = {"teacher": _model_id(teacher_dir), "data": _data_digest(enc), "rows": len(enc)}
     built = {"now": False}
 
     def build(tmp: Path) -> None:
@@ -161,6 +161,56 @@ def teacher_logits(teacher: Any, teacher_dir: Path, enc, collate: Collator, home
     if logits.shape[0] != len(enc):
         raise RuntimeError(f"cached teacher logits {entry} have {logits.shape[0]} rows for {len(enc)} examples")
     return logits, not built["now"]
+
+
+# --------------------------------------------------------------------------------------
+# TD step 1, cached: a sweep over step-2 settings (the paper picks step 2's lr on dev) reuses it
+
+STEP1_KIND = "td-step1"
+
+
+def step1_cache_parts(cfg: DictConfig, teacher_dir: Path, init: str, enc, mapping, student: Any,
+                      train_cfg: Any, precision: Any) -> Dict[str, Any]:
+    """Everything the student after TD step 1 depends on (the cache key)."""
+    gd = init[3:] if init.startswith("gd:") else ""
+    distill = plain(cfg.distill)
+    return {
+        "teacher": _model_id(teacher_dir),
+        "init": {"kind": init.split(":")[0], "model": _model_id(Path(gd)) if gd else init},
+        "data": _data_digest(enc), "rows": len(enc),
+        "student": {k: getattr(student.config, k) for k in ("num_hidden_layers", "hidden_size", "intermediate_size",
+                                                              "num_attention_heads", "num_labels", "vocab_size")},
+        "mapping": list(mapping),
+        "distill": {"weights": {k: distill["weights"][k] for k in ("embd", "attn", "hidn")},
+                    **{k: distill[k] for k in ("attn_mode", "layer_reduction", "share_projection")}},
+        "train": {k: v for k, v in plain(train_cfg).items() if k not in ("log_every", "save_every", "eval_every",
+                                                                         "num_workers")},
+        "group_by_length": bool(cfg.task_distill.group_by_length),
+        "precision": str(precision), "seed": int(cfg.seed), "v": 1,
+    }
+
+
+def cached_step1(home: Path, parts: Dict[str, Any], student: Any, train) -> Dict[str, Any]:
+    """Run TD step 1 (``train() -> {"steps", "examples_seen", "final"}``) unless the student it
+    produces for ``parts`` is cached; either way ``student`` ends with the step-1 weights."""
+    from safetensors.torch import load_file, save_file
+
+    trained: Dict[str, Any] = {}
+
+    def prepare() -> None:  # every rank of a distributed run trains
+        trained.update(train())
+
+    def build(tmp: Path) -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()},
+                  str(tmp / "student.safetensors"))
+        (tmp / "step1.json").write_text(json.dumps(trained, indent=2) + "\n")
+
+    entry = cache.ensure(home, STEP1_KIND, parts, build, prepare=prepare)
+    if trained:
+        return {**trained, "cached": False, "entry": str(entry)}
+    student.load_state_dict(load_file(str(entry / "student.safetensors")), strict=True)  # a cache hit
+    log.info("TD step 1: reused the cached step-1 student %s", entry)
+    return {**json.loads((entry / "step1.json").read_text()), "cached": True, "entry": str(entry)}
 
 
 # --------------------------------------------------------------------------------------
@@ -259,6 +309,27 @@ def cap_examples(ds, cap: int, seed: int):
     return ds.select(np.sort(pick).tolist())
 
 
+def phase_budgets(td: DictConfig) -> Dict[str, Any]:
+    """Each phase's train settings under ``task_distill.budget``: ``steps`` keeps ``max_steps``
+    (which must be set), ``epochs`` drops it so ``epochs`` counts. Checked before any work."""
+    budget = str(td.budget)
+    out = {}
+    for name in ("step1", "step2", "finetune"):
+        tc = td[name]
+        if budget == "steps" and tc.max_steps <= 0:
+            raise ValueError(f"task_distill.budget=steps needs task_distill.{name}.max_steps > 0 (it is "
+                             f"{tc.max_steps}): set it, or count epochs with task_distill.budget=epochs")
+        out[name] = OmegaConf.merge(tc, {"max_steps": -1}) if budget == "epochs" else tc
+    return out
+
+
+def _seen(res: Any, tc: Any) -> int:
+    """Training examples a phase drew (optimizer steps x batch x accumulation x processes)."""
+    from tinyfw import dist
+
+    return int(res.steps * tc.batch_size * max(1, tc.grad_accum) * dist.world_size())
+
+
 def _throughput(model: Any, enc, collate: Collator, batch_size: int) -> float:
     t0 = time.perf_counter()
     predict_logits(model, enc, collate, batch_size, desc="timing")
@@ -269,14 +340,16 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     import torch
     from transformers import set_seed
 
-    from tinyfw.distill.objective import Distiller
+    from tinyfw.distill.objective import Distiller, carry_over_projections
     from tinyfw.fsutil import atomic_dir
     from tinyfw.models.card import param_counts, write_card
     from tinyfw.models.student import validate_pair
+    from tinyfw.train.health import check as check_health
     from tinyfw.train.loop import fit
 
     t_start = time.time()
     home, td = ctx.home, cfg.task_distill
+    phases = phase_budgets(td)
     task = load_task(cfg.task, home)
     teacher_dir = ensure_teacher(cfg, home, ctx.tracker, ctx.run_dir / "teacher_ft")
     if (teacher_dir / "tokenizer_config.json").exists():  # fine-tuned teachers carry their tokenizer
@@ -303,7 +376,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
         train = with_augmented(train, ensure_augmented(cfg, home, train, task.text_columns, ctx.tracker),
                                task.text_columns)
-    train = cap_examples(train, td.max_train_examples, cfg.seed)
+    train = cap_examples(train, td.max_train_examples, int(cfg.augmenter.seed))  # shared by run seeds
     enc_train = tokenize(train, task.text_columns, tok, cfg.task.max_seq_len)
     enc_train = enc_train.select_columns([c for c in ("input_ids", "attention_mask", "token_type_ids", "labels")
                                           if c in enc_train.column_names])
@@ -320,9 +393,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
         return evaluate(unwrap(mods["student"]), task, dev, collate, bs_eval)
 
-    common = dict(precision=str(cfg.precision), tracker=ctx.tracker, seed=cfg.seed)
+    precision = td.precision if td.precision is not None else cfg.precision  # TD's own, else global
+    common = dict(precision=str(precision), tracker=ctx.tracker, seed=cfg.seed,
+                  group_by_length=bool(td.group_by_length))
     steps: Dict[str, int] = {}
+    seen: Dict[str, int] = {}
     logits_info: Dict[str, Any] = {}
+    proj_info: Dict[str, Any] = {}
+    step1_info: Dict[str, Any] = {}
     best_step = None
     if _on(cfg.td):
         inter = {k: w.get(k, 0.0) for k in ("embd", "attn", "hidn")}
@@ -330,11 +408,24 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
             distiller = Distiller(student.config.hidden_size, teacher.config.hidden_size, mapping, inter,
                                   share_projection=cfg.distill.share_projection, attn_mode=cfg.distill.attn_mode,
                                   temperature=cfg.distill.temperature, layer_reduction=cfg.distill.layer_reduction)
+            proj_info = carry_over_projections(distiller, init[3:] if init.startswith("gd:") else None)
+            if proj_info["loaded"]:
+                log.info("TD step 1 starts from the GD projections %s (%s)", proj_info["loaded"], proj_info["source"])
+            if proj_info["fresh"] and init.startswith("gd:"):
+                log.warning("TD step 1: fresh random projections %s: %s", proj_info["fresh"], proj_info["reason"])
             log.info("TD step 1 (intermediate layers, weights %s) on %d examples", inter, len(enc_train))
-            r1 = fit({"student": student, "distiller": distiller}, make_step1_loss(inter["attn"] > 0), enc_train,
-                     collate, td.step1, out_dir=ctx.run_dir / "step1", frozen={"teacher": teacher}, desc="TD step 1",
-                     keep_checkpoints=1, log_prefix="step1/", **common)
-            steps["step1"] = r1.steps
+
+            def step1() -> Dict[str, Any]:
+                r1 = fit({"student": student, "distiller": distiller}, make_step1_loss(inter["attn"] > 0), enc_train,
+                         collate, phases["step1"], out_dir=ctx.run_dir / "step1", frozen={"teacher": teacher},
+                         desc="TD step 1", keep_checkpoints=1, log_prefix="step1/", **common)
+                return {"steps": r1.steps, "examples_seen": _seen(r1, phases["step1"]),
+                        "final": {k: v for k, v in r1.final.items() if k != "step"}}
+
+            parts = step1_cache_parts(cfg, teacher_dir, init, enc_train, mapping, student, phases["step1"], precision)
+            s1 = cached_step1(home, parts, student, step1)
+            steps["step1"], seen["step1"] = s1["steps"], s1["examples_seen"]
+            step1_info = {"cached": s1["cached"], "entry": s1["entry"], "final": s1["final"]}
         train2 = enc_train
         if w.get("pred", 0.0) > 0:
             logits, cached = teacher_logits(teacher, teacher_dir, enc_train, collate, home, bs_eval)
@@ -342,21 +433,31 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
             train2 = enc_train.add_column("t_logits", [row.tolist() for row in logits])
         log.info("TD step 2 (prediction layer, pred weight %s, T=%s)", w.get("pred", 0.0), cfg.distill.temperature)
         r2 = fit({"student": student}, make_step2_loss(w.get("pred", 0.0), cfg.distill.temperature, task.regression),
-                 train2, collate, td.step2, out_dir=ctx.run_dir / "step2", evaluate=dev_eval, desc="TD step 2",
+                 train2, collate, phases["step2"], out_dir=ctx.run_dir / "step2", evaluate=dev_eval, desc="TD step 2",
                  eval_key=task.main_metric, restore_best=True, keep_checkpoints=1, log_prefix="step2/", **common)
         steps["step2"], best_step = r2.steps, (r2.best_eval or {}).get("step")
+        seen["step2"] = _seen(r2, phases["step2"])
+        last_phase = r2
     else:
         log.info("td=off: fine-tuning the student on hard labels (%d examples)", len(enc_train))
-        r = fit({"student": student}, make_finetune_loss(task.regression), enc_train, collate, td.finetune,
+        r = fit({"student": student}, make_finetune_loss(task.regression), enc_train, collate, phases["finetune"],
                 out_dir=ctx.run_dir / "finetune", evaluate=dev_eval, desc="fine-tune", eval_key=task.main_metric,
                 restore_best=True, keep_checkpoints=1, log_prefix="finetune/", **common)
         steps["finetune"], best_step = r.steps, (r.best_eval or {}).get("step")
+        seen["finetune"] = _seen(r, phases["finetune"])
+        last_phase = r
 
     student.eval()
     with torch.no_grad():
         s_metrics = evaluate_all(student, task, enc, collate, bs_eval)
+        loss_key = "pred" if any("pred" in h for h in last_phase.history) else "loss"
+        health = check_health(predict_logits(student, dev, collate, bs_eval), task.regression, task.num_labels,
+                              [h[loss_key] for h in last_phase.history if loss_key in h])
         speed_s = _throughput(student, dev, collate, bs_eval)
         speed_t = _throughput(teacher, dev, collate, bs_eval)
+    if health["collapsed"]:
+        log.warning("the student COLLAPSED: %s (marked in result.json; the report shows it apart)",
+                    "; ".join(health["reasons"]))
     s_size, t_size = param_counts(student), param_counts(teacher)
     main = task.main_metric
     ref = "test" if "test" in s_metrics and "test" in t_metrics else "dev"
@@ -377,8 +478,15 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         "steps": steps,
         "best_step": best_step,
         "train_examples": len(enc_train),
+        "budget": str(td.budget),
+        "examples_seen": seen,
+        "passes": {k: round(v / max(1, len(enc_train)), 2) for k, v in seen.items()},
         "original_train_examples": len(task.splits["train"]),
         "teacher_logits": logits_info,
+        "projections": proj_info,
+        "step1": step1_info,
+        "health": health,
+        "collapsed": health["collapsed"],
         "init": init,
     }
 

@@ -20,7 +20,8 @@ Contract:
 - ``trainable``: modules whose ``requires_grad`` parameters are optimised (AdamW, no weight
   decay on biases and LayerNorm weights; linear warmup, then linear decay to 0 or, with
   ``schedule=constant``, a constant rate). They are trained
-  in place: after ``fit`` the caller's objects hold the trained weights.
+  in place: after ``fit`` the caller's objects hold the trained weights, and their forward is
+  the plain one again (the bf16/fp16 autocast wrapper Accelerate adds is removed).
 - ``frozen``: put in ``eval()`` with ``requires_grad=False`` and moved to the device; never
   wrapped in DDP and never saved in checkpoints. Every ``loss_fn`` call runs under
   ``accelerator.autocast()``, so frozen and trainable forwards share the precision
@@ -55,6 +56,7 @@ Contract:
   leaves its starting point shows it), every ``eval_every`` steps and at the end (its
   metrics go to the tracker as ``eval/<name>``); ``eval_key`` + ``eval_mode`` pick the best,
   and ``restore_best=True`` reloads the best trainable weights at the end.
+- ``group_by_length``: map-style batches of similar length (``input_ids``), in random order.
 - ``accelerator``: optional, a fresh one per ``fit`` (``make_accelerator(precision)``), for
   callers that need the rank before training (e.g. to shard a streaming corpus).
 """
@@ -171,28 +173,63 @@ def _count_tokens(batch: Any) -> int:
 
 
 class _Batches:
-    """Deterministic per-epoch batches of a map-style dataset, sharded by rank."""
+    """Deterministic per-epoch batches of a map-style dataset, sharded by rank.
 
-    def __init__(self, n: int, batch_size: int, world: int, rank: int, seed: int, shuffle: bool):
+    With ``lengths`` (one per example) batches are length-grouped: the shuffled order is cut
+    into mega-batches of ``GROUP`` global batches, each sorted by length and cut into batches
+    whose order is shuffled again, so a batch holds examples of similar length (less padding)
+    while the data order stays random (as ``group_by_length`` in transformers' Trainer).
+    """
+
+    GROUP = 50
+
+    def __init__(self, n: int, batch_size: int, world: int, rank: int, seed: int, shuffle: bool,
+                 lengths: Optional[Sequence[int]] = None):
         self.n, self.bs, self.world, self.rank, self.seed, self.shuffle = n, batch_size, world, rank, seed, shuffle
         self.global_bs = batch_size * world
+        self.lengths = list(lengths) if lengths is not None else None
+        if self.lengths is not None and len(self.lengths) != n:
+            raise ValueError(f"group_by_length: {len(self.lengths)} lengths for {n} examples")
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.global_bs)
 
-    def epoch(self, epoch: int) -> List[List[int]]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
+    def _global(self, epoch: int) -> List[List[int]]:
+        gbs = self.global_bs
+        if not self.shuffle:
             order = list(range(self.n))
+            return [order[i : i + gbs] for i in range(0, self.n, gbs)]
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        if self.lengths is None:
+            return [order[i : i + gbs] for i in range(0, self.n, gbs)]
+        out: List[List[int]] = []
+        mega = gbs * self.GROUP
+        for m in range(0, self.n, mega):
+            chunk = sorted(order[m : m + mega], key=lambda i: -self.lengths[i])
+            group = [chunk[i : i + gbs] for i in range(0, len(chunk), gbs)]
+            perm = torch.randperm(len(group), generator=g).tolist()
+            out.extend(group[p] for p in perm)
+        short = [b for b in out if len(b) < gbs]  # at most one: keep it last, as without grouping
+        return [b for b in out if len(b) == gbs] + short
+
+    def epoch(self, epoch: int) -> List[List[int]]:
         out = []
-        for b in range(len(self)):
-            idx = order[b * self.global_bs : (b + 1) * self.global_bs]
+        for idx in self._global(epoch):
             if self.world > 1 and len(idx) < self.global_bs:  # equal work on every rank
-                idx = idx + order[: self.global_bs - len(idx)]
+                idx = idx + self._global(epoch)[0][: self.global_bs - len(idx)]
             out.append(idx[self.rank * self.bs : (self.rank + 1) * self.bs])
         return out
+
+
+def _lengths(dataset: Any) -> List[int]:
+    """Tokens per example (``input_ids``) of a map-style dataset, for length grouping."""
+    names = getattr(dataset, "column_names", None)
+    if names is not None:
+        if "input_ids" not in names:
+            raise ValueError("group_by_length needs an input_ids column")
+        return [len(x) for x in dataset["input_ids"]]
+    return [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
 
 
 def _identity(x: Any) -> Any:
@@ -253,6 +290,7 @@ def fit(
     keep_checkpoints: int = 2,
     shuffle: bool = True,
     log_prefix: str = "",
+    group_by_length: bool = False,
 ) -> FitResult:
     """Train ``trainable`` on ``dataset`` with ``loss_fn``; see the module docstring."""
     from accelerate.utils import send_to_device, set_seed
@@ -272,7 +310,9 @@ def fit(
     iterable = not hasattr(dataset, "__len__")
     if iterable and tc.max_steps <= 0:
         raise ValueError("fit(): an iterable (streaming) dataset has no length; set train.max_steps > 0")
-    batches = None if iterable else _Batches(len(dataset), tc.batch_size, acc.num_processes, acc.process_index, seed, shuffle)
+    lengths = _lengths(dataset) if (not iterable and group_by_length) else None
+    batches = None if iterable else _Batches(len(dataset), tc.batch_size, acc.num_processes, acc.process_index, seed,
+                                             shuffle, lengths)
     if batches is not None and len(dataset) == 0:
         raise ValueError("fit(): the training dataset is empty")
     micro_per_epoch = len(batches) if batches is not None else None
@@ -450,6 +490,8 @@ def fit(
     if restore_best and best_state is not None:
         for k, m in trainable.items():
             m.load_state_dict(best_state[k])
+    for m in wrapped:  # mixed precision patched forward() with autocast in place: undo it, so the
+        acc.unwrap_model(m, keep_fp32_wrapper=False)  # caller's model runs (and saves) as it loads
     done = step - step0
     res = FitResult(
         steps=step,

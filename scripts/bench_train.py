@@ -1,0 +1,215 @@
+"""Training-step throughput of GD and TD steps 1 and 2, per precision, with achieved GFLOP/s.
+
+    python scripts/bench_train.py [--phases gd,step1,step2] [--precisions fp32,bf16]
+                                  [--group-by-length on,off] [--steps 8] [--warmup 2] [--threads 2]
+
+The real steps of the embedded default: MiniLM-L6 teacher (6 x 384) and TinyBERT4-shaped
+student (4 x 312, FFN 1200, 12 heads).
+
+* ``gd``: batch 16 of full-length random-token segments of 128 (the GD corpus is packed):
+  teacher capture under ``inference_mode`` + student capture + Distiller (embd+attn+hidn) +
+  backward + AdamW.
+* ``step1``: TD step 1 on movie-review training sentences (max 64 word pieces, batch 32, padded
+  to the batch's longest): the same losses with the classifier teacher and student.
+* ``step2``: TD step 2: the student classifier forward/backward with soft cross-entropy to
+  (random) teacher logits + AdamW.
+
+TD batches are drawn in the training loop's order, plain or length-grouped
+(``--group-by-length``). FLOPs of every timed batch are counted once with
+``torch.utils.flop_counter.FlopCounterMode`` (forward + backward, teacher included); achieved
+GFLOP/s = counted FLOPs / measured seconds, set against a square matmul's rate at the same
+precision and thread count (the CPU's practical peak). Each (phase, precision, grouping) runs
+in its own process. Prints a Markdown table; ``--json`` also writes the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def matmul_gflops(dtype, n: int = 1024, reps: int = 20) -> float:
+    import torch
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def models(home: Path, classifier: bool):
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig
+
+    from tinyfw import paths
+    from tinyfw.config import ShapeCfg
+    from tinyfw.models.student import build_student
+
+    base = paths.asset_path("minilm-l6", home)
+    torch.manual_seed(0)
+    if classifier:
+        teacher = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=2,
+                                                                     attn_implementation="eager")
+    else:
+        teacher = AutoModel.from_pretrained(str(base), attn_implementation="eager")
+    teacher.eval().requires_grad_(False)
+    mapping = [2, 3, 5, 6]
+    encoder = build_student(ShapeCfg(4, 312, 1200, 12), teacher, "random", mapping)
+    if not classifier:
+        return teacher, encoder, mapping
+    from transformers import BertForSequenceClassification
+
+    config: BertConfig = encoder.config
+    config.num_labels = 2
+    student = BertForSequenceClassification(config)
+    student.bert.load_state_dict(encoder.state_dict())
+    student.requires_grad_(True)
+    return teacher, student, mapping
+
+
+def batches(phase: str, n: int, group: bool, home: Path):
+    """``n`` batches (input_ids, attention_mask) of the phase's data, in the loop's order."""
+    import torch
+
+    if phase == "gd":
+        g = torch.Generator().manual_seed(0)
+        for _ in range(n):
+            ids = torch.randint(1000, 30000, (16, 128), generator=g)
+            ids[:, 0], ids[:, -1] = 101, 102
+            yield ids, torch.ones_like(ids)
+        return
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    from tinyfw import paths
+    from tinyfw.train.loop import _Batches
+
+    tok = AutoTokenizer.from_pretrained(str(paths.asset_path("minilm-l6", home)))
+    texts = list(load_from_disk(str(paths.asset_path("mr", home)))["train"]["text"])
+    enc = tok(texts, truncation=True, max_length=64)["input_ids"]
+    plan = _Batches(len(enc), 32, 1, 0, seed=1, shuffle=True,
+                    lengths=[len(x) for x in enc] if group else None).epoch(0)
+    for idx in itertools.islice(itertools.cycle(plan), n):
+        rows = [enc[i] for i in idx]
+        T = max(map(len, rows))
+        ids = torch.tensor([r + [0] * (T - len(r)) for r in rows])
+        yield ids, (ids != 0).long()
+
+
+def one(args: argparse.Namespace) -> dict:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from tinyfw import paths
+    from tinyfw.distill.losses import prediction_loss
+    from tinyfw.distill.objective import Distiller
+    from tinyfw.models.capture import capture
+    from tinyfw.stages.general import _clone
+    from tinyfw.train.loop import make_accelerator, param_groups
+
+    torch.set_num_threads(args.threads)
+    home = paths.home(args.home)
+    phase, group = args.phase, args.group_by_length == "on"
+    teacher, student, mapping = models(home, classifier=phase != "gd")
+    distiller = Distiller(312, 384, mapping, {"embd": 1, "attn": 1, "hidn": 1})
+    acc = make_accelerator(args.precision, cpu=True)
+    trainable = [student] if phase == "step2" else [student, distiller]
+    opt = torch.optim.AdamW(param_groups(trainable, 0.01), lr=1e-4)
+    student, distiller, opt = acc.prepare(student, distiller, opt)
+
+    def step(ids, mask):
+        with acc.autocast():
+            if phase == "step2":
+                logits = student(input_ids=ids, attention_mask=mask).logits
+                loss = prediction_loss(logits, torch.randn(len(ids), 2))
+            else:
+                with torch.inference_mode():
+                    t = capture(teacher, ids, mask)
+                t = _clone(t, mapping)
+                loss, _ = distiller(capture(student, ids, mask), t)
+        acc.backward(loss)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    data = list(batches(phase, args.warmup + args.steps, group, home))
+    for ids, mask in data[: args.warmup]:
+        step(ids, mask)
+    timed = data[args.warmup:]
+    t0 = time.perf_counter()
+    for ids, mask in timed:
+        step(ids, mask)
+    seconds = time.perf_counter() - t0
+    flops = 0
+    for ids, mask in timed:  # counted apart from the timing (the counter slows the step)
+        with FlopCounterMode(display=False) as fc:
+            step(ids, mask)
+        flops += fc.get_total_flops()
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    peak = matmul_gflops(dtype)
+    tokens = sum(int(m.sum()) for _, m in timed)
+    padded = sum(m.numel() for _, m in timed)
+    return {
+        "phase": phase, "precision": args.precision, "group_by_length": group, "threads": args.threads,
+        "s_per_step": round(seconds / len(timed), 4),
+        "tokens_per_s": round(tokens / seconds, 1),
+        "padding": round(1 - tokens / padded, 3),
+        "gflop_per_step": round(flops / len(timed) / 1e9, 2),
+        "gflops": round(flops / seconds / 1e9, 1),
+        "matmul_gflops": round(peak, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--phases", default="gd,step1,step2")
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--group-by-length", default="off,on", help="on, off or both (off,on); TD phases only")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--home", default="")
+    ap.add_argument("--json", default="")
+    ap.add_argument("--phase", default="", help=argparse.SUPPRESS)  # one child run
+    ap.add_argument("--precision", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.phase:
+        print(json.dumps(one(args)))
+        return
+    rows = []
+    for phase in args.phases.split(","):
+        groups = ["off"] if phase == "gd" else args.group_by_length.split(",")
+        for prec, grp in itertools.product(args.precisions.split(","), groups):
+            cmd = [sys.executable, __file__, "--phase", phase, "--precision", prec, "--group-by-length", grp,
+                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                   "--home", args.home]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(rows[-1], file=sys.stderr)
+    load = os.getloadavg()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {load[0]:.1f}; {args.threads} threads")
+    print("| phase | precision | length-grouped | s/step | tokens/s | padding | GFLOP/step | GFLOP/s | "
+          "matmul GFLOP/s | share of matmul rate | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['phase']} | {r['precision']} | {'yes' if r['group_by_length'] else 'no'} | {r['s_per_step']} | "
+              f"{r['tokens_per_s']:.0f} | {r['padding']:.0%} | {r['gflop_per_step']} | {r['gflops']} | "
+              f"{r['matmul_gflops']} | {r['gflops'] / r['matmul_gflops']:.0%} | {r['peak_rss_mb']:.0f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
