@@ -37,7 +37,12 @@ result.json ``metrics`` (read by ``stage=report``)::
      "size_ratio": {"params", "non_embedding_params"} (teacher / student),
      "inference": {"student_examples_per_s", "teacher_examples_per_s", "speedup"} (dev set),
      "steps": {"step1": n, "step2": n} | {"finetune": n}, "best_step": n,
-     "train_examples": n, "teacher_logits": {"cached": bool, "computed": n},
+     "train_examples": n (distinct rows), "budget": "steps" | "epochs",
+     "examples_seen": {phase: n}, "passes": {phase: examples_seen / train_examples},
+     "teacher_logits": {"cached": bool, "computed": n},
+     "projections": {"source", "loaded", "fresh", "reason"} (step 1 from the GD projections),
+     "step1": {"cached": bool, "entry": path, "final": {...}} (cache/td-step1),
+     "health": {"collapsed", "reasons", ...}, "collapsed": bool, "dev_curve": [{"step", metric}],
      "init": "gd:<path>" | "random" | "teacher_layers", "wall_time_s": s}
 
 Values are fractions (accuracy 0.91, not 91). Flags gd/td/da sit in result.json ``flags``.
@@ -486,6 +491,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         "projections": proj_info,
         "step1": step1_info,
         "health": health,
+        "dev_curve": [{k: v for k, v in e.items() if k == "step" or k == task.main_metric} for e in last_phase.evals],
         "collapsed": health["collapsed"],
         "init": init,
     }
