@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install tinyfw (editable) with its test extras. Idempotent.
+# Create .venv and install tinyfw (editable) with its test, sweep and export extras. Idempotent.
 # Order matters: torch first, pinned to the local CPU build, so that nothing pulls a
 # multi-GB CUDA build from PyPI afterwards.
 set -euo pipefail
@@ -16,5 +16,5 @@ if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "$TORCH_SPEC"
 fi
 echo "[setup] installing tinyfw and its dependencies"
-python -m pip install -q -e ".[test,sweep]"
+python -m pip install -q -e ".[test,sweep,export]"
 python -c "import tinyfw, torch, transformers; print(f'[setup] ok: tinyfw {tinyfw.__version__}, torch {torch.__version__}, transformers {transformers.__version__}')"

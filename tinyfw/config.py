@@ -1,6 +1,6 @@
 """Typed config schema, registered in Hydra's ConfigStore.
 
-The YAML tree in ``conf/`` fills these dataclasses; a typo in a key or an invalid enum
+The YAML tree in ``tinyfw/conf/`` fills these dataclasses; a typo in a key or an invalid enum
 value fails at composition time with a message naming the valid choices.
 Stage code reads the sub-trees it needs and passes explicit arguments further down:
 losses, data sources and model builders never see the whole config.
@@ -36,6 +36,7 @@ class Stage(_StrEnum):
     report = "report"  # ablation table + chart from a sweep
     pipeline = "pipeline"  # the whole embedded-default story in one command
     bench = "bench"  # size / latency / throughput benchmark
+    export = "export"  # pruned vocabulary, ONNX and int8 forms of a student, with their accuracy
 
 
 class Switch(_StrEnum):
@@ -302,6 +303,30 @@ class BenchCfg:
     attn: str = "sdpa"  # attention kernel for timing: sdpa (inference default) | eager
     interleave: bool = True  # time a group's models in turns (fair ratios on a shared machine)
     accuracy: bool = True  # dev accuracy of classifier checkpoints when the task loads
+    # an export's output dir (stage=export's run dir or its export/ dir): a row for each form it
+    # wrote (pruned PyTorch, ONNX fp32, ONNX int8) beside its fp32 student and fine-tuned teacher
+    export_dir: str = ""
+    # ONNX Runtime fp32 and int8 rows for the paper TinyBERT4 shape (random weights, exported on
+    # the fly; vocabulary: the export_dir's pruned one when given, else 30522); needs `.[export]`
+    onnx: bool = True
+
+
+@dataclass
+class ExportCfg:
+    student: str = ""  # a student classifier dir (HF format: stage=task's <run>/student)
+    prune: bool = True  # vocabulary pruning to the task's word pieces (+ special tokens)
+    prune_corpus: bool = False  # also keep the word pieces of the GD corpus (corpus.*)
+    onnx: bool = True  # ONNX fp32 form (torch dynamo exporter) run by ONNX Runtime
+    int8: bool = True  # + dynamic int8 quantization of it (ONNX Runtime quantize_dynamic)
+    opset: int = 23  # ONNX opset (23: attention as ONNX's Attention op)
+    per_channel: bool = False  # int8 weights quantized per output channel (slower here)
+    atol: float = 1e-4  # max |logit difference| ONNX fp32 vs PyTorch allowed after export
+    threads: int = 0  # ONNX Runtime intra-op threads for evaluation (0: torch's count)
+    eval_batch_size: int = 64
+    license: str = "apache-2.0"  # model-card metadata
+    base_model: str = ""  # card metadata hub id; "" = the student's teacher when it names a hub model
+    datasets: List[str] = field(default_factory=list)  # card metadata; [] = the task's hub dataset or name
+    push_to_hub: str = ""  # REPO: push the pruned model, tokenizer, card and ONNX files (needs a hub)
 
 
 @dataclass
@@ -344,6 +369,7 @@ class Config:
     report: ReportCfg = field(default_factory=ReportCfg)
     pipeline: PipelineCfg = field(default_factory=PipelineCfg)
     bench: BenchCfg = field(default_factory=BenchCfg)
+    export: ExportCfg = field(default_factory=ExportCfg)
     logging: LoggingCfg = field(default_factory=LoggingCfg)
     # Root of assets and cached artefacts; "" = $TINYFW_HOME or ~/.cache/tinyfw.
     home: str = ""

@@ -80,6 +80,15 @@ def _to_log_file(message: str) -> None:
                                           "msg": message}))
 
 
+def dev_objective(record: Dict[str, Any]) -> Optional[float]:
+    """The run's dev main metric (``metrics.dev[metrics.main_metric]``: stage=task, teacher),
+    what the Hydra entry returns, so an Optuna sweep (``hydra/sweeper=optuna``) optimises it.
+    None for failed runs and stages without one: the sweeper then marks the trial failed."""
+    m = record.get("metrics") or {}
+    value = (m.get("dev") or {}).get(m.get("main_metric") or "") if record.get("status") == "ok" else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def run_stage(cfg: DictConfig) -> Dict[str, Any]:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)

@@ -434,7 +434,7 @@ def predict_logits(model: Any, ds, collate: Collator, batch_size: int = 64, devi
     import torch
     from tqdm.auto import tqdm
 
-    device = device or next(model.parameters()).device
+    device = device or next((p.device for p in model.parameters()), torch.device("cpu"))  # ONNX: none
     lengths = np.array([len(x) for x in ds["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
     keep = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in ds.column_names]

@@ -37,6 +37,7 @@ report ...) in the same directory are skipped and listed (``load(..., skipped=[]
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import subprocess
@@ -200,26 +201,33 @@ def _read_job(job: Path) -> RunRecord:
 
 
 def expected_jobs(root: Path) -> List[List[str]]:
-    """The per-job override lists the sweep in ``root/multirun.yaml`` expands to (job order)."""
+    """The per-job override lists the sweep in ``root/multirun.yaml`` expands to (job order:
+    the cartesian product of the sweep overrides, as Hydra's basic sweeper runs them)."""
     mr = root / "multirun.yaml"
     if not mr.exists():
         return []
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         hc = yaml.safe_load(mr.read_text())["hydra"]
         if (hc["sweep"]["subdir"] != "${hydra.job.num}"
                 or not str(hc["sweeper"]["_target_"]).endswith("BasicSweeper")):
-            return []  # job dirs are not named by job number: cannot tell which one never started
+            return []  # job dirs not named by job number, or a search (Optuna): no fixed job list
         params = hc["sweeper"].get("params") or {}
         task = list(hc["overrides"]["task"]) + [f"{k}={v}" for k, v in params.items()]
-        parsed = OverridesParser.create().parse_overrides(task)
-        batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+        choices: Dict[str, List[str]] = {}
+        for o in OverridesParser.create().parse_overrides(task):
+            key = o.get_key_element()
+            if o.is_sweep_override():
+                if not o.is_discrete_sweep():
+                    return []  # a range/interval: not a basic sweep
+                choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            else:
+                choices[key] = [f"{key}={o.get_value_element_as_str()}"]
     except Exception as exc:  # a custom sweeper syntax: fall back to the job dirs only
         log.warning("could not expand the sweep in %s (%s); reporting the job dirs only", mr, exc)
         return []
-    return [list(job) for batch in batches for job in batch]
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 def _apply_overrides(base: Dict[str, Any], overrides: List[str]) -> Dict[str, Any]:

@@ -315,6 +315,14 @@ def cap_examples(ds, cap: int, seed: int):
     return ds.select(np.sort(pick).tolist())
 
 
+def soft_entropy(logits: np.ndarray, temperature: float) -> float:
+    """Mean entropy of softmax(logits / T) over rows: the soft cross-entropy's lower bound."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(-1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    return float(-(p * np.log(np.clip(p, 1e-12, None))).sum(-1).mean())
+
+
 def phase_budgets(td: DictConfig, names: Sequence[str] = ("step1", "step2", "finetune")) -> Dict[str, Any]:
     """The train settings of the phases ``names`` under ``task_distill.budget``: ``steps`` keeps
     ``max_steps`` (which must be set), ``epochs`` drops it so ``epochs`` counts. Checked before
@@ -412,6 +420,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     logits_info: Dict[str, Any] = {}
     proj_info: Dict[str, Any] = {}
     step1_info: Dict[str, Any] = {}
+    loss_floor = 0.0
     best_step = None
     if _on(cfg.td):
         inter = {k: w.get(k, 0.0) for k in ("embd", "attn", "hidn")}
@@ -442,6 +451,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
             logits, cached = teacher_logits(teacher, teacher_dir, enc_train, collate, home, bs_eval)
             logits_info = {"cached": cached, "computed": 0 if cached else len(enc_train)}
             train2 = enc_train.add_column("t_logits", [row.tolist() for row in logits])
+            if not task.regression:  # the soft targets' entropy: the lowest step-2 loss possible
+                loss_floor = soft_entropy(logits, float(cfg.distill.temperature))
         log.info("TD step 2 (prediction layer, pred weight %s, T=%s)", w.get("pred", 0.0), cfg.distill.temperature)
         r2 = fit({"student": student}, make_step2_loss(w.get("pred", 0.0), cfg.distill.temperature, task.regression),
                  train2, collate, phases["step2"], out_dir=ctx.run_dir / "step2", evaluate=dev_eval, desc="TD step 2",
@@ -463,7 +474,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         s_metrics = evaluate_all(student, task, enc, collate, bs_eval)
         loss_key = "pred" if any("pred" in h for h in last_phase.history) else "loss"
         health = check_health(predict_logits(student, dev, collate, bs_eval), task.regression, task.num_labels,
-                              [h[loss_key] for h in last_phase.history if loss_key in h])
+                              [h[loss_key] for h in last_phase.history if loss_key in h], loss_floor)
         speed_s = _throughput(student, dev, collate, bs_eval)
         speed_t = _throughput(teacher, dev, collate, bs_eval)
     if health["collapsed"]:
