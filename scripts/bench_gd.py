@@ -36,7 +36,8 @@ def one(args: argparse.Namespace) -> dict:
     from tinyfw.models.load import load_strict
     from tinyfw.models.student import build_student, layer_mapping
     from tinyfw.stages.general import _clone
-    from tinyfw.train.loop import make_accelerator, param_groups
+    from tinyfw.train.loop import make_accelerator
+    from tinyfw.train.optim import param_groups
 
     home = paths.home(args.home)
     torch.manual_seed(0)

@@ -93,13 +93,13 @@ def batches(phase: str, n: int, group: bool, home: Path):
     from transformers import AutoTokenizer
 
     from tinyfw import paths
-    from tinyfw.train.loop import _Batches
+    from tinyfw.train.batches import Batches
 
     tok = AutoTokenizer.from_pretrained(str(paths.asset_path("minilm-l6", home)))
     texts = list(load_from_disk(str(paths.asset_path("mr", home)))["train"]["text"])
     enc = tok(texts, truncation=True, max_length=64)["input_ids"]
-    plan = _Batches(len(enc), 32, 1, 0, seed=1, shuffle=True,
-                    lengths=[len(x) for x in enc] if group else None).epoch(0)
+    plan = Batches(len(enc), 32, 1, 0, seed=1, shuffle=True,
+                   lengths=[len(x) for x in enc] if group else None).epoch(0)
     for idx in itertools.islice(itertools.cycle(plan), n):
         rows = [enc[i] for i in idx]
         T = max(map(len, rows))
@@ -116,7 +116,8 @@ def one(args: argparse.Namespace) -> dict:
     from tinyfw.distill.objective import Distiller
     from tinyfw.models.capture import capture
     from tinyfw.stages.general import _clone
-    from tinyfw.train.loop import make_accelerator, param_groups
+    from tinyfw.train.loop import make_accelerator
+    from tinyfw.train.optim import param_groups
 
     torch.set_num_threads(args.threads)
     home = paths.home(args.home)

@@ -65,24 +65,36 @@ Contract:
 - ``group_by_length``: map-style batches of similar length (``input_ids``), in random order.
 - ``accelerator``: optional, a fresh one per ``fit`` (``make_accelerator(precision)``), for
   callers that need the rank before training (e.g. to shard a streaming corpus).
+- Gradient accumulation: an optimizer step follows the mean loss of its ``grad_accum``
+  micro-batches (gradients are synchronised across ranks on the last one only); the last
+  group of a map-style epoch may be shorter and is averaged over its own size, so no step
+  mixes two epochs.
+
+Inside: :mod:`tinyfw.train.batches` decides which examples each micro-step gets,
+:mod:`tinyfw.train.optim` sets up AdamW and its schedule, :mod:`tinyfw.train.checkpoint`
+writes and reads checkpoints; here ``_Trainer`` runs one ``fit``: ``resume``, then per
+optimizer step ``micro_step`` x group (forward + backward), ``optimizer_step`` (step + the
+history record), ``log_step``, ``evaluate`` / ``save`` when due, and ``finish``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
 from tinyfw.fingerprint import normalise
-from tinyfw.train import checkpoint
+from tinyfw.train import checkpoint, optim
+from tinyfw.train.batches import Batches, count_tokens, epoch_examples, plan
+
+_Batches = Batches  # the name tests/test_loop.py imports
 
 log = logging.getLogger("tinyfw.train")
 
@@ -139,131 +151,254 @@ def make_accelerator(precision: str = "fp32", cpu: Optional[bool] = None):
     return Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=cpu, kwargs_handlers=[ddp])
 
 
-def param_groups(modules: Sequence[nn.Module], weight_decay: float) -> List[Dict[str, Any]]:
-    """AdamW groups: decay on weight matrices, none on biases and LayerNorm/1-d parameters."""
-    decay, no_decay, seen = [], [], set()
-    for m in modules:
-        for name, p in m.named_parameters():
-            if not p.requires_grad or id(p) in seen:
-                continue
-            seen.add(id(p))
-            if p.ndim < 2 or name.endswith(".bias") or "LayerNorm" in name or "layer_norm" in name:
-                no_decay.append(p)
-            else:
-                decay.append(p)
-    if not decay and not no_decay:
-        raise ValueError("fit(): the trainable modules have no parameter with requires_grad=True")
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_scheduler(opt: torch.optim.Optimizer, schedule: Any, warmup: int, total: int):
-    """Linear warmup over ``warmup`` steps, then linear decay to 0 at ``total`` (``linear``) or
-    a constant rate (``constant``: the reference code's TD step 1, which runs without schedule)."""
-    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
-
-    name = str(getattr(schedule, "value", schedule))
-    if name == "linear":
-        return get_linear_schedule_with_warmup(opt, warmup, total)
-    if name == "constant":
-        return get_constant_schedule_with_warmup(opt, warmup)
-    raise ValueError(f"unknown schedule {name!r}: use linear or constant")
-
-
-def _count_tokens(batch: Any) -> int:
-    if isinstance(batch, Mapping):
-        if "attention_mask" in batch:
-            return int(batch["attention_mask"].sum())
-        if "input_ids" in batch:
-            return int(batch["input_ids"].numel())
-    return 0
-
-
-class _Batches:
-    """Deterministic per-epoch batches of a map-style dataset, sharded by rank.
-
-    With ``lengths`` (one per example) batches are length-grouped: the shuffled order is cut
-    into mega-batches of ``GROUP`` global batches, each sorted by length and cut into batches
-    whose order is shuffled again, so a batch holds examples of similar length (less padding)
-    while the data order stays random (as ``group_by_length`` in transformers' Trainer).
-    """
-
-    GROUP = 50
-
-    def __init__(self, n: int, batch_size: int, world: int, rank: int, seed: int, shuffle: bool,
-                 lengths: Optional[Sequence[int]] = None):
-        self.n, self.bs, self.world, self.rank, self.seed, self.shuffle = n, batch_size, world, rank, seed, shuffle
-        self.global_bs = batch_size * world
-        self.lengths = list(lengths) if lengths is not None else None
-        if self.lengths is not None and len(self.lengths) != n:
-            raise ValueError(f"group_by_length: {len(self.lengths)} lengths for {n} examples")
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.global_bs)
-
-    def _global(self, epoch: int) -> List[List[int]]:
-        gbs = self.global_bs
-        if not self.shuffle:
-            order = list(range(self.n))
-            return [order[i : i + gbs] for i in range(0, self.n, gbs)]
-        g = torch.Generator().manual_seed(self.seed + epoch)
-        order = torch.randperm(self.n, generator=g).tolist()
-        if self.lengths is None:
-            return [order[i : i + gbs] for i in range(0, self.n, gbs)]
-        out: List[List[int]] = []
-        mega = gbs * self.GROUP
-        for m in range(0, self.n, mega):
-            chunk = sorted(order[m : m + mega], key=lambda i: -self.lengths[i])
-            group = [chunk[i : i + gbs] for i in range(0, len(chunk), gbs)]
-            perm = torch.randperm(len(group), generator=g).tolist()
-            out.extend(group[p] for p in perm)
-        short = [b for b in out if len(b) < gbs]  # at most one: keep it last, as without grouping
-        return [b for b in out if len(b) == gbs] + short
-
-    def epoch(self, epoch: int) -> List[List[int]]:
-        out = []
-        for idx in self._global(epoch):
-            if self.world > 1 and len(idx) < self.global_bs:  # equal work on every rank
-                idx = idx + self._global(epoch)[0][: self.global_bs - len(idx)]
-            out.append(idx[self.rank * self.bs : (self.rank + 1) * self.bs])
-        return out
-
-
-def _lengths(dataset: Any) -> List[int]:
-    """Tokens per example (``input_ids``) of a map-style dataset, for length grouping."""
-    names = getattr(dataset, "column_names", None)
-    if names is not None:
-        if "input_ids" not in names:
-            raise ValueError("group_by_length needs an input_ids column")
-        return [len(x) for x in dataset["input_ids"]]
-    return [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
-
-
-def _identity(x: Any) -> Any:
-    return x
-
-
-def _epoch_iter(dataset: Any, batches: Optional[_Batches], epoch: int, skip: int, bs: int, num_workers: int) -> Iterator[list]:
-    """Lists of raw examples for one epoch, the first ``skip`` batches left out."""
-    from torch.utils.data import DataLoader
-
-    # an own generator: creating a DataLoader iterator must not draw from the global RNG
-    # (a resumed run creates it at a different point than an uninterrupted one)
-    gen = torch.Generator().manual_seed(epoch)
-    if batches is not None:
-        plan = batches.epoch(epoch)[skip:]
-        yield from DataLoader(dataset, batch_sampler=plan, collate_fn=_identity, num_workers=num_workers, generator=gen)
-        return
-    if hasattr(dataset, "set_epoch"):
-        dataset.set_epoch(epoch)
-    it = iter(DataLoader(dataset, batch_size=bs, collate_fn=_identity, num_workers=num_workers, generator=gen))
-    for _ in range(skip):  # raw examples only: the collate (and its RNG) is not run for them
-        if next(it, None) is None:
-            return
-    yield from it
-
-
 def _state_of(modules: Dict[str, nn.Module]) -> Dict[str, Dict[str, torch.Tensor]]:
     return {k: {n: t.detach().to("cpu", copy=True) for n, t in m.state_dict().items()} for k, m in modules.items()}
+
+
+@dataclass
+class _State:
+    """Where a training stands: what each checkpoint's ``trainer_state.json`` records (and the
+    best weights, kept beside it for ``restore_best``)."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    consumed: int = 0  # micro-batches of this epoch done
+    tokens: int = 0
+    history: List[Dict[str, float]] = field(default_factory=list)
+    evals: List[Dict[str, Any]] = field(default_factory=list)
+    best: Optional[Dict[str, Any]] = None  # the best eval record
+    best_weights: Optional[Dict[str, Dict[str, torch.Tensor]]] = None
+
+    def to_json(self, total: int, final: bool, fingerprint: Any) -> Dict[str, Any]:
+        return {"step": self.step, "epoch": self.epoch, "consumed": self.consumed, "tokens": self.tokens,
+                "total_steps": total, "history": self.history, "evals": self.evals, "best_eval": self.best,
+                "final": final, "fingerprint": fingerprint}
+
+    @classmethod
+    def from_json(cls, st: Mapping[str, Any], best_weights: Any) -> "_State":
+        return cls(st["step"], st["epoch"], st["consumed"], st["tokens"], st["history"], st.get("evals", []),
+                   st.get("best_eval"), best_weights)
+
+
+@dataclass
+class _Options:
+    """``fit``'s keyword arguments that the loop reads."""
+
+    tracker: Any = None
+    evaluate: Optional[Callable[[Dict[str, nn.Module]], Dict[str, float]]] = None
+    desc: str = "train"
+    eval_key: str = ""
+    eval_mode: str = "max"
+    restore_best: bool = False
+    keep_checkpoints: int = 2
+    log_prefix: str = ""
+    ckpt_root: Optional[Path] = None
+    fingerprint: Any = None
+
+
+class _Trainer:
+    """One ``fit`` call: the set-up, then the loop in named parts, as Lightning's step hooks and
+    torchdistill's ``forward_process`` / ``post_forward_process``: :meth:`micro_step` (forward +
+    backward of one micro-batch), :meth:`optimizer_step`, :meth:`log_step`, :meth:`evaluate`,
+    :meth:`save`; :meth:`resume` and :meth:`finish` around them."""
+
+    def __init__(self, acc: Any, trainable: Dict[str, nn.Module], frozen: Dict[str, nn.Module], loss_fn: LossFn,
+                 dataset: Any, collate_fn: Callable[[list], Any], tc: Any, seed: int, shuffle: bool,
+                 group_by_length: bool, opts: _Options):
+        self.acc, self.trainable, self.loss_fn, self.tc, self.opts = acc, trainable, loss_fn, tc, opts
+        self.dataset, self.collate_fn = dataset, collate_fn
+        self.accum = max(1, int(tc.grad_accum))
+        self.batches, self.micro_per_epoch, self.total = plan(dataset, tc, acc.num_processes, acc.process_index,
+                                                              seed, shuffle, group_by_length)
+        self.wrapped, self.opt, self.sched, self.modules, self.params = optim.set_up(acc, trainable, frozen, tc,
+                                                                                    self.total)
+        self.state = _State()
+        self.resumed_from: Optional[int] = None
+        self.sums: Dict[str, float] = {}  # of the accumulation group so far: loss, logs, _tokens
+        self.n_micro = 0  # micro-batches in the accumulation group so far
+
+    def resume(self, resume: bool) -> None:
+        """Continue from the latest checkpoint (after checking its fingerprint), or discard them all."""
+        root, acc = self.opts.ckpt_root, self.acc
+        if root is not None and not resume:  # every rank: rank 0 removes, all wait
+            checkpoint.discard(acc, root, self.opts.desc, log)
+        existing = checkpoint.listing(root)
+        if not existing:
+            return
+        self.resumed_from, path = existing[-1]
+        self.state = s = _State.from_json(*checkpoint.load(acc, path, self.opts.fingerprint, self.opts.desc))
+        if acc.is_main_process:
+            log.info("%s: resumed from %s (step %d, epoch %d, %d batches in)", self.opts.desc, path, s.step, s.epoch,
+                     s.consumed)
+
+    def run(self) -> FitResult:
+        """Train up to ``total`` steps (evaluating first on a fresh start), then evaluate, save, finish."""
+        from tqdm.auto import tqdm
+
+        if self.resumed_from is None:
+            self.evaluate()  # step 0: where training starts (a collapse shows as no change from here)
+        self.bar = tqdm(total=self.total, initial=self.state.step, desc=self.opts.desc,
+                        disable=not self.acc.is_main_process, dynamic_ncols=True)
+        t0, tokens0, step0 = time.perf_counter(), self.state.tokens, self.state.step
+        self.window = (time.perf_counter(), self.state.tokens)  # the tokens/s of the last log_every steps
+        while self.state.step < self.total:
+            self.epoch()
+        self.bar.close()
+        wall = time.perf_counter() - t0
+        if self.resumed_from is None or self.resumed_from < self.total:
+            self.evaluate()
+            self.save(final=True)
+        tps = (self.state.tokens - tokens0) / wall if self.state.step > step0 and wall > 0 else 0.0
+        return self.finish(tps, wall)
+
+    def epoch(self) -> None:
+        """The rest of the current epoch's batches, up to the end of training; a checkpoint at the
+        epoch's last batch (or the data running out) moves on to the next epoch."""
+        s, tc = self.state, self.tc
+        got_any = False
+        for raw in epoch_examples(self.dataset, self.batches, s.epoch, s.consumed, tc.batch_size, tc.num_workers):
+            got_any = True
+            last_of_epoch = self.micro_per_epoch is not None and s.consumed + 1 == self.micro_per_epoch
+            if not self.micro_step(raw, last_of_epoch):
+                continue
+            self.log_step(self.optimizer_step())
+            if tc.eval_every and s.step % tc.eval_every == 0 and s.step < self.total:
+                self.evaluate()
+            if s.step == self.total:
+                return
+            if tc.save_every and s.step % tc.save_every == 0:
+                if last_of_epoch:
+                    s.epoch, s.consumed = s.epoch + 1, 0
+                self.save()
+                if last_of_epoch:
+                    return
+        if not got_any and s.consumed == 0:
+            raise ValueError("fit(): the dataset yielded no batch in an epoch")
+        s.epoch, s.consumed = s.epoch + 1, 0
+
+    def _group_size(self) -> int:
+        """Micro-batches in the current accumulation group: ``grad_accum``, fewer for the last group
+        of a map-style epoch (each group's mean loss is what one optimizer step follows)."""
+        if not self.micro_per_epoch:
+            return self.accum
+        return min(self.accum, self.micro_per_epoch - (self.state.consumed - self.n_micro))
+
+    def micro_step(self, raw: list, last_of_epoch: bool) -> bool:
+        """Collate, forward (``loss_fn`` under autocast) and backward of one micro-batch, its loss
+        scaled by the group size; gradients are synchronised across ranks only on the group's last
+        micro-batch (DDP ``no_sync`` before). Returns whether the group is complete.
+
+        Not ``Accelerator.accumulate``: its ``backward`` divides every loss by the fixed
+        ``gradient_accumulation_steps`` (a short last group would weigh less than a full one), and
+        it ends a group at an epoch's end only for a DataLoader it prepared (ours skips the
+        consumed batches of a resumed epoch without collating them)."""
+        from accelerate.utils import send_to_device
+
+        acc = self.acc
+        sync = self.n_micro + 1 == self.accum or last_of_epoch
+        batch = send_to_device(self.collate_fn(raw), acc.device)
+        n_tok = count_tokens(batch)
+        with contextlib.ExitStack() as no_sync:
+            if not sync and acc.num_processes > 1:
+                for m in self.wrapped:
+                    no_sync.enter_context(acc.no_sync(m))
+            with acc.autocast():
+                loss, logs = self.loss_fn(self.modules, batch)
+            acc.backward(loss / self._group_size())
+        self.state.consumed += 1
+        self.n_micro += 1
+        sums = self.sums
+        sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        sums["_tokens"] = sums.get("_tokens", 0.0) + n_tok
+        return sync
+
+    def optimizer_step(self) -> Dict[str, float]:
+        """Clip, step optimizer and scheduler; the step's history record: ``loss`` and the logs
+        averaged over its micro-batches on every rank, ``lr``."""
+        tc, acc, s = self.tc, self.acc, self.state
+        if tc.max_grad_norm and tc.max_grad_norm > 0:
+            acc.clip_grad_norm_(self.params, tc.max_grad_norm)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        s.step += 1
+        keys = sorted(self.sums)
+        vec = torch.tensor([self.sums[k] for k in keys], dtype=torch.float64, device=acc.device)
+        if acc.num_processes > 1:
+            vec = acc.reduce(vec, reduction="sum")
+        red = dict(zip(keys, vec.tolist()))
+        s.tokens += int(red.pop("_tokens"))
+        denom = self.n_micro * acc.num_processes
+        rec = {"step": s.step, **{k: v / denom for k, v in red.items()}, "lr": self.sched.get_last_lr()[0]}
+        s.history.append(rec)
+        self.sums, self.n_micro = {}, 0
+        return rec
+
+    def log_step(self, rec: Dict[str, float]) -> None:
+        """Rank 0: progress bar; every ``log_every`` steps (and the last) loss and tokens/s to the
+        bar and the tracker (``<log_prefix>train/...``)."""
+        if not self.acc.is_main_process:
+            return
+        step, now = self.state.step, time.perf_counter()
+        self.bar.update(1)
+        if step % max(1, self.tc.log_every) == 0 or step == self.total:
+            tps = (self.state.tokens - self.window[1]) / max(now - self.window[0], 1e-9)
+            self.window = (now, self.state.tokens)
+            self.bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{tps:.0f}")
+            if self.opts.tracker is not None:
+                p = self.opts.log_prefix
+                self.opts.tracker.log({f"{p}train/{k}": v for k, v in rec.items() if k != "step"}
+                                   | {f"{p}train/tokens_per_s": tps}, step=step)
+
+    def evaluate(self) -> None:
+        """``evaluate(modules)`` in eval mode under autocast; the record joins ``evals`` and the
+        tracker (``<log_prefix>eval/...``); a better ``eval_key`` becomes the best (with its weights
+        for ``restore_best``)."""
+        o, s = self.opts, self.state
+        if o.evaluate is None:
+            return
+        for m in self.wrapped:
+            m.eval()
+        with torch.no_grad(), self.acc.autocast():
+            metrics = dict(o.evaluate(self.modules))
+        for m in self.wrapped:
+            m.train()
+        rec = {"step": s.step, **metrics}
+        s.evals.append(rec)
+        if o.tracker is not None and self.acc.is_main_process:
+            o.tracker.log({f"{o.log_prefix}eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
+                          step=s.step)
+        key = o.eval_key or next(iter(metrics), "")
+        if key in metrics:
+            best = s.best
+            if best is None or (metrics[key] > best[key] if o.eval_mode == "max" else metrics[key] < best[key]):
+                s.best = rec
+                if o.restore_best:
+                    s.best_weights = _state_of(self.trainable)
+
+    def save(self, final: bool = False) -> None:
+        """Checkpoint ``step-N`` (``checkpoint.save``: written aside, renamed, older ones pruned)."""
+        o = self.opts
+        if o.ckpt_root is None:
+            return
+        checkpoint.save(self.acc, o.ckpt_root, self.state.step, self.state.to_json(self.total, final, o.fingerprint),
+                        self.state.best_weights if o.restore_best else None, o.keep_checkpoints)
+
+    def finish(self, tokens_per_s: float, wall: float) -> FitResult:
+        """Restore the best weights (``restore_best``), drop Accelerate's wrappers, the result."""
+        s = self.state
+        if self.opts.restore_best and s.best_weights is not None:
+            for k, m in self.trainable.items():
+                m.load_state_dict(s.best_weights[k])
+        for m in self.wrapped:  # mixed precision patched forward() with autocast in place: undo it, so the
+            self.acc.unwrap_model(m, keep_fp32_wrapper=False)  # caller's model runs (and saves) as it loads
+        res = FitResult(steps=s.step, history=s.history, final=s.history[-1] if s.history else {}, tokens=s.tokens,
+                        tokens_per_s=tokens_per_s, wall_time_s=wall, evals=s.evals, best_eval=s.best,
+                        resumed_from=self.resumed_from, total_steps=self.total)
+        self.acc.wait_for_everyone()
+        return res
 
 
 def fit(
@@ -291,8 +426,7 @@ def fit(
     resume: bool = True,
 ) -> FitResult:
     """Train ``trainable`` on ``dataset`` with ``loss_fn``; see the module docstring."""
-    from accelerate.utils import send_to_device, set_seed
-    from tqdm.auto import tqdm
+    from accelerate.utils import set_seed
 
     from tinyfw.config import train_errors
 
@@ -308,193 +442,11 @@ def fit(
         raise ValueError("fit(): pass a fresh Accelerator (make_accelerator) per fit() call; this one "
                          "already holds models, and its checkpoints would mix two trainings")
     set_seed(seed)
-    tc = train_cfg
-    accum = max(1, int(tc.grad_accum))
-    iterable = not hasattr(dataset, "__len__")
-    if iterable and tc.max_steps <= 0:
-        raise ValueError("fit(): an iterable (streaming) dataset has no length; set train.max_steps > 0")
-    lengths = _lengths(dataset) if (not iterable and group_by_length) else None
-    batches = None if iterable else _Batches(len(dataset), tc.batch_size, acc.num_processes, acc.process_index, seed,
-                                             shuffle, lengths)
-    if batches is not None and len(dataset) == 0:
-        raise ValueError("fit(): the training dataset is empty")
-    micro_per_epoch = len(batches) if batches is not None else None
-    steps_per_epoch = math.ceil(micro_per_epoch / accum) if micro_per_epoch else None
-    total = tc.max_steps if tc.max_steps > 0 else max(1, math.ceil(tc.epochs * steps_per_epoch))
-
-    # models, optimizer, scheduler
-    names = list(trainable)
-    mods = [trainable[k] for k in names]
-    if tc.grad_checkpointing:
-        for m in mods:
-            enable = getattr(m, "activation_checkpointing_enable", None) or getattr(m, "gradient_checkpointing_enable", None)
-            if enable is not None:  # transformers 5 renamed it
-                enable()
-    for m in mods:
-        m.train()
-    opt = torch.optim.AdamW(param_groups(mods, tc.weight_decay), lr=tc.lr)
-    sched = make_scheduler(opt, getattr(tc, "schedule", "linear"), int(round(tc.warmup_ratio * total)), total)
-    prepared = acc.prepare(*mods, opt)
-    prepared = prepared if isinstance(prepared, (list, tuple)) else (prepared,)
-    wrapped, opt = list(prepared[:-1]), prepared[-1]
-    acc.register_for_checkpointing(sched)  # stepped once per optimizer step, on every rank
-    for m in frozen.values():
-        m.eval().requires_grad_(False)
-        m.to(acc.device)
-    modules: Dict[str, nn.Module] = {**dict(zip(names, wrapped)), **frozen}
-    params = [p for m in mods for p in m.parameters() if p.requires_grad]
-
-    # resume
-    ckpt_root = Path(out_dir) / "checkpoints" if out_dir is not None else None
-    fingerprint = normalise(fingerprint)
-    step, epoch, consumed, tokens = 0, 0, 0, 0
-    history: List[Dict[str, float]] = []
-    evals: List[Dict[str, Any]] = []
-    best: Optional[Dict[str, Any]] = None
-    best_state = None  # restore_best: the best trainable weights, saved with each checkpoint
-    resumed_from = None
-    if ckpt_root is not None and not resume:  # every rank: rank 0 removes, all wait
-        checkpoint.discard(acc, ckpt_root, desc, log)
-    existing = checkpoint.listing(ckpt_root)
-    if existing:
-        resumed_from, path = existing[-1]
-        st, best_state = checkpoint.load(acc, path, fingerprint, desc)
-        step, epoch, consumed, tokens = st["step"], st["epoch"], st["consumed"], st["tokens"]
-        history, evals, best = st["history"], st.get("evals", []), st.get("best_eval")
-        if acc.is_main_process:
-            log.info("%s: resumed from %s (step %d, epoch %d, %d batches in)", desc, path, step, epoch, consumed)
-
-    def save(final: bool = False) -> None:
-        if ckpt_root is None:
-            return
-        state = {"step": step, "epoch": epoch, "consumed": consumed, "tokens": tokens, "total_steps": total,
-                 "history": history, "evals": evals, "best_eval": best, "final": final, "fingerprint": fingerprint}
-        checkpoint.save(acc, ckpt_root, step, state, best_state if restore_best else None, keep_checkpoints)
-
-    def run_eval() -> None:
-        nonlocal best, best_state
-        if evaluate is None:
-            return
-        for m in wrapped:
-            m.eval()
-        with torch.no_grad(), acc.autocast():
-            metrics = dict(evaluate(modules))
-        for m in wrapped:
-            m.train()
-        rec = {"step": step, **metrics}
-        evals.append(rec)
-        if tracker is not None and acc.is_main_process:
-            tracker.log({f"{log_prefix}eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
-        key = eval_key or next(iter(metrics), "")
-        if key in metrics:
-            better = best is None or (metrics[key] > best[key] if eval_mode == "max" else metrics[key] < best[key])
-            if better:
-                best = rec
-                if restore_best:
-                    best_state = _state_of(trainable)
-
-    if resumed_from is None:
-        run_eval()  # step 0: where training starts (a collapse shows as no change from here)
-    bar = tqdm(total=total, initial=step, desc=desc, disable=not acc.is_main_process, dynamic_ncols=True)
-    t0, tokens0, step0 = time.perf_counter(), tokens, step
-    window = (time.perf_counter(), tokens)
-    sums: Dict[str, float] = {}
-    n_micro = 0
-    while step < total:
-        data = _epoch_iter(dataset, batches, epoch, consumed, tc.batch_size, tc.num_workers)
-        exhausted, got_any = True, False
-        for raw in data:
-            got_any = True
-            remaining_in_epoch = (micro_per_epoch - consumed - 1) if micro_per_epoch else None
-            group_pos = n_micro  # position inside the accumulation group
-            last_of_epoch = remaining_in_epoch == 0
-            sync = group_pos + 1 == accum or last_of_epoch
-            batch = send_to_device(collate_fn(raw), acc.device)
-            n_tok = _count_tokens(batch)
-            no_sync = contextlib.ExitStack()
-            if not sync and acc.num_processes > 1:
-                for m in wrapped:
-                    no_sync.enter_context(acc.no_sync(m))
-            with no_sync:
-                with acc.autocast():
-                    loss, logs = loss_fn(modules, batch)
-                group = accum if not micro_per_epoch else min(accum, micro_per_epoch - (consumed - group_pos))
-                acc.backward(loss / group)
-            consumed += 1
-            n_micro += 1
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            sums["_tokens"] = sums.get("_tokens", 0.0) + n_tok
-            if not sync:
-                continue
-            if tc.max_grad_norm and tc.max_grad_norm > 0:
-                acc.clip_grad_norm_(params, tc.max_grad_norm)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            keys = sorted(sums)
-            vec = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=acc.device)
-            if acc.num_processes > 1:
-                vec = acc.reduce(vec, reduction="sum")
-            red = dict(zip(keys, vec.tolist()))
-            step_tokens = int(red.pop("_tokens"))
-            tokens += step_tokens
-            denom = n_micro * acc.num_processes
-            rec = {"step": step, **{k: v / denom for k, v in red.items()}, "lr": sched.get_last_lr()[0]}
-            history.append(rec)
-            sums, n_micro = {}, 0
-            now = time.perf_counter()
-            if acc.is_main_process:
-                bar.update(1)
-                if step % max(1, tc.log_every) == 0 or step == total:
-                    tps = (tokens - window[1]) / max(now - window[0], 1e-9)
-                    window = (now, tokens)
-                    bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{tps:.0f}")
-                    if tracker is not None:
-                        tracker.log({f"{log_prefix}train/{k}": v for k, v in rec.items() if k != "step"}
-                                    | {f"{log_prefix}train/tokens_per_s": tps}, step=step)
-            if tc.eval_every and step % tc.eval_every == 0 and step < total:
-                run_eval()
-            if step == total:
-                exhausted = False
-                break
-            if tc.save_every and step % tc.save_every == 0:
-                if last_of_epoch:
-                    epoch, consumed = epoch + 1, 0
-                save()
-                if last_of_epoch:
-                    exhausted = False
-                    break
-        if step >= total:
-            break
-        if exhausted:  # the epoch's data ran out (a save at the epoch end already moved on)
-            if not got_any and consumed == 0:
-                raise ValueError("fit(): the dataset yielded no batch in an epoch")
-            epoch, consumed = epoch + 1, 0
-    bar.close()
-    wall = time.perf_counter() - t0
-    if resumed_from is None or resumed_from < total:
-        run_eval()
-        save(final=True)
-    if restore_best and best_state is not None:
-        for k, m in trainable.items():
-            m.load_state_dict(best_state[k])
-    for m in wrapped:  # mixed precision patched forward() with autocast in place: undo it, so the
-        acc.unwrap_model(m, keep_fp32_wrapper=False)  # caller's model runs (and saves) as it loads
-    done = step - step0
-    res = FitResult(
-        steps=step,
-        history=history,
-        final=history[-1] if history else {},
-        tokens=tokens,
-        tokens_per_s=(tokens - tokens0) / wall if done and wall > 0 else 0.0,
-        wall_time_s=wall,
-        evals=evals,
-        best_eval=best,
-        resumed_from=resumed_from,
-        total_steps=total,
-    )
-    acc.wait_for_everyone()
-    return res
+    opts = _Options(tracker=tracker, evaluate=evaluate, desc=desc, eval_key=eval_key, eval_mode=eval_mode,
+                    restore_best=restore_best, keep_checkpoints=keep_checkpoints, log_prefix=log_prefix,
+                    ckpt_root=Path(out_dir) / "checkpoints" if out_dir is not None else None,
+                    fingerprint=normalise(fingerprint))
+    trainer = _Trainer(acc, trainable, frozen, loss_fn, dataset, collate_fn, train_cfg, seed, shuffle,
+                       group_by_length, opts)
+    trainer.resume(resume)
+    return trainer.run()
