@@ -10,7 +10,10 @@ sees a slice of the same global batch, so both must give the same losses and par
 Each ``--phase`` (comma-separated, in order, in the same processes) writes ``OUT_DIR/<phase>.pt``
 from rank 0: ``full`` (uninterrupted), ``stopped`` (raises on every rank after
 ``--stop-after`` optimizer steps, having checkpointed each step) and ``resumed`` (fresh
-modules, same ``out_dir`` as ``stopped``: resumes from its last checkpoint).
+modules, same ``out_dir`` as ``stopped``: resumes from its last checkpoint). GD runs without
+``find_unused_parameters``. ``unused-flag`` / ``unused-noflag`` train a classifier on its
+hidden states alone (:func:`run_unused`, with and without ``find_unused_parameters``; the
+failure's message is recorded).
 """
 
 from __future__ import annotations
@@ -97,6 +100,39 @@ def run_gd(out_dir: Optional[Path], batch_size: int, steps: int, save_every: int
             "teacher_requires_grad": any(p.requires_grad for p in teacher.parameters())}
 
 
+def tiny_classifier(seed: int = 0):
+    """A 1-layer BertForSequenceClassification (hidden 16), dropout off."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(BertConfig(
+        vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=SEQ, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=2))
+
+
+def hidden_states_loss(modules, batch):
+    """TD step 1's shape: a loss on the encoder's hidden states alone; the pooler and the
+    classification head run in the forward but get no gradient."""
+    out = modules["student"](**batch, output_hidden_states=True)
+    return sum(h.pow(2).mean() for h in out.hidden_states), {}
+
+
+def run_unused(out_dir: Optional[Path], batch_size: int, steps: int, find_unused: bool) -> Dict[str, Any]:
+    """``steps`` optimizer steps of :func:`hidden_states_loss`; {world, history, params, init}."""
+    from tinyfw.config import TrainCfg
+    from tinyfw.train.loop import fit
+
+    student = tiny_classifier()
+    init = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    cfg = TrainCfg(batch_size=batch_size, lr=1e-2, max_steps=steps, warmup_ratio=0.0, log_every=1)
+    res = fit({"student": student}, hidden_states_loss, dataset(), collate, cfg, out_dir=out_dir, seed=3,
+              desc="unused", find_unused_parameters=find_unused)
+    from accelerate import PartialState
+
+    return {"world": PartialState().num_processes, "history": res.history, "init": init,
+            "params": {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}}
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, type=Path)
@@ -107,6 +143,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     a = ap.parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     for phase in a.phase.split(","):
+        if phase.startswith("unused-"):
+            try:
+                rec = run_unused(None, a.batch_size, a.steps, find_unused=phase == "unused-flag")
+            except RuntimeError as exc:  # DDP, at the next forward, on every rank
+                rec = {"error": str(exc)}
+            if rank == 0:
+                torch.save(rec, a.out / f"{phase}.pt")
+            continue
         work = a.out / ("work-full" if phase == "full" else "work-resume")
         try:
             rec = run_gd(work, a.batch_size, a.steps, stop_after=a.stop_after if phase == "stopped" else None)

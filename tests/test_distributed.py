@@ -1,5 +1,6 @@
 """Scale-out on CPU: 2 processes (torchrun, gloo) give what one process gives on the same global
-batch, resume under 2 processes, the CLI under torchrun writes one result.json in one run
+batch, resume under 2 processes, DDP's find_unused_parameters only where a loss leaves
+parameters out, the CLI under torchrun writes one result.json in one run
 directory; stage=augment split across 2 ranks writes the same bytes as one process; precision and
 gradient checkpointing flags; fp16 on CPU fails early."""
 
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dist_step import run_gd  # noqa: E402
+from dist_step import run_gd, run_unused  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,6 +71,27 @@ def test_two_processes_equal_one_process_on_the_global_batch_and_resume(tmp_path
     assert resumed["resumed_from"] == 2
     assert _maxdiff(resumed["params"], two["params"]) < 1e-7
     assert [h["loss"] for h in resumed["history"]] == pytest.approx(losses2, abs=1e-7)
+
+
+@pytest.mark.slow
+def test_find_unused_parameters_only_for_a_loss_that_leaves_parameters_out(tmp_path):
+    """GD (above) trains under DDP without the flag. A classifier trained on its hidden states
+    alone (TD step 1's shape: pooler and head get no gradient) fails at its second step
+    without it; with it, 2 processes equal one process on the global batch."""
+    out = tmp_path / "out"
+    out.mkdir()
+    _torchrun([str(ROOT / "tests" / "dist_step.py"), "--out", str(out), "--batch-size", "4", "--steps", "3",
+               "--phase", "unused-flag,unused-noflag"], tmp_path, cwd=tmp_path)
+    failed = torch.load(out / "unused-noflag.pt", weights_only=False)
+    assert "find_unused_parameters=True" in failed.get("error", ""), failed
+    two = torch.load(out / "unused-flag.pt", weights_only=False)
+    one = run_unused(None, batch_size=8, steps=3, find_unused=False)  # one process: no DDP, no flag needed
+    assert two["world"] == 2 and one["world"] == 1 and len(two["history"]) == 3
+    assert [h["loss"] for h in two["history"]] == pytest.approx([h["loss"] for h in one["history"]], abs=1e-5)
+    assert _maxdiff(one["params"], two["params"]) < 1e-5
+    head = [k for k in two["params"] if k.startswith(("bert.pooler.", "classifier."))]
+    assert len(head) == 4 and all(torch.equal(two["params"][k], two["init"][k]) for k in head)  # untouched
+    assert all(not torch.equal(two["params"][k], two["init"][k]) for k in two["params"] if k not in head)
 
 
 @pytest.mark.slow

@@ -279,3 +279,16 @@ def test_invalid_train_settings_fail_before_training():
         with pytest.raises(ValueError, match=match):
             fit({"model": tiny_bert()}, make_loss(), dataset(), collate, TrainCfg(**{"max_steps": 2, **bad}),
                 out_dir=None)
+
+
+def test_find_unused_parameters_with_an_own_accelerator_needs_it_there_too():
+    from tinyfw.train.loop import make_accelerator
+
+    def go(acc):
+        torch.manual_seed(1)
+        return fit({"model": tiny_bert(), "head": nn.Linear(16, 1)}, make_loss(), dataset(), collate,
+                   TrainCfg(batch_size=4, max_steps=1), out_dir=None, accelerator=acc, find_unused_parameters=True)
+
+    with pytest.raises(ValueError, match=r"own accelerator.*make_accelerator\(precision, find_unused_parameters=True\)"):
+        go(make_accelerator("fp32"))  # DDP would run without the flag the caller asked for
+    assert go(make_accelerator("fp32", find_unused_parameters=True)).steps == 1

@@ -65,6 +65,11 @@ Contract:
 - ``group_by_length``: map-style batches of similar length (``input_ids``), in random order.
 - ``accelerator``: optional, a fresh one per ``fit`` (``make_accelerator(precision)``), for
   callers that need the rank before training (e.g. to shard a streaming corpus).
+- ``find_unused_parameters=True``: for trainable modules with parameters the loss does not
+  reach (TD step 1's classifier: its pooler and head; GD without the hidden-state loss: the
+  last layer's value, output and FFN weights); DDP then searches the autograd graph for them
+  at every step (slower), without it DDP fails at the second step. Off by default (GD's
+  student has its pooler frozen). With an own ``accelerator``, pass it to ``make_accelerator``.
 - Gradient accumulation: an optimizer step follows the mean loss of its ``grad_accum``
   micro-batches (gradients are synchronised across ranks on the last one only); the last
   group of a map-style epoch may be shorter and is averaged over its own size, so no step
@@ -124,9 +129,11 @@ class FitResult:
         return float(sum(sel) / len(sel))
 
 
-def make_accelerator(precision: str = "fp32", cpu: Optional[bool] = None):
+def make_accelerator(precision: str = "fp32", cpu: Optional[bool] = None, find_unused_parameters: bool = False):
     """An ``Accelerator`` with ``precision`` (fp32|bf16|fp16); CPU when asked or when
-    ``ACCELERATE_USE_CPU`` is set or no GPU is present."""
+    ``ACCELERATE_USE_CPU`` is set or no GPU is present. ``find_unused_parameters``: DDP looks
+    for trainable parameters the loss did not reach after every forward (slower; without it
+    DDP fails at the second step of such a model)."""
     from accelerate import Accelerator
 
     precision = getattr(precision, "value", precision)
@@ -143,11 +150,9 @@ def make_accelerator(precision: str = "fp32", cpu: Optional[bool] = None):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()
-    # heads that a loss leaves out (a classifier's pooler + head in TD step 1) get no gradient:
-    # DDP must be told, or it fails at the next step (one process simply skips them)
     from accelerate.utils import DistributedDataParallelKwargs
 
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=bool(find_unused_parameters))
     return Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=cpu, kwargs_handlers=[ddp])
 
 
@@ -424,6 +429,7 @@ def fit(
     group_by_length: bool = False,
     fingerprint: Optional[Mapping[str, Any]] = None,
     resume: bool = True,
+    find_unused_parameters: bool = False,
 ) -> FitResult:
     """Train ``trainable`` on ``dataset`` with ``loss_fn``; see the module docstring."""
     from accelerate.utils import set_seed
@@ -437,7 +443,10 @@ def fit(
     clash = set(trainable) & set(frozen)
     if clash:
         raise ValueError(f"fit(): module names used both as trainable and frozen: {sorted(clash)}")
-    acc = accelerator or make_accelerator(precision)
+    acc = accelerator or make_accelerator(precision, find_unused_parameters=find_unused_parameters)
+    if find_unused_parameters and not getattr(getattr(acc, "ddp_handler", None), "find_unused_parameters", False):
+        raise ValueError("fit(find_unused_parameters=True) with an own accelerator: make it with "
+                         "make_accelerator(precision, find_unused_parameters=True)")
     if getattr(acc, "_models", None) or getattr(acc, "_custom_objects", None):
         raise ValueError("fit(): pass a fresh Accelerator (make_accelerator) per fit() call; this one "
                          "already holds models, and its checkpoints would mix two trainings")
