@@ -45,6 +45,11 @@ class Precision(_StrEnum):
     fp16 = "fp16"
 
 
+class Device(_StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 class Schedule(_StrEnum):
     linear = "linear"  # linear warmup, then linear decay to 0
     constant = "constant"  # linear warmup, then constant (the reference's TD step 1: no schedule)
@@ -298,6 +303,7 @@ class BenchCfg:
     attn: str = "sdpa"  # attention kernel for timing: sdpa (inference default) | eager
     interleave: bool = True  # time a group's models in turns (fair ratios on a shared machine)
     accuracy: bool = True  # dev accuracy of classifier checkpoints when the task loads
+    devices: List[Device] = field(default_factory=list)  # [] = the CPU, and the GPU when present
 
 
 @dataclass
