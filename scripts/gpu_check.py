@@ -17,8 +17,9 @@ Parts, in order (each in its own process with its own timeout, cut to what is le
   approximations, sentences/s and top-15 overlap; the goal is exact >= 20x the reference.
 * ``bench``: ``stage=bench`` on the GPU, paper shapes, latency at batch 1 and throughput at
   batch 256, fp32 and bf16.
-* ``pipeline``: ``stage=pipeline experiment=smoke`` on the GPU end to end; every step's
-  result.json must say ``device: cuda``.
+* ``pipeline``: ``stage=pipeline experiment=smoke`` (on the keyword task of tests/kwtask.py,
+  which tiny models learn) on the GPU end to end; every step's result.json must say
+  ``device: cuda``; collapsed grid jobs are counted.
 
 Without a GPU ``tests`` and ``pipeline`` are skipped, and so is everything else unless
 ``--small`` (tiny sizes on whatever device there is: the CPU dry run the test suite makes).
@@ -42,7 +43,7 @@ from typing import Any, Callable, Dict, List, Optional
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PARTS = ["tests", "gd", "augment", "bench", "pipeline"]
-TIMEOUT = {"env": 60, "tests": 150, "gd": 120, "augment": 200, "bench": 120, "pipeline": 240}
+TIMEOUT = {"env": 60, "tests": 150, "gd": 120, "augment": 200, "bench": 180, "pipeline": 240}
 GPU_ONLY = {"tests", "pipeline"}  # nothing to learn from them on the CPU here
 PACKAGES = ["torch", "transformers", "accelerate", "datasets", "gensim", "hydra", "omegaconf", "tokenizers",
             "safetensors", "numpy", "scipy", "sklearn", "pyarrow", "fsspec", "huggingface_hub", "matplotlib",
@@ -75,6 +76,7 @@ class Runner:
     """Runs the parts under one time budget and collects their records."""
 
     MIN_LEFT, MARGIN = 20.0, 5.0  # seconds: a part needs MIN_LEFT to start; MARGIN stays for the summary
+    LOG_CHARS = 2_000_000  # the end of each command's output kept in gpu_check.log (files back: 16 MB each)
 
     def __init__(self, out: Path, work: Path, small: bool, budget: float):
         self.out, self.work, self.small = out, work, small
@@ -84,6 +86,8 @@ class Runner:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false",
                     "TINYFW_HOME": str(work / "home")}
         self.env.pop("ACCELERATE_USE_CPU", None)  # every part uses the GPU when there is one
+        for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # no hub there: fail at once, never wait
+            self.env.setdefault(key, "1")
 
     def run(self, name: str, cmd: List[str], timeout: float) -> str:
         """Run ``cmd``; its output goes into the log and is returned; raise on failure."""
@@ -96,15 +100,22 @@ class Runner:
         # a session of its own, so a timeout ends the part's children too (pipeline steps)
         proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
+        timed_out = False
         try:
             text, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            timed_out = True
             os.killpg(proc.pid, signal.SIGKILL)
             text, _ = proc.communicate()
-            self.log.write(text)
-            raise Failed(f"timed out after {timeout:.0f} s", text) from None
-        self.log.write(text)
+        finally:
+            try:  # whatever the part left running (a step of its own) goes with it
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.log.write(text[-self.LOG_CHARS:])
         self.log.flush()
+        if timed_out:
+            raise Failed(f"timed out after {timeout:.0f} s", text)
         if proc.returncode != 0:
             raise Failed(f"exit code {proc.returncode}", text)
         return text
@@ -265,8 +276,14 @@ def part_bench(r: Runner, device: str) -> Dict[str, Any]:
 
 
 def part_pipeline(r: Runner) -> Dict[str, Any]:
+    """The smoke pipeline on tests/kwtask.py's keyword task (experiment=smoke with a task tiny
+    models learn, so a collapsed grid job means something; the smoke task stays at chance)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from kwtask import kw_overrides, write_kw_task
+
     run_dir = r.work / "pipeline"
-    r.run("pipeline", [PY, "-m", "tinyfw", "stage=pipeline", "experiment=smoke", f"home={r.work / 'home'}",
+    task = kw_overrides(write_kw_task(r.work / "kw"))
+    r.run("pipeline", [PY, "-m", "tinyfw", "stage=pipeline", *task, f"home={r.work / 'home'}",
                        f"hydra.run.dir={run_dir}", "logging.wandb.mode=disabled"], TIMEOUT["pipeline"])
     rec = json.loads((run_dir / "result.json").read_text())
     results = [json.loads(p.read_text()) for p in sorted(run_dir.rglob("result.json"))]
@@ -278,7 +295,9 @@ def part_pipeline(r: Runner) -> Dict[str, Any]:
     failed = [res.get("error") for res in results if res.get("status") != "ok"]
     if rec["status"] != "ok" or failed:
         raise Failed(f"pipeline {rec['status']}; failed steps: {failed[:3]}", "")
+    grid = [res for res in results if res.get("stage") == "task"]
     return {"step_seconds": rec["metrics"].get("step_seconds"), "results": len(results), "devices": devices,
+            "grid_jobs": len(grid), "collapsed": sum(bool(res["metrics"].get("collapsed")) for res in grid),
             "report": {k: v for k, v in rec["metrics"].items() if k.startswith("report/")}}
 
 
@@ -307,7 +326,8 @@ def figures(name: str, rec: Dict[str, Any]) -> str:
             out.append(f"{prec} b=1: {ms}")
         return "; ".join(out)
     if name == "pipeline":
-        return f"{rec['results']} result.json files, all on cuda; steps (s): {rec['step_seconds']}"
+        return (f"{rec['results']} result.json files, all on cuda; {rec['grid_jobs']} grid jobs, "
+                f"{rec['collapsed']} collapsed; steps (s): {rec['step_seconds']}")
     return ""
 
 

@@ -118,9 +118,9 @@ def test_capture_on_cuda_matches_cpu_and_autocasts_to_bf16():
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, 50, (3, 7), generator=g)
     mask = torch.tensor([[1] * 7, [1] * 5 + [0] * 2, [1] * 3 + [0] * 4])
+    gpu = copy.deepcopy(model).to(CUDA)
     with torch.inference_mode():
         ref = capture(model, ids, mask)
-        gpu = copy.deepcopy(model).to(CUDA)
         f = capture(gpu, ids.to(CUDA), mask.to(CUDA))
         with torch.autocast("cuda", dtype=torch.bfloat16):
             low = capture(gpu, ids.to(CUDA), mask.to(CUDA))
