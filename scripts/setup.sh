@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install tinyfw (editable) with its test extras. Idempotent.
+# Create .venv and install tinyfw (editable) with its test, sweep and export extras. Idempotent.
 # Order matters: torch first, pinned to the local CPU build, so that nothing pulls a
 # multi-GB CUDA build from PyPI afterwards.
 #   TINYFW_TORCH=SPEC          the torch to install first (default torch==2.13.0, the CPU build here)
@@ -26,5 +26,5 @@ if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "$TORCH_SPEC" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
 fi
 echo "[setup] installing tinyfw and its dependencies"
-python -m pip install -q -e ".[test,sweep]"
+python -m pip install -q -e ".[test,sweep,export]"
 python -c "import tinyfw, torch, transformers; print(f'[setup] ok: tinyfw {tinyfw.__version__}, torch {torch.__version__} (CUDA: {torch.cuda.is_available()}), transformers {transformers.__version__}')"

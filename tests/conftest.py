@@ -82,8 +82,9 @@ def no_wandb_env(monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
 
 
-def save_tiny_mlm(d: Path) -> Path:
-    """A tiny random ``BertForMaskedLM`` with the built-in small tokenizer, saved in ``d``."""
+def save_tiny_mlm(d: Path, cls: Any = None, hidden: int = 32, heads: int = 2) -> Path:
+    """A tiny random ``BertForMaskedLM`` (or ``cls``, e.g. ``BertForPreTraining``: the hub's
+    layout of bert-base-uncased) with the built-in small tokenizer, saved in ``d``."""
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
@@ -91,6 +92,7 @@ def save_tiny_mlm(d: Path) -> Path:
 
     tok = write_tiny_tokenizer(d)
     torch.manual_seed(0)
-    BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=128)).save_pretrained(d)
+    (cls or BertForMaskedLM)(BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2,
+                                        num_attention_heads=heads, intermediate_size=2 * hidden,
+                                        max_position_embeddings=128)).save_pretrained(d)
     return d

@@ -33,13 +33,10 @@ def _pairs():
     return Dataset.from_dict({"sentence1": a, "sentence2": b, "label": [1, 0, 1, 0, 1, 0], "idx": list(range(6))})
 
 
-def test_ensure_augmented_pairs_labels_cache_and_resume(mlm_dir, tmp_path, monkeypatch):
+def interrupted_after_one_shard(cfg, home, ds, monkeypatch) -> None:
+    """A build killed in its second shard: no cache entry, one finished shard in the work dir."""
     from tinyfw.stages import augment as stage
 
-    ds = _pairs()
-    cfg = _cfg(mlm_dir)
-    home = tmp_path / "home"
-    # interrupted after the first shard: no cache entry, one finished shard in the work dir
     real = stage._augment_rows
     calls = {"n": 0}
 
@@ -52,8 +49,17 @@ def test_ensure_augmented_pairs_labels_cache_and_resume(mlm_dir, tmp_path, monke
     monkeypatch.setattr(stage, "_augment_rows", flaky)
     with pytest.raises(KeyboardInterrupt):
         stage.ensure_augmented(cfg, home, ds)
-    assert not [p for p in (home / "cache" / "augmented").iterdir() if p.is_dir()]
     monkeypatch.setattr(stage, "_augment_rows", real)
+
+
+def test_ensure_augmented_pairs_labels_cache_and_resume(mlm_dir, tmp_path, monkeypatch):
+    from tinyfw.stages import augment as stage
+
+    ds = _pairs()
+    cfg = _cfg(mlm_dir)
+    home = tmp_path / "home"
+    interrupted_after_one_shard(cfg, home, ds, monkeypatch)
+    assert not [p for p in (home / "cache" / "augmented").iterdir() if p.is_dir()]
     entry, hit = stage.ensure_augmented_entry(cfg, home, ds)
     assert not hit
     import json
@@ -82,6 +88,37 @@ def test_ensure_augmented_pairs_labels_cache_and_resume(mlm_dir, tmp_path, monke
     assert other != entry and not hit
 
 
+def test_resume_logs_shards_refuses_another_shard_size_and_reports_a_late_cache_hit(mlm_dir, tmp_path,
+                                                                                   monkeypatch, caplog):
+    import json
+    import logging
+
+    from tinyfw import cache
+    from tinyfw.stages import augment as stage
+
+    ds, home = _pairs(), tmp_path / "home"
+    interrupted_after_one_shard(_cfg(mlm_dir), home, ds, monkeypatch)  # one of two shards done (shard_size 3)
+    # the finished shard holds rows 0-2: another shard size would mis-assemble them
+    with pytest.raises(ValueError, match=r"unfinished work made with other settings \(augmenter\.shard_size: 3 -> 2\).*"
+                                         r"resume=false"):
+        stage.ensure_augmented_entry(_cfg(mlm_dir, shard_size=2), home, ds)
+    with caplog.at_level(logging.INFO, logger="tinyfw.augment"):
+        entry, hit = stage.ensure_augmented_entry(_cfg(mlm_dir), home, ds)
+    assert not hit and "1 of 2 shards already done" in caplog.text
+    assert json.loads((entry / "stats.json").read_text())["resumed_shards"] == 1
+    # resume=false discards unfinished work instead of resuming it
+    interrupted_after_one_shard(_cfg(mlm_dir, seed=3), home, ds, monkeypatch)
+    restart = _cfg(mlm_dir, seed=3, shard_size=2)
+    restart.resume = False
+    e3, _ = stage.ensure_augmented_entry(restart, home, ds)
+    assert json.loads((e3 / "stats.json").read_text())["resumed_shards"] == 0
+    # an entry that appears after the presence check (another job built it meanwhile) is a hit
+    monkeypatch.setattr(cache, "present", lambda final: False)
+    info: dict = {}
+    assert stage.ensure_augmented_entry(_cfg(mlm_dir), home, ds, info=info) == (entry, True)
+    assert info["resumed_shards"] == 0 and info["waited_s"] >= 0
+
+
 def test_missing_vectors_and_bad_columns(mlm_dir, tmp_path):
     from datasets import Dataset
 
@@ -108,3 +145,6 @@ def test_stage_augment_smoke(tmp_path, shared_home):
     assert len(ds) == m["outputs"] and {"text", "label", "source_row", "is_original"} <= set(ds.column_names)
     again = run_tinyfw("stage=augment", "experiment=smoke", run_dir=tmp_path / "run2", home=shared_home)
     assert again["metrics"]["cache_hit"] and again["outputs"] == rec["outputs"]
+    # the build's timings are the builder's: kept apart, not reported as this run's own
+    assert "seconds" not in again["metrics"] and "sentences_per_s" not in again["metrics"]
+    assert again["metrics"]["build"]["seconds"] == m["seconds"] and again["metrics"]["outputs"] == m["outputs"]

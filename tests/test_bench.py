@@ -163,10 +163,12 @@ def test_smoke_bench_writes_table_with_all_rows(tmp_path):
 
 @pytest.mark.slow
 def test_bench_paper_shapes_only(tmp_path):
-    result = _run_bench(tmp_path, "bench.config_models=false", "bench.paper_shapes=true",
+    have_ort = importlib.util.find_spec("onnxruntime") is not None
+    result = _run_bench(tmp_path, "bench.config_models=false", "bench.paper_shapes=true", f"bench.onnx={have_ort}",
                         "bench.batch_sizes=[1]", "bench.repeats=1", "bench.warmup=0", "bench.seq_len=8")
     models = result["metrics"]["models"]
-    assert list(models) == ["paper_bert_base", "paper_tinybert4", "paper_tinybert6"]
+    onnx = ["paper_tinybert4_onnx", "paper_tinybert4_onnx_int8"] if importlib.util.find_spec("onnxruntime") else []
+    assert list(models) == ["paper_bert_base", "paper_tinybert4", "paper_tinybert6", *onnx]
     base, tb4 = models["paper_bert_base"], models["paper_tinybert4"]
     assert base["params_non_embedding"] == 85_054_464 + 590_592  # 12 layers + pooler
     assert tb4["params_total"] == pytest.approx(14.35e6, rel=0.01)  # paper: 14.5M with its 312→768 fit layer
@@ -182,7 +184,7 @@ def test_bad_bench_config_fails_early(tmp_path):
     from tinyfw.tracking import Tracker
 
     config.register()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "tinyfw" / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["experiment=smoke", "bench.batch_sizes=[]"])
     ctx = RunContext(run_dir=tmp_path, home=tmp_path / "home", tracker=Tracker())
     with pytest.raises(ValueError, match="bench.batch_sizes"):

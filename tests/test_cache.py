@@ -52,3 +52,41 @@ def test_failed_build_leaves_nothing_and_retries(tmp_path):
     assert path == entry and (entry / "ok").exists() and len(calls) == 1
     cache.ensure(tmp_path, "thing", {"k": 1}, lambda tmp: calls.append(1))
     assert len(calls) == 1  # second request is a cache hit
+
+
+def _hold_and_build(root: str, started: str) -> None:
+    def build(tmp: Path) -> None:
+        Path(started).write_text("1")
+        time.sleep(1.5)
+        (tmp / "artefact.txt").write_text("payload")
+
+    cache.ensure(Path(root), "thing", {"k": "waited"}, build)
+
+
+def test_a_job_that_waited_for_another_jobs_build_says_so(tmp_path):
+    started = tmp_path / "started"
+    ctx = mp.get_context("spawn")
+    builder = ctx.Process(target=_hold_and_build, args=(str(tmp_path), str(started)))
+    builder.start()
+    t0 = time.monotonic()
+    while not started.exists():  # the other job holds the lock and is building
+        assert time.monotonic() - t0 < 120 and builder.is_alive()
+        time.sleep(0.05)
+    info: dict = {}
+    path = cache.ensure(tmp_path, "thing", {"k": "waited"}, lambda tmp: pytest.fail("built twice"), info=info)
+    builder.join(60)
+    assert (path / "artefact.txt").read_text() == "payload"
+    assert info["built"] is False and info["waited_s"] > 0
+    own: dict = {}
+    cache.ensure(tmp_path, "thing", {"k": "mine"}, lambda tmp: (tmp / "x").write_text("1"), info=own)
+    assert own == {"built": True, "waited_s": 0.0}
+
+
+def test_orphaned_tmp_dirs_of_killed_builds_are_removed_on_the_next_build(tmp_path):
+    entry = cache.entry(tmp_path, "thing", {"k": 2})
+    orphan = entry.parent / f".{entry.name}.tmp-deadbeef"  # what a kill -9 mid-build leaves
+    (orphan / "half").mkdir(parents=True)
+    other = entry.parent / ".0123456789abcdef.tmp-cafe0000"  # another key's build: not ours to touch
+    other.mkdir()
+    cache.ensure(tmp_path, "thing", {"k": 2}, lambda tmp: (tmp / "ok").write_text("1"))
+    assert not orphan.exists() and other.exists() and (entry / "ok").exists()

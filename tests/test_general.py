@@ -15,13 +15,15 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_general(run_dir: Path, home: Path, *overrides: str) -> dict:
+def run_general(run_dir: Path, home: Path, *overrides: str, console: list = None) -> dict:
     env = {**os.environ, "WANDB_MODE": "disabled", "TINYFW_HOME": str(home)}
     cmd = [sys.executable, "-m", "tinyfw", "stage=general", "experiment=smoke",
            f"hydra.run.dir={run_dir}", f"home={home}", *overrides]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     res = run_dir / "result.json"
     assert res.exists(), proc.stderr[-3000:]
+    if console is not None:
+        console.append(proc.stdout + proc.stderr)
     return json.loads(res.read_text())
 
 
@@ -55,7 +57,7 @@ def test_smoke_gd(tmp_path):
     import tinyfw.__main__  # noqa: F401  (registers the schema and resolvers)
     from tinyfw.stages.general import ensure_gd_student
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "tinyfw" / "conf")):
         cfg = compose("config", overrides=["stage=general", "experiment=smoke", f"home={home}"])
     assert ensure_gd_student(cfg, home) == cached / "student"  # found, not retrained
     # a re-run in the same directory resumes from the final checkpoint and returns at once
@@ -93,7 +95,7 @@ def test_ensure_gd_student_trains_once(tmp_path):
     from tinyfw.stages.general import ensure_gd_student
 
     home = tmp_path / "home"
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "tinyfw" / "conf")):
         cfg = compose("config", overrides=["stage=task", "experiment=smoke", f"home={home}",
                                            "general.train.max_steps=4"])
     path = ensure_gd_student(cfg, home)
@@ -103,3 +105,76 @@ def test_ensure_gd_student_trains_once(tmp_path):
     stamp = (path / "config.json").stat().st_mtime_ns
     assert ensure_gd_student(cfg, home) == path  # cached: not retrained
     assert (path / "config.json").stat().st_mtime_ns == stamp
+
+
+def _stamps(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_resume_with_another_config_is_refused_and_the_cache_untouched(tmp_path):
+    """The issue's case: a finished GD run, re-run in the same dir with the attention loss off."""
+    home, run_dir = tmp_path / "home", tmp_path / "run"
+    base = ("general.train.max_steps=8", "general.train.save_every=4")
+    first = run_general(run_dir, home, *base)
+    assert first["status"] == "ok" and first["metrics"]["resumed_from"] is None
+    gd_cache = home / "cache" / "gd-student"
+    before, student_before = _stamps(gd_cache), _stamps(run_dir / "student")
+    console: list = []
+    bad = run_general(run_dir, home, *base, "distill.weights.attn=0", console=console)
+    assert bad["status"] == "failed" and bad["error"].startswith("ResumeError: GD: ")
+    assert "distill.weights.attn: 1.0 -> 0.0" in bad["error"]
+    assert "hydra.run.dir" in bad["error"] and "resume=false" in bad["error"]
+    assert "Traceback" not in console[0] and console[0].count("distill.weights.attn: 1.0 -> 0.0") == 1
+    assert _stamps(gd_cache) == before and _stamps(run_dir / "student") == student_before  # nothing written
+    # a width change: the same refusal, naming the key, instead of a state_dict size mismatch
+    wide = run_general(run_dir, home, *base, "student.shape.hidden_size=48")
+    assert wide["status"] == "failed" and "student.shape.hidden_size: 32 -> 48" in wide["error"]
+    lr = run_general(run_dir, home, *base, "general.train.lr=2e-3")  # named by its config key
+    assert lr["status"] == "failed" and "general.train.lr: 0.001 -> 0.002" in lr["error"]
+    assert _stamps(gd_cache) == before
+    # the explicit restart trains the new configuration from scratch and caches it under its own key
+    fresh = run_general(run_dir, home, *base, "distill.weights.attn=0", "resume=false")
+    assert fresh["status"] == "ok" and fresh["metrics"]["resumed_from"] is None and fresh["metrics"]["steps"] == 8
+    entries = [p for p in gd_cache.iterdir() if p.is_dir()]
+    new = [p for p in entries if f"{p.name}/key.json" not in before]
+    assert len(entries) == 2 and len(new) == 1
+    assert json.loads((new[0] / "key.json").read_text())["distill"]["weights"]["attn"] == 0.0
+    assert all(gd_cache.joinpath(k).stat().st_mtime_ns == t for k, t in before.items())  # the old entry kept
+
+
+def _teacher_with_vocab(d: Path, tokens: list) -> Path:
+    """A small pre-trained-looking teacher (BertModel) saved with its own WordPiece vocabulary."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    d.mkdir(parents=True)
+    (d / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    BertTokenizerFast(vocab=str(d / "vocab.txt"), do_lower_case=True).save_pretrained(d)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tokens), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=128)).save_pretrained(d)
+    return d
+
+
+def test_a_tokenizer_that_is_not_the_teachers_is_refused_before_training(tmp_path):
+    """`teacher=<real model> teacher.tokenizer=tiny`: refused before any training, whether the
+    vocabulary sizes differ (the issue's MiniLM case) or not."""
+    from conftest import run_tinyfw
+    from tinyfw.models.load import tiny_vocab
+
+    tiny = tiny_vocab()
+    bigger = _teacher_with_vocab(tmp_path / "bigger", tiny + [f"w{i}" for i in range(300)])
+    same_size = _teacher_with_vocab(tmp_path / "same-size", tiny[:5] + tiny[5:][::-1])  # same specials, other ids
+    for teacher, why in ((bigger, f"it has {len(tiny)} tokens, the model's vocabulary {len(tiny) + 300}"),
+                         (same_size, "its vocabulary differs from the one saved with the model")):
+        run_dir = tmp_path / f"run-{teacher.name}"
+        r = run_tinyfw("stage=general", "experiment=smoke", f"teacher.name_or_path={teacher}", "teacher.tokenizer=tiny",
+                       run_dir=run_dir, home=tmp_path / "home", expect_ok=False)
+        assert r["status"] == "failed" and "the tokenizer is not teacher" in r["error"] and why in r["error"]
+        assert "teacher.tokenizer=''" in r["error"]
+        assert not (run_dir / "checkpoints").exists() and not (tmp_path / "home" / "cache" / "gd-student").exists()
+    # the teacher's own tokenizer passes the same check
+    ok = run_tinyfw("stage=general", "experiment=smoke", f"teacher.name_or_path={same_size}", "teacher.tokenizer=''",
+                    "general.train.max_steps=2",
+                    run_dir=tmp_path / "run-ok", home=tmp_path / "home")
+    assert ok["metrics"]["steps"] == 2

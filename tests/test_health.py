@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from tinyfw.train.health import check
 
@@ -34,3 +35,22 @@ def test_healthy_run_and_regression_and_nan():
     assert not check(np.linspace(0, 5, 10)[:, None], regression=True, num_labels=1)["collapsed"]
     bad = check(np.array([[np.nan, 0.0], [np.nan, 0.0]]), regression=False, num_labels=2, losses=[float("nan")])
     assert bad["collapsed"] and any("NaN" in r for r in bad["reasons"])
+
+
+def test_soft_targets_near_uniform_are_not_a_collapse():
+    # an unsure teacher: its soft targets' entropy is close to ln 2, so a healthy student's
+    # soft cross-entropy also stays close to ln 2 while its predictions are right
+    logits = np.array([[1.0, -1.0], [-1.0, 1.0]] * 10)
+    flat = [0.69, 0.685, 0.682, 0.681] * 10
+    assert check(logits, regression=False, num_labels=2, losses=flat)["collapsed"]  # hard-label reading
+    h = check(logits, regression=False, num_labels=2, losses=flat, loss_floor=0.672)
+    assert not h["collapsed"] and h["loss_floor"] == 0.672
+    # a confident teacher (floor 0.1) and a loss that never moved: collapsed
+    assert check(logits, regression=False, num_labels=2, losses=[0.693] * 20, loss_floor=0.1)["collapsed"]
+
+
+def test_soft_entropy_matches_hand_values():
+    from tinyfw.stages.task import soft_entropy
+
+    assert soft_entropy(np.zeros((3, 2)), 1.0) == pytest.approx(math.log(2))
+    assert soft_entropy(np.array([[50.0, 0.0]]), 1.0) == pytest.approx(0.0, abs=1e-9)

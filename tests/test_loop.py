@@ -198,3 +198,84 @@ def test_bf16_fit_leaves_a_plain_fp32_model():
     ids = torch.randint(5, 50, (2, 6))
     out = model(input_ids=ids).last_hidden_state
     assert out.dtype == torch.float32 and torch.equal(out, twin(input_ids=ids).last_hidden_state)
+
+
+class StepTracker:
+    """Records the step of fit()'s last log call: the evaluation below scores by step."""
+
+    def __init__(self):
+        self.step = 0
+
+    def log(self, values, step):
+        self.step = step
+
+
+SCORES = {0: 0.0, 2: 1.0, 4: 3.0, 6: 2.0, 8: 1.5}  # best dev score at step 4, not at the end
+
+
+def run_best(tmp, kill_at=None, restore_best=True):
+    model = tiny_bert()
+    torch.manual_seed(1)
+    head = nn.Linear(16, 1)
+    tracker = StepTracker()
+    cfg = TrainCfg(batch_size=4, lr=1e-2, max_steps=8, log_every=1, save_every=2, eval_every=2)
+    res = fit({"model": model, "head": head}, make_loss(kill_at), dataset(), collate, cfg, out_dir=tmp, seed=7,
+              tracker=tracker, evaluate=lambda mods: {"score": SCORES[tracker.step]}, eval_key="score",
+              restore_best=restore_best, desc="test")
+    return res, params(model, head)
+
+
+def test_restore_best_after_kill_and_resume_matches_uninterrupted(tmp_path):
+    ref, w_ref = run_best(tmp_path / "ref")
+    assert ref.best_eval["step"] == 4 and [e["step"] for e in ref.evals] == [0, 2, 4, 6, 8]
+    _, w_last = run_best(tmp_path / "last", restore_best=False)
+    assert any(not torch.equal(a, b) for a, b in zip(w_ref, w_last))  # restoring changes the weights
+    with pytest.raises(Kill):
+        run_best(tmp_path / "killed", kill_at=7)  # killed in step 7: after the best eval (4) and the save at 6
+    res, w = run_best(tmp_path / "killed")
+    assert res.resumed_from == 6 and res.best_eval["step"] == 4
+    for a, b in zip(w_ref, w):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0), (a - b).abs().max()
+    again, w2 = run_best(tmp_path / "killed")  # a re-run of the finished run restores the best too
+    assert again.resumed_from == 8
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=0) for a, b in zip(w_ref, w2))
+
+
+def test_resume_refuses_another_training_and_restarts_on_request(tmp_path):
+    from tinyfw.train.checkpoint import ResumeError
+
+    def go(fingerprint, hidden=16, resume=True):
+        torch.manual_seed(0)
+        model = BertModel(BertConfig(vocab_size=50, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32))
+        head = nn.Linear(hidden, 1)
+        cfg = TrainCfg(batch_size=4, lr=1e-2, max_steps=3, log_every=1)
+        return fit({"model": model, "head": head}, make_loss(), dataset(), collate, cfg, out_dir=tmp_path,
+                   seed=7, fingerprint=fingerprint, resume=resume, desc="GD")
+
+    fp = {"distill": {"weights": {"attn": 1.0, "hidn": 1.0}}, "student": {"hidden": 16}}
+    first = go(fp)
+    with pytest.raises(ResumeError) as err:
+        go({"distill": {"weights": {"attn": 0.0, "hidn": 1.0}}, "student": {"hidden": 16}})
+    msg = str(err.value)
+    assert "distill.weights.attn: 1.0 -> 0.0" in msg and "hidn" not in msg and "\n" not in msg
+    assert "hydra.run.dir" in msg and "resume=false" in msg
+    # a width change without a fingerprint: the same kind of message, not a raw state_dict error
+    with pytest.raises(ResumeError, match="does not fit this model.*size mismatch.*resume=false"):
+        go(None, hidden=24)
+    state = json.loads((tmp_path / "checkpoints" / "step-3" / "trainer_state.json").read_text())
+    assert state["fingerprint"] == fp  # the refusals left the checkpoint alone
+    again = go(fp)
+    assert again.resumed_from == 3 and again.history == first.history
+    fresh = go({"other": 1}, hidden=24, resume=False)  # explicit restart: trains from scratch
+    assert fresh.resumed_from is None and fresh.steps == 3
+    state = json.loads((tmp_path / "checkpoints" / "step-3" / "trainer_state.json").read_text())
+    assert state["fingerprint"] == {"other": 1}
+
+
+def test_invalid_train_settings_fail_before_training():
+    for bad, match in ((dict(batch_size=0), "batch_size=0: must be >= 1"), (dict(lr=-1e-3), "lr=-0.001"),
+                       (dict(max_steps=-1, epochs=0.0), "epochs=0.0: must be > 0")):
+        with pytest.raises(ValueError, match=match):
+            fit({"model": tiny_bert()}, make_loss(), dataset(), collate, TrainCfg(**{"max_steps": 2, **bad}),
+                out_dir=None)

@@ -278,7 +278,7 @@ def test_wandb_api_source_with_a_mock_api():
                                     config={"stage": "report"}, summary={"status": "ok"})]
 
     recs = records.read_wandb_api("ent/proj/grp", api=Api())
-    tab = table.build([r for r in recs if r.stage not in records.SKIP_STAGES])
+    tab = table.build([r for r in recs if r.stage == records.TASK_STAGE])
     assert cells(tab) == {"teacher": ["90.5 ± 0.7 (n=2)"], "GD+TD+DA (full)": ["80.5 ± 0.7 (n=2)"],
                           "w/o GD": ["failed"]}
 
@@ -289,7 +289,8 @@ def test_stage_via_hydra_writes_md_csv_png(tmp_path, shared_home, no_wandb_env):
     out = tmp_path / "out"
     rec = run_tinyfw("stage=report", f"report.source={sweep}", run_dir=out, home=shared_home,
                      )
-    assert rec["metrics"] == {"rows": 9, "runs_ok": 14, "runs_failed": 1, "runs_missing": 1, "runs_collapsed": 0}
+    assert rec["metrics"] == {"rows": 9, "runs_ok": 14, "runs_failed": 1, "runs_missing": 1, "runs_collapsed": 0,
+                              "runs_skipped": 0}
     outs = rec["outputs"]
     assert set(outs) == {"markdown", "csv", "png"}
     assert all(Path(outs[k]).parent == out for k in outs)
@@ -370,3 +371,33 @@ def test_differences_to_the_full_recipe_paired_over_seeds(tmp_path):
     assert delta.text(1) == f"-3.0 [{-3.0 - half:+.1f}, {-3.0 + half:+.1f}] (n=2)"
     md = table.deltas_markdown(tab)
     assert md.splitlines()[0] == "| variant | Δ mr |" and "| w/o DA | -5.0 [-5.0, -5.0] (n=2) |" in md
+
+
+def test_a_directory_mixing_stages_reports_task_runs_and_lists_the_rest(tmp_path, shared_home, no_wandb_env):
+    root = tmp_path / "mixed"
+    for name, flags in (("task-full", ("on", "on", "on")), ("task-nogd", ("off", "on", "on"))):
+        (root / name).mkdir(parents=True)
+        (root / name / "result.json").write_text(json.dumps(result(flags, 1)))
+    teacher = {"stage": "teacher", "status": "ok", "flags": {"gd": "on", "td": "on", "da": "on"},
+               "metrics": {"main_metric": "accuracy", "dev": {"accuracy": 0.93}, "test": {"accuracy": 0.92}},
+               "config": {**run_config(("on", "on", "on"), 1), "stage": "teacher"}}
+    general = {"stage": "general", "status": "ok", "flags": {"gd": "on", "td": "on", "da": "on"},
+               "metrics": {"steps": 30, "final": {"total": 1.0}},
+               "config": {**run_config(("on", "on", "on"), 1), "stage": "general"}}
+    for name, rec in (("teacher-run", teacher), ("gd-run", general)):
+        (root / name).mkdir()
+        (root / name / "result.json").write_text(json.dumps(rec))
+    (root / "gd-killed" / ".hydra").mkdir(parents=True)  # a GD run killed before its result.json
+    (root / "gd-killed" / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml({"stage": "general", "seed": 1}))
+    rec = run_tinyfw("stage=report", f"report.source={root}", run_dir=tmp_path / "out", home=shared_home)
+    assert rec["metrics"] == {"rows": 3, "runs_ok": 2, "runs_failed": 0, "runs_missing": 0, "runs_collapsed": 0,
+                              "runs_skipped": 3}
+    c = cells(table.build(records.load(str(root))[0]))
+    assert set(c) == {"teacher", "GD+TD+DA (full)", "w/o GD"}
+    assert c["GD+TD+DA (full)"] == ["80.0 (n=1)"]  # the teacher run is not averaged in as the full recipe
+    md = Path(rec["outputs"]["markdown"]).read_text()
+    assert "## Skipped runs (not stage=task)" in md
+    for line in ("run `teacher-run`: stage teacher, ok", "run `gd-run`: stage general, ok",
+                 "run `gd-killed`: stage general, missing"):
+        assert line in md
+    assert "**failed**" not in md and "**missing**" not in md  # the GD runs are not failed task runs

@@ -141,6 +141,7 @@ def test_phase_budgets_hold_steps_or_epochs_equal():
     td.step2.max_steps = -1
     with pytest.raises(ValueError, match=r"budget=steps needs task_distill.step2.max_steps > 0"):
         phase_budgets(td)
+    assert set(phase_budgets(td, ("finetune",))) == {"finetune"}  # td=off: step 2's budget is not used
 
 
 @pytest.mark.slow
@@ -158,3 +159,29 @@ def test_step1_is_cached_and_reused_by_a_step2_sweep_with_identical_results(tmp_
     # another step-1 setting is another entry
     other = run_tinyfw(*args, "task_distill.step1.lr=2e-3", run_dir=tmp_path / "d", home=shared_home)
     assert other["metrics"]["step1"]["cached"] is False and other["metrics"]["step1"]["entry"] != a["metrics"]["step1"]["entry"]
+
+
+def test_td_fingerprint_names_what_defines_the_run_and_ignores_the_rest(tmp_path):
+    """A stage=task run's checkpoints refuse to resume another training: its fingerprint
+    changes with what defines it (named by config key) and not with logging cadence or with
+    settings of parts it does not use."""
+    from hydra import compose, initialize_config_dir
+
+    import tinyfw.__main__ as entry
+    from tinyfw.fingerprint import differences, for_task
+
+    def fp(*overrides):
+        with initialize_config_dir(config_dir=str(entry.CONF_DIR), version_base="1.3"):
+            return for_task(compose("config", overrides=["stage=task", "experiment=smoke", *overrides]),
+                                  tmp_path)
+
+    base = fp()
+    assert differences(base, fp("task_distill.step2.log_every=1", "task_distill.step1.save_every=7")) == []
+    assert differences(base, fp("task_distill.step2.lr=2e-3")) == ["task_distill.step2.lr: 0.001 -> 0.002"]
+    assert differences(base, fp("general.train.lr=2e-3")) == ["general.train.lr: 0.001 -> 0.002"]  # the GD student
+    assert differences(base, fp("teacher_ft.train.lr=2e-3")) == ["teacher_ft.train.lr: 0.001 -> 0.002"]
+    assert differences(base, fp("augmenter.p_replace=0.5")) == ["augmenter.p_replace: 0.4 -> 0.5"]
+    assert differences(base, fp("mlm.train.lr=2e-3")) == ["mlm.train.lr: 0.001 -> 0.002"]  # augmenter.mlm=mlm
+    off = fp("gd=off", "augment=off")
+    assert differences(off, fp("gd=off", "augment=off", "general.train.lr=2e-3", "mlm.train.lr=2e-3")) == []
+    assert "distill.weights.attn: 1.0 -> 0.0" in differences(base, fp("distill.weights.attn=0"))

@@ -3,20 +3,29 @@
 Layout: ``<root>/cache/<kind>/<key>/`` where ``key`` is a hash of everything that
 determines the artefact (config sub-trees, input identities, seed). An entry is complete
 or absent: the builder writes into a temporary directory that is renamed into place.
-``<key>/key.json`` records what the hash was made of. Clear the cache with
-``rm -r <root>/cache`` (or one ``<kind>``).
+``<key>/key.json`` records what the hash was made of. Temporary directories left by a killed
+build (``.<key>.tmp-*``) are removed when the entry is next built. Resumable work of an entry
+being built lives in ``<root>/cache/<kind>-work/<key>`` (:func:`work_dir`). Clear the cache
+with ``rm -r <root>/cache`` (or one ``<kind>``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import shutil
+import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from filelock import FileLock
 
+from tinyfw.fingerprint import differences, normalise
 from tinyfw.fsutil import atomic_dir, atomic_write_json
+
+log = logging.getLogger("tinyfw.cache")
+WORK_FILE = "work.json"
 
 
 def key_of(parts: Mapping[str, Any]) -> str:
@@ -43,10 +52,13 @@ def ensure(
     parts: Mapping[str, Any],
     build: Callable[[Path], None],
     prepare: Optional[Callable[[], None]] = None,
+    info: Optional[Dict[str, Any]] = None,
 ) -> Path:
     """Return the cache entry for ``parts``, calling ``build(tmp_dir)`` once if it is absent.
 
-    Concurrent callers (parallel sweep jobs) wait on a lock; only the first builds.
+    Concurrent callers (parallel sweep jobs) wait on a lock; only the first builds. ``info``
+    (a dict) receives ``built`` (whether this call built the entry) and ``waited_s`` (time
+    spent waiting for another job's build).
 
     ``prepare()`` is for work that every rank of a distributed job must do together (training
     under DDP: it runs collectives, so it cannot sit behind a lock one rank holds): when given
@@ -61,9 +73,11 @@ def ensure(
     through ``prepare``.
     """
     final = entry(root, kind, parts)
+    info = info if info is not None else {}
+    info.update(built=False, waited_s=0.0)
     world = _world()
     if prepare is not None and world > 1:  # rank 0 decides for all: no early return here
-        return _ensure_collective(final, parts, build, prepare)
+        return _ensure_collective(final, parts, build, prepare, info)
     if final.exists():
         return final
     if world > 1 and _rank() != 0:
@@ -75,17 +89,64 @@ def ensure(
             prepare()
             inner(tmp)
     final.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
     with FileLock(str(final) + ".lock"):
         if final.exists():
+            _waited(final, t0, info)
             return final
         _SOLO.append(f"{kind}/{final.name}" if world > 1 else "")
         try:
-            with atomic_dir(final) as tmp:
-                build(tmp)
-                atomic_write_json(tmp / "key.json", dict(parts))
+            _build_locked(final, parts, build)
+            info["built"] = True
         finally:
             _SOLO.pop()
     return final
+
+
+def _build_locked(final: Path, parts: Mapping[str, Any], build: Callable[[Path], None]) -> None:
+    """Build ``final`` (its lock held): first remove what killed builds of it left behind."""
+    for orphan in final.parent.glob(f".{final.name}.tmp-*"):
+        log.info("removing %s, left by an interrupted build", orphan)
+        shutil.rmtree(orphan, ignore_errors=True)
+    with atomic_dir(final) as tmp:
+        build(tmp)
+        atomic_write_json(tmp / "key.json", dict(parts))
+
+
+def _waited(final: Path, t0: float, info: Dict[str, Any]) -> None:
+    info["waited_s"] = round(time.monotonic() - t0, 2)
+    if info["waited_s"] >= 1:
+        log.info("waited %.1f s for another job's build of %s; using it", info["waited_s"], final)
+
+
+def work_dir(root: Path, kind: str, parts: Mapping[str, Any], defines: Optional[Mapping[str, Any]] = None,
+             resume: bool = True) -> Path:
+    """``<root>/cache/<kind>-work/<key of parts>``: the resumable work of an entry being built.
+
+    ``work.json`` records what defines the work (``parts`` and ``defines``, e.g. a shard size
+    that changes what a finished shard holds); work left with another definition is refused
+    (a ValueError naming the differing keys) unless ``resume`` is false, which discards it.
+    Every rank of a distributed job calls it; rank 0 alone writes.
+    """
+    from tinyfw import dist
+
+    work = root / "cache" / f"{kind}-work" / key_of(parts)
+    want = normalise({**dict(parts), **dict(defines or {})})
+    record = work / WORK_FILE
+    if not resume and work.exists():
+        if _rank() == 0:
+            log.info("resume=false: discarding the unfinished work in %s", work)
+            shutil.rmtree(work, ignore_errors=True)
+        dist.barrier()
+    if record.exists():
+        diff = differences(json.loads(record.read_text()), want)
+        if diff:
+            raise ValueError(f"{work} holds unfinished work made with other settings ({'; '.join(diff[:4])}): "
+                             "set them back to resume it, or pass resume=false to discard it")
+    elif _rank() == 0:
+        work.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(record, want)
+    return work
 
 
 def present(final: Path) -> bool:
@@ -109,22 +170,20 @@ def _rank() -> int:
 
 def _wait_for(final: Path, poll_s: float = 0.5) -> Path:
     """Rank 0 builds ``final``; wait until it appears."""
-    import logging
-    import time
-
     t0 = last = time.monotonic()
     while not final.exists():
         time.sleep(poll_s)
         if time.monotonic() - last > 60:
             last = time.monotonic()
-            logging.getLogger("tinyfw.cache").info("rank %d: waiting %.0f s for rank 0 to build %s",
-                                                   _rank(), last - t0, final)
+            log.info("rank %d: waiting %.0f s for rank 0 to build %s", _rank(), last - t0, final)
     return final
 
 
 def _ensure_collective(final: Path, parts: Mapping[str, Any], build: Callable[[Path], None],
-                       prepare: Callable[[], None]) -> Path:
+                       prepare: Callable[[], None], info: Optional[Dict[str, Any]] = None) -> Path:
     import torch.distributed as dist
+
+    info = info if info is not None else {}
 
     solo = [k for k in _SOLO if k]
     if solo:  # the other ranks are waiting for rank 0: a collective here would hang
@@ -136,17 +195,19 @@ def _ensure_collective(final: Path, parts: Mapping[str, Any], build: Callable[[P
     missing = [False]
     if rank == 0:
         final.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
         lock.acquire()  # other jobs asking for the same entry wait here
         missing = [not final.exists()]
+        if not missing[0]:
+            _waited(final, t0, info)
     try:
         dist.broadcast_object_list(missing, src=0)
         if missing[0]:
             prepare()
             dist.barrier()
             if rank == 0:
-                with atomic_dir(final) as tmp:
-                    build(tmp)
-                    atomic_write_json(tmp / "key.json", dict(parts))
+                _build_locked(final, parts, build)
+            info["built"] = True
     finally:
         if rank == 0:
             lock.release()

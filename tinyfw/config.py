@@ -1,6 +1,6 @@
 """Typed config schema, registered in Hydra's ConfigStore.
 
-The YAML tree in ``conf/`` fills these dataclasses; a typo in a key or an invalid enum
+The YAML tree in ``tinyfw/conf/`` fills these dataclasses; a typo in a key or an invalid enum
 value fails at composition time with a message naming the valid choices.
 Stage code reads the sub-trees it needs and passes explicit arguments further down:
 losses, data sources and model builders never see the whole config.
@@ -8,6 +8,10 @@ losses, data sources and model builders never see the whole config.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import math
+import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, List, Optional
@@ -32,6 +36,7 @@ class Stage(_StrEnum):
     report = "report"  # ablation table + chart from a sweep
     pipeline = "pipeline"  # the whole embedded-default story in one command
     bench = "bench"  # size / latency / throughput benchmark
+    export = "export"  # pruned vocabulary, ONNX and int8 forms of a student, with their accuracy
 
 
 class Switch(_StrEnum):
@@ -304,6 +309,30 @@ class BenchCfg:
     interleave: bool = True  # time a group's models in turns (fair ratios on a shared machine)
     accuracy: bool = True  # dev accuracy of classifier checkpoints when the task loads
     devices: List[Device] = field(default_factory=list)  # [] = the CPU, and the GPU when present
+    # an export's output dir (stage=export's run dir or its export/ dir): a row for each form it
+    # wrote (pruned PyTorch, ONNX fp32, ONNX int8) beside its fp32 student and fine-tuned teacher
+    export_dir: str = ""
+    # ONNX Runtime fp32 and int8 rows for the paper TinyBERT4 shape (random weights, exported on
+    # the fly; vocabulary: the export_dir's pruned one when given, else 30522); needs `.[export]`
+    onnx: bool = True
+
+
+@dataclass
+class ExportCfg:
+    student: str = ""  # a student classifier dir (HF format: stage=task's <run>/student)
+    prune: bool = True  # vocabulary pruning to the task's word pieces (+ special tokens)
+    prune_corpus: bool = False  # also keep the word pieces of the GD corpus (corpus.*)
+    onnx: bool = True  # ONNX fp32 form (torch dynamo exporter) run by ONNX Runtime
+    int8: bool = True  # + dynamic int8 quantization of it (ONNX Runtime quantize_dynamic)
+    opset: int = 23  # ONNX opset (23: attention as ONNX's Attention op)
+    per_channel: bool = False  # int8 weights quantized per output channel (slower here)
+    atol: float = 1e-4  # max |logit difference| ONNX fp32 vs PyTorch allowed after export
+    threads: int = 0  # ONNX Runtime intra-op threads for evaluation (0: torch's count)
+    eval_batch_size: int = 64
+    license: str = "apache-2.0"  # model-card metadata
+    base_model: str = ""  # card metadata hub id; "" = the student's teacher when it names a hub model
+    datasets: List[str] = field(default_factory=list)  # card metadata; [] = the task's hub dataset or name
+    push_to_hub: str = ""  # REPO: push the pruned model, tokenizer, card and ONNX files (needs a hub)
 
 
 @dataclass
@@ -346,9 +375,13 @@ class Config:
     report: ReportCfg = field(default_factory=ReportCfg)
     pipeline: PipelineCfg = field(default_factory=PipelineCfg)
     bench: BenchCfg = field(default_factory=BenchCfg)
+    export: ExportCfg = field(default_factory=ExportCfg)
     logging: LoggingCfg = field(default_factory=LoggingCfg)
     # Root of assets and cached artefacts; "" = $TINYFW_HOME or ~/.cache/tinyfw.
     home: str = ""
+    # false: discard existing checkpoints (run dir, cache work dirs) and train from scratch.
+    # true: resume from them, refused when they were trained with another configuration.
+    resume: bool = True
 
 
 def plain(node: Any) -> Any:
@@ -357,6 +390,83 @@ def plain(node: Any) -> Any:
     if OmegaConf.is_config(node):
         return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
     return getattr(node, "value", node)
+
+
+class ConfigError(ValueError):
+    """The composed config has keys the schema does not know or invalid training settings."""
+
+
+def _leaves(d: Any, prefix: str) -> List[str]:
+    if not isinstance(d, dict) or not d:
+        return [prefix]
+    return [leaf for k, v in d.items() for leaf in _leaves(v, f"{prefix}.{k}")]
+
+
+def unknown_keys(node: Dict[str, Any], cls: type = None, prefix: str = "") -> List[str]:
+    """Keys of ``node`` (a plain, unresolved config dict) that the dataclass schema ``cls``
+    (default: :class:`Config`) does not define, each with the nearest valid key. Hydra's
+    ``+key=value`` adds keys past the schema; this catches them (``Dict`` fields hold any key)."""
+    cls = cls or Config
+    hints = typing.get_type_hints(cls)
+    out = []
+    for k, v in node.items():
+        path = f"{prefix}{k}"
+        if k not in hints:
+            near = difflib.get_close_matches(str(k), list(hints), n=1, cutoff=0.5)
+            leaves = _leaves(v, path)
+            hint = (f" (did you mean {', '.join(f'{prefix}{near[0]}' + x[len(path):] for x in leaves[:2])}?)"
+                    if near else f" (valid keys here: {', '.join(hints)})")
+            out.append(f"{', '.join(leaves[:2])}{hint}")
+        elif dataclasses.is_dataclass(hints[k]) and isinstance(v, dict):
+            out.extend(unknown_keys(v, hints[k], f"{path}."))
+    return out
+
+
+def train_errors(tc: Any, where: str = "train") -> List[str]:
+    """What is wrong with the training settings ``tc`` (a :class:`TrainCfg` or its node), as
+    ``key=value: why`` texts (empty: fine)."""
+    def num(name: str) -> Any:
+        return getattr(tc, name, None)
+
+    checks = [
+        ("batch_size", lambda v: v >= 1, "must be >= 1"),
+        ("grad_accum", lambda v: v >= 1, "must be >= 1"),
+        ("lr", lambda v: v > 0 and math.isfinite(v), "must be a positive number"),
+        ("weight_decay", lambda v: v >= 0, "must be >= 0"),
+        ("warmup_ratio", lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+        ("save_every", lambda v: v >= 0, "must be >= 0 (0: only at the end)"),
+        ("eval_every", lambda v: v >= 0, "must be >= 0 (0: only at the end)"),
+        ("num_workers", lambda v: v >= 0, "must be >= 0"),
+    ]
+    errs = [f"{where}.{k}={num(k)}: {why}" for k, ok, why in checks if num(k) is not None and not ok(num(k))]
+    steps, epochs = num("max_steps"), num("epochs")
+    if steps is not None and steps <= 0 and epochs is not None and not epochs > 0:
+        errs.append(f"{where}.epochs={epochs}: must be > 0 (or set {where}.max_steps > 0)")
+    return errs
+
+
+def _train_nodes(cfg: Any, cls: type = None, prefix: str = "") -> List[tuple]:
+    """(dotted path, node) of every :class:`TrainCfg` sub-tree of ``cfg``."""
+    cls = cls or Config
+    out = []
+    for name, typ in typing.get_type_hints(cls).items():
+        if not dataclasses.is_dataclass(typ) or name not in cfg:
+            continue
+        if typ is TrainCfg:
+            out.append((f"{prefix}{name}", cfg[name]))
+        else:
+            out.extend(_train_nodes(cfg[name], typ, f"{prefix}{name}."))
+    return out
+
+
+def validate(cfg: Any) -> None:
+    """Refuse, in one line, keys the schema does not know and invalid training settings of the
+    composed ``cfg``, before any stage work."""
+    problems = [f"unknown config key {u}" for u in unknown_keys(OmegaConf.to_container(cfg, resolve=False))]
+    for where, node in _train_nodes(cfg):
+        problems.extend(train_errors(node, where))
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def register() -> None:

@@ -24,6 +24,10 @@ class MissingAssetError(FileNotFoundError):
     pass
 
 
+class HomeError(ValueError):
+    """The cache root cannot be written."""
+
+
 def home(configured: str = "") -> Path:
     root = configured or os.environ.get("TINYFW_HOME") or "~/.cache/tinyfw"
     return Path(root).expanduser().resolve()
@@ -44,13 +48,29 @@ def resolve_asset(name: str, root: Path) -> Path:
     return path
 
 
-def resolve_name_or_path(name_or_path: str, root: Path) -> str:
-    """An asset short name -> its local path; an existing path -> itself; else a hub name."""
+def resolve_name_or_path(name_or_path: str, root: Path, key: str = "") -> str:
+    """An asset short name -> its local path; an existing path -> itself; else a hub name.
+    ``key``: the config key it came from, named when a path does not exist."""
     if name_or_path in ASSETS:
         return str(resolve_asset(name_or_path, root))
     p = Path(name_or_path).expanduser()
     if p.exists():
         return str(p.resolve())
     if name_or_path.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"path '{name_or_path}' does not exist")
+        where = f"{key}: " if key else ""
+        raise FileNotFoundError(f"{where}path '{name_or_path}' does not exist")
     return name_or_path  # a hub name: from_pretrained / load_dataset fetch it when online
+
+
+def check_writable(root: Path) -> None:
+    """Fail early, naming ``TINYFW_HOME``, when ``root/cache`` cannot be written."""
+    import tempfile
+
+    try:
+        (root / "cache").mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=root / "cache")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise HomeError(f"TINYFW_HOME={root} is not writable ({exc.strerror or exc}): set TINYFW_HOME "
+                        "(or home=) to a writable directory with free space") from exc

@@ -1,22 +1,31 @@
-"""Runs one stage inside a Hydra job: seeds, wandb, and result.json (ok or failed)."""
+"""Runs one stage inside a Hydra job: seeds, wandb, and result.json (ok or failed).
+
+Before any stage work the composed config is validated (unknown keys, training settings) and
+``$TINYFW_HOME`` is checked to be writable. An expected user error (bad config or input,
+a missing file, a full or read-only disk) ends the run with one line on the console; the
+traceback goes to result.json and the run's log file. Anything else keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from tinyfw import paths, stages, tracking
+from tinyfw import config, paths, stages, tracking
 from tinyfw.fsutil import atomic_write_json
 
 log = logging.getLogger("tinyfw")
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+NO_HOME_WRITES = ("info", "report")  # stages that never write below $TINYFW_HOME
 
 
 def is_main_process() -> bool:
@@ -47,6 +56,42 @@ def result_record(cfg: DictConfig, status: str, res: stages.StageResult, **extra
     }
 
 
+def is_user_error(exc: BaseException) -> bool:
+    """An expected user error (bad config or input, a missing file, a full or read-only disk):
+    reported in one line, not as a traceback."""
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        return exc.errno in DISK_ERRNOS or isinstance(exc, (NotADirectoryError, IsADirectoryError))
+    return isinstance(exc, (ValueError, FileNotFoundError))
+
+
+def explain(exc: BaseException, home: Path) -> str:
+    """One line for ``exc``; a disk error names the path and, below the home, ``TINYFW_HOME``."""
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        where = exc.filename or ""
+        under_home = str(where).startswith(str(home))
+        fix = (f"$TINYFW_HOME ({home}) must be a writable directory with free space: set TINYFW_HOME "
+               "(or home=) to one" if under_home else "free space there or write elsewhere")
+        return f"{type(exc).__name__}: cannot write {where or 'a file'} ({os.strerror(exc.errno)}): {fix}"
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _to_log_file(message: str) -> None:
+    """Write ``message`` (a traceback) to the run's log file only, not to the console."""
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.FileHandler):
+            h.emit(logging.makeLogRecord({"name": "tinyfw", "levelno": logging.ERROR, "levelname": "ERROR",
+                                          "msg": message}))
+
+
+def dev_objective(record: Dict[str, Any]) -> Optional[float]:
+    """The run's dev main metric (``metrics.dev[metrics.main_metric]``: stage=task, teacher),
+    what the Hydra entry returns, so an Optuna sweep (``hydra/sweeper=optuna``) optimises it.
+    None for failed runs and stages without one: the sweeper then marks the trial failed."""
+    m = record.get("metrics") or {}
+    value = (m.get("dev") or {}).get(m.get("main_metric") or "") if record.get("status") == "ok" else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def run_stage(cfg: DictConfig) -> Dict[str, Any]:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -63,27 +108,18 @@ def run_stage(cfg: DictConfig) -> Dict[str, Any]:
     set_seed(cfg.seed)
     home = paths.home(cfg.home)
     group = sweep_group(cfg)
-    tracker = tracking.start(cfg, run_dir, group, enabled=main)
-    ctx = stages.RunContext(run_dir=run_dir, home=home, tracker=tracker, is_main=main)
+    tracker: Optional[tracking.Tracker] = None
     t0 = time.time()
     stage_name = tracking._s(cfg.stage)
     try:
+        config.validate(cfg)
+        if stage_name not in NO_HOME_WRITES:
+            paths.check_writable(home)
+        tracker = tracking.start(cfg, run_dir, group, enabled=main)
+        ctx = stages.RunContext(run_dir=run_dir, home=home, tracker=tracker, is_main=main)
         res = stages.get(stage_name)(cfg, ctx)
     except BaseException as exc:  # record the failure, then let it propagate (or not, in sweeps)
-        res = stages.StageResult()
-        err = f"{type(exc).__name__}: {exc}"
-        record = result_record(
-            cfg, "failed", res, error=err, traceback=traceback.format_exc(),
-            wall_time_s=round(time.time() - t0, 2), group=group,
-        )
-        if main:
-            atomic_write_json(run_dir / "result.json", record)
-        tracker.summary({"status": "failed", "error": err})
-        tracker.finish(exit_code=1)
-        log.error("stage %s failed: %s (result.json in %s)", stage_name, err, run_dir)
-        if hc.mode == RunMode.MULTIRUN and isinstance(exc, Exception):
-            return record  # one failed job must not stop the sweep; the report shows it
-        raise
+        return _failed(cfg, exc, run_dir, home, tracker, group, stage_name, t0, main, hc.mode)
     record = result_record(cfg, "ok", res, wall_time_s=round(time.time() - t0, 2), group=group)
     if main:
         atomic_write_json(run_dir / "result.json", record)
@@ -91,6 +127,32 @@ def run_stage(cfg: DictConfig) -> Dict[str, Any]:
     tracker.summary({"status": "ok", **_flat(res.metrics)})
     tracker.finish()
     return record
+
+
+def _failed(cfg: DictConfig, exc: BaseException, run_dir: Path, home: Path, tracker: Any, group: str,
+            stage_name: str, t0: float, main: bool, mode: RunMode) -> Dict[str, Any]:
+    """Record a failed stage (result.json, wandb, log); re-raise it, or in a sweep return it.
+    A user error reaches the console as one line (SystemExit); its traceback stays in
+    result.json and the log file."""
+    err = explain(exc, home)
+    tb = traceback.format_exc()
+    record = result_record(cfg, "failed", stages.StageResult(), error=err, traceback=tb,
+                           wall_time_s=round(time.time() - t0, 2), group=group)
+    if main:
+        try:
+            atomic_write_json(run_dir / "result.json", record)
+        except OSError as write_exc:  # a full disk: say so rather than hide the first error
+            log.error("could not write %s: %s", run_dir / "result.json", write_exc)
+    if tracker is not None:
+        tracker.summary({"status": "failed", "error": err})
+        tracker.finish(exit_code=1)
+    log.error("stage %s failed: %s (result.json in %s)", stage_name, err, run_dir)
+    if mode == RunMode.MULTIRUN and isinstance(exc, Exception):
+        return record  # one failed job must not stop the sweep; the report shows it
+    if is_user_error(exc):
+        _to_log_file(tb)
+        raise SystemExit(1) from exc
+    raise exc
 
 
 def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:

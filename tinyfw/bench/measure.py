@@ -97,7 +97,7 @@ def time_interleaved(models: Sequence[torch.nn.Module], inputs: Sequence[Dict[st
     their ratios stay fair."""
     if repeats < 1 or warmup < 0 or rewarm < 0:
         raise ValueError(f"bench.repeats must be >= 1 and bench.warmup >= 0 (got {repeats}, {warmup})")
-    device = next(models[0].parameters()).device
+    device = next(iter(inputs[0].values())).device  # ONNX Runtime forms have no parameters
     sync: Callable[[], None] = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
                 else contextlib.nullcontext())

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from tinyfw import cache, paths
+from tinyfw.data import textfile
 
 log = logging.getLogger("tinyfw.data")
 
@@ -108,8 +109,19 @@ def load_corpus(
         where = f"hub dataset '{source}'"
     else:
         builder = _builder(files)
-        ds = load_dataset(builder, data_files=[str(f) for f in files], split="train", streaming=streaming,
-                          cache_dir=str(home / "cache" / "hf-datasets"))
+        for f in files:  # empty, not UTF-8, ...: named before datasets fails obscurely
+            try:
+                textfile.check(f, "corpus file")
+            except textfile.DataFileError as exc:
+                raise CorpusError(f"{exc} (corpus.source={source})") from None
+        try:
+            ds = load_dataset(builder, data_files=[str(f) for f in files], split="train", streaming=streaming,
+                              cache_dir=str(home / "cache" / "hf-datasets"))
+        except Exception as exc:  # noqa: BLE001 - name the file when the cause is known
+            known = textfile.explain_read_error(files, exc)
+            if known is None:
+                raise
+            raise CorpusError(f"{known} (corpus.source={source})") from exc
         where = f"corpus file(s) {', '.join(str(f) for f in files[:3])}{' ...' if len(files) > 3 else ''}"
     cols = list(ds.column_names or []) if ds.column_names is not None else None
     if cols is not None and text_column not in cols:

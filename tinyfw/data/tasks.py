@@ -37,6 +37,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from tinyfw.data import textfile
+
 log = logging.getLogger(__name__)
 
 GLUE_HUB = "nyu-mll/glue"
@@ -228,11 +230,20 @@ def _load_file(path: Path, split: str):
     if suffix == ".tsv":
         kwargs["quoting"] = 3  # csv.QUOTE_NONE: GLUE TSVs contain stray quotes
     try:
+        textfile.check(path, f"task file for split '{split}'")
+    except textfile.DataFileError as exc:
+        raise TaskDataError(str(exc)) from None
+    try:
         return load_dataset(SUFFIX_BUILDERS[suffix], data_files={split: str(path)}, split=split, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - an empty file makes the builders fail obscurely
-        if path.stat().st_size == 0 or "corresponds to no data" in str(exc):
+    except Exception as exc:  # noqa: BLE001 - the builders' own errors name no cause
+        known = textfile.explain_read_error([path], exc)
+        if known is not None:
+            raise TaskDataError(str(known)) from exc
+        if "corresponds to no data" in str(exc):
             raise TaskDataError(f"{path}: split '{split}' is empty") from exc
-        raise TaskDataError(f"{path}: could not be read as {SUFFIX_BUILDERS[suffix]}: {exc}") from exc
+        cause = exc.__cause__ or exc.__context__
+        why = f"{exc}" + (f" ({type(cause).__name__}: {cause})" if cause is not None else "")
+        raise TaskDataError(f"{path}: could not be read as {SUFFIX_BUILDERS[suffix]}: {why}") from exc
 
 
 def _from_files(files: Dict[str, str], text_columns, label_column, names, regression):
@@ -423,7 +434,7 @@ def predict_logits(model: Any, ds, collate: Collator, batch_size: int = 64, devi
     import torch
     from tqdm.auto import tqdm
 
-    device = device or next(model.parameters()).device
+    device = device or next((p.device for p in model.parameters()), torch.device("cpu"))  # ONNX: none
     lengths = np.array([len(x) for x in ds["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
     keep = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in ds.column_names]

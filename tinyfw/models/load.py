@@ -3,18 +3,27 @@ and random models built from a shape (materialised once in the cache, then loade
 so every stage goes through the same ``from_pretrained`` code path).
 
 Every model is loaded with ``attn_implementation="eager"`` (SDPA returns no attention
-scores) and missing/unexpected checkpoint keys fail loudly.
+scores) and missing/unexpected checkpoint keys fail loudly, except the pre-training heads of a
+BERT checkpoint as published (``cls.predictions.*``, ``cls.seq_relationship.*``) when the
+target class has no such head. A tokenizer given apart from its model is checked to be the
+model's (:func:`check_tokenizer`).
 """
 
 from __future__ import annotations
 
+import logging
 import string
 from pathlib import Path
-from typing import Any, Tuple, Type
+from typing import Any, List, Optional, Tuple, Type
 
 from transformers import AutoModel, BertConfig, BertModel, BertTokenizerFast, PreTrainedModel
 
 from tinyfw import cache, paths
+
+log = logging.getLogger(__name__)
+# heads of a pre-training checkpoint (BertForPreTraining: masked LM + next sentence) and the
+# pooler: unused by a target class without them, so their weights are expected leftovers
+PRETRAINING_HEADS = ("cls.predictions.", "cls.seq_relationship.", "pooler.", "bert.pooler.")
 
 # A small, deterministic WordPiece vocabulary for random models: every printable character
 # (so any text tokenises), its ##-continuation, and frequent English words.
@@ -90,18 +99,35 @@ def teacher_path(teacher_cfg: Any, home: Path) -> str:
     return paths.resolve_name_or_path(teacher_cfg.name_or_path, home)
 
 
+def unused_heads(model: Any, unexpected: List[str]) -> Tuple[List[str], List[str]]:
+    """Split a checkpoint's unexpected keys into (pre-training head keys ``model`` has no head
+    for: expected leftovers, the rest)."""
+    own = list(model.state_dict())
+    ignored, rest = [], []
+    for k in unexpected:
+        head = next((h for h in PRETRAINING_HEADS if k.startswith(h)), None)
+        unused = head is not None and not any(o.startswith(head) for o in own)
+        (ignored if unused else rest).append(k)
+    return ignored, rest
+
+
 def load_strict(cls: Type[PreTrainedModel], name_or_path: str, **kwargs: Any) -> PreTrainedModel:
     """``cls.from_pretrained`` with eager attention that fails on missing/unexpected keys.
 
     ``allow_new`` (a tuple of key prefixes) lists heads that may legitimately be new, e.g.
-    a classification head on top of a pre-trained encoder.
+    a classification head on top of a pre-trained encoder. A pre-training checkpoint's heads
+    that the target class does not have (``cls.*`` for a ``BertModel``) are ignored and logged.
     """
     allow_new = tuple(kwargs.pop("allow_new", ()))
     model, info = cls.from_pretrained(
         name_or_path, attn_implementation="eager", output_loading_info=True, **kwargs
     )
     missing = [k for k in info["missing_keys"] if not k.startswith(allow_new)]
-    unexpected = [k for k in info["unexpected_keys"] if not k.startswith("pooler.")]
+    ignored, unexpected = unused_heads(model, list(info["unexpected_keys"]))
+    heads = sorted({".".join(k.split(".")[:2]) for k in ignored if not k.startswith(("pooler.", "bert.pooler."))})
+    if heads:
+        log.info("%s: ignored the checkpoint's %s (%d keys), unused by %s", name_or_path, ", ".join(heads),
+                 len(ignored), type(model).__name__)
     mismatched = info.get("mismatched_keys") or []
     if missing or unexpected or mismatched:
         raise ValueError(
@@ -114,9 +140,53 @@ def load_strict(cls: Type[PreTrainedModel], name_or_path: str, **kwargs: Any) ->
 
 
 def load_teacher(teacher_cfg: Any, home: Path) -> Tuple[PreTrainedModel, Any]:
-    """The pre-trained teacher encoder (``BertModel``-like, eager attention) and tokenizer."""
+    """The pre-trained teacher encoder (``BertModel``-like, eager attention) and tokenizer,
+    checked to belong together."""
     path = teacher_path(teacher_cfg, home)
     model = load_strict(AutoModel, path)
     # a random model's directory already holds its tokenizer
     own = not teacher_cfg.tokenizer or teacher_cfg.name_or_path == "random"
-    return model, load_tokenizer(path if own else teacher_cfg.tokenizer, home)
+    tok = load_tokenizer(path if own else teacher_cfg.tokenizer, home)
+    check_tokenizer(tok, model.config, f"teacher {teacher_cfg.name_or_path}", path, own=own,
+                    fix="use the teacher's own tokenizer (teacher.tokenizer='')")
+    return model, tok
+
+
+SPECIAL = ("pad", "unk", "cls", "sep", "mask")
+
+
+def _own_tokenizer(model_dir: Optional[str]):
+    """The tokenizer saved in a local model directory, else None."""
+    if not model_dir or not Path(model_dir).is_dir():
+        return None
+    d = Path(model_dir)
+    if not any((d / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(d))
+
+
+def check_tokenizer(tok: Any, config: Any, what: str, model_dir: Optional[str] = None, own: bool = False,
+                    fix: str = "") -> None:
+    """Refuse a tokenizer that is not ``what``'s (before any training): its ids must fit the
+    model's vocabulary and its special-token ids the model's config; a tokenizer given apart
+    from the model (``own`` false) must also have the model's vocabulary size and, when
+    ``model_dir`` holds the model's own tokenizer, exactly that vocabulary (tokens and ids)."""
+    fix = fix or f"use {what}'s own tokenizer"
+    saved = None if own else _own_tokenizer(model_dir)
+    problems = []
+    if saved is not None and saved.get_vocab() != tok.get_vocab():
+        diff = sorted(set(saved.get_vocab().items()) ^ set(tok.get_vocab().items()), key=lambda kv: kv[1])
+        problems.append("its vocabulary differs from the one saved with the model"
+                        + (f" (e.g. {diff[0][0]!r} at id {diff[0][1]})" if diff else ""))
+    n, size = len(tok), int(config.vocab_size)
+    padded_ok = own or (saved is not None and len(saved) == n)  # a model may pad its vocabulary
+    if n > size or (n < size and not padded_ok):
+        problems.append(f"it has {n} tokens, the model's vocabulary {size}")
+    for name in SPECIAL:
+        want, got = getattr(config, f"{name}_token_id", None), getattr(tok, f"{name}_token_id", None)
+        if want is not None and got is not None and want != got:
+            problems.append(f"[{name.upper()}] is id {got}, the model's {want}")
+    if problems:
+        raise ValueError(f"the tokenizer is not {what}'s: {'; '.join(problems)}. {fix[0].upper() + fix[1:]}")

@@ -31,11 +31,13 @@ Sources (``load``):
   ``status`` in the summary. A log with no exit record is a failed (killed) run.
 * **``wandb:ENTITY/PROJECT/GROUP``**: the same fields from ``wandb.Api()`` (server + API key).
 
-Records of stages that produce no task results (report, pipeline, info) are skipped.
+Only ``stage=task`` records enter the table: runs of other stages (a teacher fine-tune, GD, a
+report ...) in the same directory are skipped and listed (``load(..., skipped=[])``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import subprocess
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 
 FLAGS = ("gd", "td", "da")
 OBJECTIVES = ("embd", "attn", "hidn", "pred")
-SKIP_STAGES = {"report", "pipeline", "info"}
+TASK_STAGE = "task"  # the only stage whose runs are ablation results
 # keys that define a table cell (not "other swept settings"); see RunRecord.extra_keys
 CELL_KEYS = {"seed", "gd", "td", "augment", "home", "stage"}
 CELL_PREFIXES = ("report.", "pipeline.", "logging.", "task.", "distill.weights.", "hydra.")
@@ -199,26 +201,33 @@ def _read_job(job: Path) -> RunRecord:
 
 
 def expected_jobs(root: Path) -> List[List[str]]:
-    """The per-job override lists the sweep in ``root/multirun.yaml`` expands to (job order)."""
+    """The per-job override lists the sweep in ``root/multirun.yaml`` expands to (job order:
+    the cartesian product of the sweep overrides, as Hydra's basic sweeper runs them)."""
     mr = root / "multirun.yaml"
     if not mr.exists():
         return []
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         hc = yaml.safe_load(mr.read_text())["hydra"]
         if (hc["sweep"]["subdir"] != "${hydra.job.num}"
                 or not str(hc["sweeper"]["_target_"]).endswith("BasicSweeper")):
-            return []  # job dirs are not named by job number: cannot tell which one never started
+            return []  # job dirs not named by job number, or a search (Optuna): no fixed job list
         params = hc["sweeper"].get("params") or {}
         task = list(hc["overrides"]["task"]) + [f"{k}={v}" for k, v in params.items()]
-        parsed = OverridesParser.create().parse_overrides(task)
-        batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+        choices: Dict[str, List[str]] = {}
+        for o in OverridesParser.create().parse_overrides(task):
+            key = o.get_key_element()
+            if o.is_sweep_override():
+                if not o.is_discrete_sweep():
+                    return []  # a range/interval: not a basic sweep
+                choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            else:
+                choices[key] = [f"{key}={o.get_value_element_as_str()}"]
     except Exception as exc:  # a custom sweeper syntax: fall back to the job dirs only
         log.warning("could not expand the sweep in %s (%s); reporting the job dirs only", mr, exc)
         return []
-    return [list(job) for batch in batches for job in batch]
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 def _apply_overrides(base: Dict[str, Any], overrides: List[str]) -> Dict[str, Any]:
@@ -372,8 +381,9 @@ def read_wandb_api(spec: str, api: Any = None) -> List[RunRecord]:
 # ---------------------------------------------------------------- entry
 
 
-def load(source: str) -> Tuple[List[RunRecord], str]:
-    """Records of ``source`` (kind: sweep | wandb-dir | wandb-api), report-stage runs dropped."""
+def load(source: str, skipped: Optional[List[RunRecord]] = None) -> Tuple[List[RunRecord], str]:
+    """Records of ``source`` (kind: sweep | wandb-dir | wandb-api): ``stage=task`` runs only;
+    runs of other stages go to ``skipped`` (when given) and the log."""
     if not source:
         raise ValueError("report.source is empty: pass report.source=SWEEP_DIR, a wandb dir, "
                          "or wandb:ENTITY/PROJECT/GROUP")
@@ -391,9 +401,13 @@ def load(source: str) -> Tuple[List[RunRecord], str]:
         else:
             raise ValueError(f"report.source={source}: found neither job dirs (result.json, "
                              ".hydra/) nor wandb run logs (run-*.wandb) in it")
-    kept = [r for r in records if r.stage not in SKIP_STAGES]
-    if len(kept) < len(records):
-        log.info("skipped %d run(s) of stages %s", len(records) - len(kept), sorted(SKIP_STAGES))
+    kept = [r for r in records if r.stage == TASK_STAGE]
+    other = [r for r in records if r.stage != TASK_STAGE]
+    if other:
+        log.info("skipped %d run(s) of other stages than task: %s", len(other),
+                 ", ".join(f"{r.name} ({r.stage})" for r in other))
+    if skipped is not None:
+        skipped.extend(other)
     if not kept:
         raise ValueError(f"report.source={source}: no task runs in it ({len(records)} run(s) of "
                          f"stages {sorted({r.stage for r in records})}); point it at a "

@@ -41,6 +41,7 @@ STAGES = {
     "report": "tinyfw.stages.report",
     "pipeline": "tinyfw.stages.pipeline",
     "bench": "tinyfw.stages.bench",
+    "export": "tinyfw.stages.export",
 }
 
 

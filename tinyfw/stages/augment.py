@@ -34,6 +34,7 @@ from tinyfw.stages import RunContext, StageResult
 log = logging.getLogger("tinyfw.augment")
 KIND = "augmented"
 NOT_IN_KEY = ("batch_size", "shard_size")
+BUILD_TIMINGS = ("seconds", "sentences_per_s", "resumed_shards", "rows_by_rank")  # the builder's, in stats.json
 
 
 def text_columns_of(ds, text_columns: Optional[Sequence[str]] = None) -> List[str]:
@@ -266,9 +267,13 @@ def _prepare(cfg: DictConfig, train_dataset, text_columns: Optional[Sequence[str
 
 
 def ensure_augmented_entry(cfg: DictConfig, home: Path, train_dataset, text_columns: Optional[Sequence[str]] = None,
-                           tracker: Any = None):
-    """(cache entry, hit) of the augmented ``train_dataset``, built when missing. In a
-    distributed run every process must call this: all ranks augment, rank 0 merges."""
+                           tracker: Any = None, info: Optional[Dict[str, Any]] = None):
+    """(cache entry, hit) of the augmented ``train_dataset``, built when missing; hit is also
+    true when another job built it while this one waited. ``info`` (a dict) receives
+    ``waited_s`` and ``resumed_shards``. In a distributed run every process must call this:
+    all ranks augment, rank 0 merges."""
+    info = info if info is not None else {}
+    info.update(waited_s=0.0, resumed_shards=0)
     ds, cols = _prepare(cfg, train_dataset, text_columns)
     parts = augment_cache_parts(cfg, home, ds, cols)
     entry = cache.entry(home, KIND, parts)
@@ -278,15 +283,22 @@ def ensure_augmented_entry(cfg: DictConfig, home: Path, train_dataset, text_colu
         from tinyfw.stages.mlm import ensure_mlm
 
         ensure_mlm(cfg, home, tracker)
-    work = home / "cache" / "augment-work" / cache.key_of(parts)
+    size, n_shards = _shards(cfg, ds)
+    # finished shards hold rows by shard size: work left with another size is not resumed
+    work = cache.work_dir(home, "augment", parts, {"augmenter.shard_size": size}, resume=cfg.resume)
     # shards left by an interrupted run, counted before any rank starts
-    resumed = sum((_shard_dir(work, i) / "stats.json").exists() for i in range(_shards(cfg, ds)[1]))
+    resumed = sum((_shard_dir(work, i) / "stats.json").exists() for i in range(n_shards))
+    if resumed and dist.rank() == 0:
+        log.info("augment: resuming an interrupted build, %d of %d shards already done (%s)", resumed, n_shards, work)
     # every rank of a distributed run augments its shards (prepare); rank 0 merges them
+    built: Dict[str, Any] = {}
     cache.ensure(home, KIND, parts, lambda tmp: build_augmented(cfg, home, ds, cols, work, tmp, tracker, resumed),
-                 prepare=lambda: augment_shards(cfg, home, ds, cols, work, tracker, dist.rank(), dist.world_size()))
+                 prepare=lambda: augment_shards(cfg, home, ds, cols, work, tracker, dist.rank(), dist.world_size()),
+                 info=built)
     if dist.rank() == 0:
         shutil.rmtree(work, ignore_errors=True)
-    return entry, False
+    info.update(waited_s=built["waited_s"], resumed_shards=resumed if built["built"] else 0)
+    return entry, not built["built"]
 
 
 def ensure_augmented(cfg: DictConfig, home: Path, train_dataset, text_columns: Optional[Sequence[str]] = None,
@@ -307,14 +319,24 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
     task = load_task(cfg.task, ctx.home)
     t0 = time.perf_counter()
-    entry, hit = ensure_augmented_entry(cfg, ctx.home, task.splits["train"], task.text_columns, ctx.tracker)
+    info: Dict[str, Any] = {}
+    entry, hit = ensure_augmented_entry(cfg, ctx.home, task.splits["train"], task.text_columns, ctx.tracker, info)
     stats = json.loads((entry / "stats.json").read_text())
     ds = load_from_disk(str(entry / "data"))
-    metrics = {**stats, "cache_hit": hit, "wall_s": round(time.perf_counter() - t0, 2), "task": task.name,
-               "text_columns": task.text_columns}
+    metrics = {**stats, "cache_hit": hit, "waited_s": info["waited_s"], "wall_s": round(time.perf_counter() - t0, 2),
+               "task": task.name, "text_columns": task.text_columns}
+    if hit:  # the build's timings are the builder's (an earlier or a concurrent job), not this run's
+        metrics["build"] = {k: metrics.pop(k) for k in BUILD_TIMINGS if k in metrics}
     if ctx.is_main:
         examples = [ds[i][task.text_columns[0]] for i in range(min(6, len(ds)))]
         atomic_write_json(ctx.run_dir / "examples.json", examples)
-        log.info("augmented %s: %d rows -> %d (%.1f sentences/s%s); %s", task.name, stats["inputs"],
-                 stats["outputs"], stats["sentences_per_s"], ", cache hit" if hit else "", entry)
+        if hit:
+            log.info("augmented %s: %d rows -> %d, cache hit%s; %s", task.name, stats["inputs"], stats["outputs"],
+                     f" after waiting {info['waited_s']:.1f} s for another job's build" if info["waited_s"] else "",
+                     entry)
+        else:
+            log.info("augmented %s: %d rows -> %d (%.1f sentences/s%s); %s", task.name, stats["inputs"],
+                     stats["outputs"], stats["sentences_per_s"],
+                     f", {stats['resumed_shards']} of {stats['shards']} shards resumed" if stats["resumed_shards"] else "",
+                     entry)
     return StageResult(metrics=metrics, outputs={"dataset": str(entry / "data")})

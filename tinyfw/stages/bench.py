@@ -8,7 +8,11 @@ sequence (analytic, cross-checked by torch's FLOP counter), median forward time 
 ``bench.batch_sizes`` for ``bench.seq_len`` tokens on ``bench.devices`` (default: the CPU, and
 the GPU when present; the models of a group take turns, ``bench.interleave``), speed-up and
 FLOPs ratio against the group's first model, and dev accuracy for classifier checkpoints.
-Writes ``bench.md`` (a Markdown table) in the run directory.
+``bench.export_dir`` (a ``stage=export`` run) adds a row per exported form (pruned PyTorch,
+ONNX Runtime fp32 and int8) beside its fp32 student and fine-tuned teacher; ``bench.onnx``
+adds ONNX Runtime fp32 / int8 rows of the paper TinyBERT4 shape (exported on the fly; ONNX
+Runtime forms are timed on the CPU only). Writes ``bench.md`` (a Markdown table) in the run
+directory.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import gc
 import logging
 import platform
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -25,7 +30,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 from transformers.utils import logging as hf_logging
 
-from tinyfw.bench import measure
+from tinyfw.bench import exported, measure
 from tinyfw.config import ShapeCfg
 from tinyfw.fsutil import atomic_write_text
 from tinyfw.models.load import bert_config, load_strict, teacher_path
@@ -48,6 +53,7 @@ class Entry:
     label: str  # table row
     group: str  # rows are compared with the first row of their group
     load: Callable[[], Tuple[Any, Any]]  # -> (model on CPU, tokenizer or None)
+    scored: bool = True  # dev accuracy when it is a classifier (random shapes: no)
 
 
 def _random(shape: Any, vocab: int, seed: int) -> Callable[[], Tuple[Any, Any]]:
@@ -77,28 +83,44 @@ def _from_path(path: str) -> Callable[[], Tuple[Any, Any]]:
     return load
 
 
-def entries(cfg: DictConfig, home: Path) -> List[Entry]:
-    """The models to measure, in table order."""
+def entries(cfg: DictConfig, home: Path, work: Path) -> List[Entry]:
+    """The models to measure, in table order (``work``: a scratch dir for on-the-fly ONNX files)."""
     b = cfg.bench
     out: List[Entry] = []
+    man = exported.read_manifest(b.export_dir) if b.export_dir else {}
     if b.config_models:
         from transformers import AutoConfig
 
         tpath = teacher_path(cfg.teacher, home)
-        vocab = AutoConfig.from_pretrained(tpath).vocab_size
-        out.append(Entry("teacher", f"teacher ({cfg.teacher.name_or_path})", "config", _from_path(tpath)))
-        if b.student_path:
-            out.append(Entry("student", f"student ({Path(b.student_path).name})", "config",
-                             _from_path(_existing(b.student_path, "bench.student_path"))))
+        if man.get("teacher_dir") and Path(man["teacher_dir"]).is_dir():  # the fine-tuned teacher: with accuracy
+            out.append(Entry("teacher", "teacher fp32 (fine-tuned)", "config", _from_path(man["teacher_dir"])))
         else:
+            out.append(Entry("teacher", f"teacher ({cfg.teacher.name_or_path})", "config", _from_path(tpath)))
+        student = b.student_path or man.get("student", "")
+        if student:
+            out.append(Entry("student", f"student fp32 ({Path(student).name})", "config",
+                             _from_path(_existing(student, "bench.student_path"))))
+        else:
+            vocab = AutoConfig.from_pretrained(tpath).vocab_size
             out.append(Entry("student", "student (random, cfg.student.shape)", "config",
                              _random(cfg.student.shape, vocab, cfg.seed)))
+    for key, form in (man.get("forms") or {}).items():
+        if key != "fp32":
+            load = exported.onnx_dir(form["path"]) if form["kind"] == "onnx" else _from_path(form["path"])
+            out.append(Entry(f"export_{key}", f"student {form['label']}", "config", load))
     for p in b.models:
         name = Path(p).name
         out.append(Entry(f"model_{name}", name, "config", _from_path(_existing(p, "bench.models"))))
     if b.paper_shapes:
         for key, label, shape in PAPER_SHAPES:
             out.append(Entry(key, label, "paper", _random(shape, PAPER_VOCAB, cfg.seed)))
+        if b.onnx:
+            shape = PAPER_SHAPES[1][2]  # TinyBERT4
+            vocab = (man.get("vocab") or {}).get("after") or PAPER_VOCAB
+            for int8, form in ((False, "ONNX Runtime fp32"), (True, "ONNX Runtime int8")):
+                out.append(Entry(f"paper_tinybert4_onnx{'_int8' if int8 else ''}",
+                                 f"TinyBERT4 (paper shape, vocab {vocab}) {form}", "paper",
+                                 exported.random_onnx(shape, vocab, cfg.seed, work, int8), scored=False))
     if not out:
         raise ValueError("nothing to benchmark: set bench.config_models=true, bench.paper_shapes=true "
                          "or list checkpoints in bench.models")
@@ -123,7 +145,7 @@ class DevScore:
         self.main = ""
 
     def __call__(self, label: str, model: Any, tok: Any) -> Optional[Dict[str, float]]:
-        if self.note or not hasattr(model, "classifier"):
+        if self.note or not (hasattr(model, "classifier") or getattr(model, "is_onnx", False)):
             return None
         if tok is None:
             log.warning("bench: %s has no tokenizer beside it; dev score skipped", label)
@@ -155,17 +177,20 @@ def describe(e: Entry, cfg: DictConfig) -> Tuple[Any, Any, Dict[str, Any]]:
     b = cfg.bench
     model, tok = e.load()
     model.eval()
-    model.set_attn_implementation(b.attn)
+    onnx = getattr(model, "is_onnx", False)  # an ONNX Runtime form: counts from its config
+    if not onnx:
+        model.set_attn_implementation(b.attn)
     c = model.config
     if c.max_position_embeddings < b.seq_len:
         raise ValueError(f"{e.label}: bench.seq_len={b.seq_len} exceeds its max_position_embeddings="
                          f"{c.max_position_embeddings}; lower bench.seq_len")
-    params = measure.param_counts(model)
-    has_pooler = getattr(model.base_model, "pooler", None) is not None
-    labels = c.num_labels if hasattr(model, "classifier") else 0
+    torch_model = exported.meta_model(c) if onnx else model
+    params = measure.param_counts(torch_model)
+    has_pooler = getattr(torch_model.base_model, "pooler", None) is not None
+    labels = c.num_labels if hasattr(torch_model, "classifier") else 0
     flops = measure.analytic_flops(c.num_hidden_layers, c.hidden_size, c.intermediate_size,
                                    b.seq_len, pooler=has_pooler, num_labels=labels)
-    size = measure.disk_size(model)
+    size = model.size_bytes() if onnx else measure.disk_size(model)
     rec: Dict[str, Any] = {
         "label": e.label, "group": e.group, "class": type(model).__name__,
         "shape": {"layers": c.num_hidden_layers, "hidden": c.hidden_size,
@@ -174,7 +199,7 @@ def describe(e: Entry, cfg: DictConfig) -> Tuple[Any, Any, Dict[str, Any]]:
         "params_non_embedding": params["non_embedding"],
         "size_bytes": size, "size_mb": size / 1e6,
         "flops_per_seq": flops,
-        "flops_counted": measure.counted_flops(model, b.seq_len, c.vocab_size),
+        "flops_counted": None if onnx else measure.counted_flops(model, b.seq_len, c.vocab_size),
         "accuracy": None, "devices": {},
     }
     return model, tok, rec
@@ -187,18 +212,19 @@ def measure_group(group: List[Entry], cfg: DictConfig, devices: List[torch.devic
     loaded = [describe(e, cfg) for e in tqdm(group, desc=f"bench {group[0].group}: load + size", unit="model")]
     dtype = _AUTOCAST[getattr(cfg.precision, "value", str(cfg.precision))]
     for d in devices:
-        for model, _, rec in loaded:
+        here = [(e, x) for e, x in zip(group, loaded) if d.type == "cpu" or not getattr(x[0], "is_onnx", False)]
+        for _, (model, _, rec) in here:  # ONNX Runtime forms run on the CPU only
             model.to(d)
             rec["devices"][d.type] = {}
         for bs in b.batch_sizes:
-            models = [m for m, _, _ in loaded]
+            models = [m for _, (m, _, _) in here]
             inputs = [measure.example_inputs(bs, b.seq_len, m.config.vocab_size, d) for m in models]
             load = measure.load_average()
             if b.interleave:
                 stats = measure.time_interleaved(models, inputs, b.repeats, b.warmup, dtype, rewarm=1)
             else:
                 stats = [measure.time_forward(m, x, b.repeats, b.warmup, dtype) for m, x in zip(models, inputs)]
-            for e, (_, _, rec), t in zip(group, loaded, stats):
+            for (e, (_, _, rec)), t in zip(here, stats):
                 t["ms_per_example"] = 1000 * t["median_s"] / bs
                 t["examples_per_s"] = bs / t["median_s"]
                 t["load_average_before"] = load
@@ -206,7 +232,7 @@ def measure_group(group: List[Entry], cfg: DictConfig, devices: List[torch.devic
                 log.info("bench %-28s %s b=%-3d %9.2f ms/batch (median)", e.label, d.type, bs, 1000 * t["median_s"])
     out: Dict[str, Dict[str, Any]] = {}
     for e, (model, tok, rec) in zip(group, loaded):
-        rec["dev"] = score(e.label, model, tok)  # every metric of the task, or None
+        rec["dev"] = score(e.label, model, tok) if e.scored else None  # every metric of the task, or None
         rec["accuracy"] = rec["dev"][score.main] if rec["dev"] else None  # the task's main metric
         out[e.key] = rec
     del loaded, model
@@ -265,13 +291,19 @@ def render(results: Dict[str, Dict[str, Any]], cfg: DictConfig, devices: List[to
         "(linear layers + attention matmuls + [CLS] head), the linear-only ratio in brackets",
         f"- accuracy: {acc_note or 'dev accuracy of classifier checkpoints'}",
     ]
+    if any(r["class"] == "OrtClassifier" for r in results.values()):
+        import onnxruntime
+
+        lines.append(f"- ONNX Runtime {onnxruntime.__version__} rows: CPU execution provider, graph optimisations "
+                     f"ORT_ENABLE_ALL, {torch.get_num_threads()} intra-op threads (as torch); int8 = dynamic "
+                     "quantization (quantize_dynamic); parameters and FLOPs from the model's config")
     for d in devices:
         lines += ["", f"## {device_name(d)}", "",
                   f"| model | layers×hidden (FFN, heads) | params M total / non-emb | size MB | GFLOPs/seq "
                   f"| latency ms/ex (b={lo}) | throughput ex/s (b={hi}) | s/example (b={hi}) "
                   f"| speed-up b={lo} / b={hi} | FLOPs ratio | accuracy (dev, ×100) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in results.values():
+        for r in (r for r in results.values() if d.type in r["devices"]):
             s, t = r["shape"], r["devices"][d.type]
             acc = "—" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}"
             lines.append(
@@ -292,8 +324,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
                          f"(got {list(b.batch_sizes)}, {b.seq_len})")
     if b.attn not in ("sdpa", "eager"):
         raise ValueError(f"bench.attn must be 'sdpa' or 'eager' (got '{b.attn}')")
+    if b.onnx and b.paper_shapes:
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None:
+            raise ImportError("bench.onnx needs ONNX Runtime and onnxscript: pip install '.[export]' (or bench.onnx=false)")
     devices = bench_devices(b.devices)
-    todo = entries(cfg, ctx.home)
+    work = tempfile.TemporaryDirectory(prefix="tinyfw-bench-onnx-")  # on-the-fly ONNX files
+    todo = entries(cfg, ctx.home, Path(work.name))
     score = DevScore(cfg.task, ctx.home, b.accuracy)
     load = {"before": measure.load_average()}
     results: Dict[str, Dict[str, Any]] = {}
@@ -303,6 +341,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         for group in dict.fromkeys(e.group for e in todo):
             results.update(measure_group([e for e in todo if e.group == group], cfg, devices, score))
     finally:
+        work.cleanup()
         if bars:
             hf_logging.enable_progress_bar()
     load["after"] = measure.load_average()

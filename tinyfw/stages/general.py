@@ -116,10 +116,11 @@ def _n_params(model: torch.nn.Module) -> Dict[str, int]:
 def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -> Tuple[Dict[str, Any], Path]:
     """Run GD into ``out_dir`` (student/, projections.pt, checkpoints/); returns (metrics, student dir).
     Every process of a distributed run calls it; only the main one writes the outputs."""
+    from tinyfw import fingerprint
     from tinyfw.data.collate import PadCollate
     from tinyfw.data.corpus import load_corpus, segment_stats, source_identity, tokenize_and_segment
     from tinyfw.distill.objective import Distiller
-    from tinyfw.models.load import load_teacher
+    from tinyfw.models.load import check_tokenizer, load_teacher
     from tinyfw.models.student import build_student, layer_mapping, student_config, validate_pair
     from tinyfw.train.loop import fit, make_accelerator
 
@@ -131,12 +132,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     # 1. teacher + cheap validation before anything heavy
     teacher, tok = load_teacher(cfg.teacher, home)
     teacher.eval().requires_grad_(False)
-    tcfg = teacher.config
-    if len(tok) > tcfg.vocab_size:
-        raise ValueError(
-            f"the tokenizer has {len(tok)} tokens but the teacher's vocabulary has {tcfg.vocab_size}: "
-            "use the teacher's own tokenizer (teacher.tokenizer='')"
-        )
+    tcfg = teacher.config  # load_teacher checked that the tokenizer is the teacher's
     shape = cfg.student.shape
     mapping = layer_mapping(plain(cfg.student.layer_map), shape.num_layers, tcfg.num_hidden_layers)
     validate_pair(student_config(shape, tcfg), tcfg, mapping, weights["attn"])
@@ -144,6 +140,8 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     torch.manual_seed(cfg.general.seed)
     student = build_student(shape, teacher, str(cfg.student.init), mapping)
     validate_pair(student.config, tcfg, mapping, weights["attn"])
+    if os.path.isdir(str(cfg.student.init)):  # a checkpoint: it must know the teacher's tokenizer too
+        check_tokenizer(tok, student.config, f"student.init={cfg.student.init}", str(cfg.student.init))
     distiller = Distiller(shape.hidden_size, tcfg.hidden_size, mapping, {**weights, "pred": 0.0},
                           share_projection=cfg.distill.share_projection, attn_mode=cfg.distill.attn_mode,
                           temperature=cfg.distill.temperature, layer_reduction=cfg.distill.layer_reduction)
@@ -168,7 +166,8 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     # 4. train
     res = fit({"student": student, "distiller": distiller}, loss_fn, train_ds, collate, cfg.general.train,
               precision=cfg.precision, out_dir=out_dir, tracker=tracker, seed=cfg.general.seed,
-              frozen={"teacher": teacher}, evaluate=evaluate, desc="GD", accelerator=acc)
+              frozen={"teacher": teacher}, evaluate=evaluate, desc="GD", accelerator=acc,
+              fingerprint=fingerprint.for_gd(cfg, home), resume=cfg.resume)
     # 5. outputs (main process only)
     student_dir = out_dir / "student"
     if acc.is_main_process:

@@ -74,11 +74,13 @@ def load_as_masked_lm(path: str):
     head may be new. Returns (model, new head keys)."""
     from transformers import AutoConfig, AutoModelForMaskedLM
 
+    from tinyfw.models.load import unused_heads
+
     config = AutoConfig.from_pretrained(path)
     config.tie_word_embeddings = True
     model, info = AutoModelForMaskedLM.from_pretrained(path, config=config, output_loading_info=True)
     missing = [k for k in info["missing_keys"] if not k.startswith(HEAD_PREFIXES)]
-    unexpected = [k for k in info["unexpected_keys"] if not k.startswith(("pooler.", "bert.pooler."))]
+    _, unexpected = unused_heads(model, list(info["unexpected_keys"]))  # e.g. a next-sentence head
     if missing or unexpected:
         raise ValueError(f"{path} does not load as a masked LM: missing {missing[:6]}, unexpected {unexpected[:6]}")
     out, emb = model.get_output_embeddings(), model.get_input_embeddings()
@@ -162,7 +164,9 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     """Adapt the base encoder into a masked LM in ``out_dir`` (mlm/, checkpoints/)."""
     from transformers import DataCollatorForLanguageModeling
 
+    from tinyfw import fingerprint
     from tinyfw.data.corpus import load_corpus, segment_stats, source_identity, tokenize_and_segment
+    from tinyfw.models.load import check_tokenizer
     from tinyfw.train.loop import fit, make_accelerator
 
     out_dir = Path(out_dir)
@@ -171,8 +175,7 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
         raise ValueError(f"the tokenizer of {path} has no [MASK] token; a masked LM needs one")
     torch.manual_seed(cfg.mlm.seed)
     model, new_keys = load_as_masked_lm(path)
-    if len(tok) > model.config.vocab_size:
-        raise ValueError(f"tokenizer has {len(tok)} tokens but {path} has a vocabulary of {model.config.vocab_size}")
+    check_tokenizer(tok, model.config, f"masked-LM base {path}", path)
     precision = _precision(cfg)
     acc = make_accelerator(precision)
     c = cfg.corpus
@@ -194,7 +197,8 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     log.info("MLM held-out before: %s (new head weights: %s)", before, new_keys)
     model.train()
     res = fit({"mlm": MaskedPositionsLoss(model)}, loss_fn, train_ds, collate, cfg.mlm.train, precision=precision, out_dir=out_dir,
-              tracker=tracker, seed=cfg.mlm.seed, desc="MLM", accelerator=acc)
+              tracker=tracker, seed=cfg.mlm.seed, desc="MLM", accelerator=acc,
+              fingerprint=fingerprint.for_mlm(cfg, home), resume=cfg.resume)
     after = whole_word_eval(model, tok, held, n_eval, seed=cfg.mlm.seed)
     log.info("MLM held-out after: %s", after)
     model_dir = out_dir / "mlm"

@@ -10,19 +10,23 @@ Options: ``report.metric`` ("" = the test split's main metric when every run has
 dev's; ``dev`` / ``test``; or an exact ``split/name`` such as ``dev/f1``), ``report.percent``
 (x100, default on), ``report.digits``. The run-record schema it reads is documented in
 ``tinyfw/report/records.py``; the table's rows and cells in ``tinyfw/report/table.py``.
-Metrics: rows, runs_ok, runs_failed, runs_missing, runs_collapsed.
+Only ``stage=task`` runs are reported; runs of other stages in the source (a teacher
+fine-tune, GD, ...) are listed under "Skipped runs". A search sweep (``hydra/sweeper=optuna_dev``
+/ ``optuna``) adds its trials, best dev main metric first (``tinyfw/report/search.py``).
+Metrics: rows, runs_ok, runs_failed, runs_missing, runs_collapsed, runs_skipped (+ search:
+trials, best_run, best_value, best_params).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig
 
 from tinyfw.fsutil import atomic_write_text
-from tinyfw.report import plot, records, table
+from tinyfw.report import plot, records, search, table
 from tinyfw.stages import RunContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,8 @@ def shown(source: str) -> str:
 
 
 def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: str,
-             notes: Sequence[str] = ()) -> str:
+             notes: Sequence[str] = (), skipped: Sequence[records.RunRecord] = (),
+             found: Optional[search.Search] = None, digits: int = 1) -> str:
     n = tab.runs_ok + tab.runs_failed + tab.runs_missing + tab.runs_collapsed
     lines = [
         "# Ablation report",
@@ -79,6 +84,8 @@ def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: 
             diff,
             "",
         ]
+    if found is not None:
+        lines += ["## Hyper-parameter search", "", found.markdown(percent, digits), ""]
     lines += [
         "## Failed, missing and collapsed runs",
         "",
@@ -93,6 +100,9 @@ def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: 
                          f"{p.seed if p.seed is not None else '?'}): **{p.status}** — {err} (`{p.path}`)")
     else:
         lines.append("None.")
+    if skipped:
+        lines += ["", "## Skipped runs (not stage=task)", ""]
+        lines += [f"- run `{r.name}`: stage {r.stage}, {r.status} (`{r.path}`)" for r in skipped]
     lines += [
         "",
         "## For comparison: the paper (TinyBERT4, Jiao et al. 2019, dev sets)",
@@ -114,8 +124,10 @@ def log_to_wandb(run: Any, tab: table.Table, png: Path) -> None:
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     rc = cfg.report
     out = Path(rc.out).expanduser() if rc.out else ctx.run_dir
-    recs, kind = records.load(rc.source)
+    skipped: List[records.RunRecord] = []
+    recs, kind = records.load(rc.source, skipped)
     tab = table.build(recs, metric=rc.metric, percent=rc.percent, digits=rc.digits)
+    found = search.read(Path(rc.source).expanduser(), recs) if kind == "sweep" else None
     out.mkdir(parents=True, exist_ok=True)
     files: Dict[str, str] = {
         "markdown": str(out / "report.md"),
@@ -125,14 +137,20 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     plot.save(tab, Path(files["png"]), title=chart_title(tab, rc.source, rc.percent))
     atomic_write_text(files["csv"], tab.frame().to_csv(index=False))
     atomic_write_text(files["markdown"], markdown(tab, rc.source, kind, rc.percent, "report.png",
-                                                  table.budget_notes(recs)))
+                                                  table.budget_notes(recs), skipped, found, rc.digits))
     print(tab.markdown())
+    if found is not None:
+        print("\n" + found.markdown(rc.percent, rc.digits))
     if tab.problems:
         print(f"\n{len(tab.problems)} failed/missing/collapsed run(s): see {files['markdown']}")
+    if skipped:
+        print(f"\nskipped {len(skipped)} run(s) of other stages: "
+              + ", ".join(f"{r.name} ({r.stage})" for r in skipped))
     if ctx.tracker.run is not None:
         log_to_wandb(ctx.tracker.run, tab, Path(files["png"]))
     return StageResult(
         metrics={"rows": len(tab.rows), "runs_ok": tab.runs_ok, "runs_failed": tab.runs_failed,
-                 "runs_missing": tab.runs_missing, "runs_collapsed": tab.runs_collapsed},
+                 "runs_missing": tab.runs_missing, "runs_collapsed": tab.runs_collapsed,
+                 "runs_skipped": len(skipped), **({"search": found.metrics()} if found else {})},
         outputs=files,
     )

@@ -37,7 +37,12 @@ result.json ``metrics`` (read by ``stage=report``)::
      "size_ratio": {"params", "non_embedding_params"} (teacher / student),
      "inference": {"student_examples_per_s", "teacher_examples_per_s", "speedup"} (dev set),
      "steps": {"step1": n, "step2": n} | {"finetune": n}, "best_step": n,
-     "train_examples": n, "teacher_logits": {"cached": bool, "computed": n},
+     "train_examples": n (distinct rows), "budget": "steps" | "epochs",
+     "examples_seen": {phase: n}, "passes": {phase: examples_seen / train_examples},
+     "teacher_logits": {"cached": bool, "computed": n},
+     "projections": {"source", "loaded", "fresh", "reason"} (step 1 from the GD projections),
+     "step1": {"cached": bool, "entry": path, "final": {...}} (cache/td-step1),
+     "health": {"collapsed", "reasons", ...}, "collapsed": bool, "dev_curve": [{"step", metric}],
      "init": "gd:<path>" | "random" | "teacher_layers", "wall_time_s": s}
 
 Values are fractions (accuracy 0.91, not 91). Flags gd/td/da sit in result.json ``flags``.
@@ -51,14 +56,15 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from tinyfw import cache
+from tinyfw import cache, fingerprint
 from tinyfw.config import plain
 from tinyfw.data.tasks import Collator, TaskData, encode_splits, evaluate, load_task, predict_logits, tokenize
+from tinyfw.models.load import check_tokenizer
 from tinyfw.stages import RunContext, StageResult
 from tinyfw.stages.teacher import (
     ensure_teacher, evaluate_all, head_kwargs, load_classifier, teacher_metrics, teacher_tokenizer,
@@ -309,12 +315,21 @@ def cap_examples(ds, cap: int, seed: int):
     return ds.select(np.sort(pick).tolist())
 
 
-def phase_budgets(td: DictConfig) -> Dict[str, Any]:
-    """Each phase's train settings under ``task_distill.budget``: ``steps`` keeps ``max_steps``
-    (which must be set), ``epochs`` drops it so ``epochs`` counts. Checked before any work."""
+def soft_entropy(logits: np.ndarray, temperature: float) -> float:
+    """Mean entropy of softmax(logits / T) over rows: the soft cross-entropy's lower bound."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(-1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    return float(-(p * np.log(np.clip(p, 1e-12, None))).sum(-1).mean())
+
+
+def phase_budgets(td: DictConfig, names: Sequence[str] = ("step1", "step2", "finetune")) -> Dict[str, Any]:
+    """The train settings of the phases ``names`` under ``task_distill.budget``: ``steps`` keeps
+    ``max_steps`` (which must be set), ``epochs`` drops it so ``epochs`` counts. Checked before
+    any work."""
     budget = str(td.budget)
     out = {}
-    for name in ("step1", "step2", "finetune"):
+    for name in names:
         tc = td[name]
         if budget == "steps" and tc.max_steps <= 0:
             raise ValueError(f"task_distill.budget=steps needs task_distill.{name}.max_steps > 0 (it is "
@@ -349,7 +364,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
     t_start = time.time()
     home, td = ctx.home, cfg.task_distill
-    phases = phase_budgets(td)
+    phases = phase_budgets(td, ("step1", "step2") if _on(cfg.td) else ("finetune",))
     task = load_task(cfg.task, home)
     teacher_dir = ensure_teacher(cfg, home, ctx.tracker, ctx.run_dir / "teacher_ft")
     if (teacher_dir / "tokenizer_config.json").exists():  # fine-tuned teachers carry their tokenizer
@@ -361,6 +376,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
         tok = teacher_tokenizer(cfg, home, teacher_path(cfg.teacher, home))
     teacher = load_classifier(str(teacher_dir), task)
+    check_tokenizer(tok, teacher.config, f"teacher {teacher_dir}", str(teacher_dir))
     collate = Collator(tok.pad_token_id, regression=task.regression)
     bs_eval = td.eval_batch_size
     enc = encode_splits(task, tok, cfg.task.max_seq_len, task.eval_splits)
@@ -383,6 +399,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
     set_seed(cfg.seed)
     student, mapping, init = build_classifier(cfg, home, teacher, task, ctx.tracker)
+    check_tokenizer(tok, student.config, f"student {init}", init[3:] if init.startswith("gd:") else None,
+                    fix="start from a student distilled with this teacher's tokenizer")
     w = {k: float(v) for k, v in OmegaConf.to_container(cfg.distill.weights).items()}
     validate_pair(student.config, teacher.config, mapping, w.get("attn", 0.0))
 
@@ -395,12 +413,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
     precision = td.precision if td.precision is not None else cfg.precision  # TD's own, else global
     common = dict(precision=str(precision), tracker=ctx.tracker, seed=cfg.seed,
-                  group_by_length=bool(td.group_by_length))
+                  group_by_length=bool(td.group_by_length),
+                  fingerprint=fingerprint.for_task(cfg, home), resume=cfg.resume)
     steps: Dict[str, int] = {}
     seen: Dict[str, int] = {}
     logits_info: Dict[str, Any] = {}
     proj_info: Dict[str, Any] = {}
     step1_info: Dict[str, Any] = {}
+    loss_floor = 0.0
     best_step = None
     if _on(cfg.td):
         inter = {k: w.get(k, 0.0) for k in ("embd", "attn", "hidn")}
@@ -431,6 +451,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
             logits, cached = teacher_logits(teacher, teacher_dir, enc_train, collate, home, bs_eval)
             logits_info = {"cached": cached, "computed": 0 if cached else len(enc_train)}
             train2 = enc_train.add_column("t_logits", [row.tolist() for row in logits])
+            if not task.regression:  # the soft targets' entropy: the lowest step-2 loss possible
+                loss_floor = soft_entropy(logits, float(cfg.distill.temperature))
         log.info("TD step 2 (prediction layer, pred weight %s, T=%s)", w.get("pred", 0.0), cfg.distill.temperature)
         r2 = fit({"student": student}, make_step2_loss(w.get("pred", 0.0), cfg.distill.temperature, task.regression),
                  train2, collate, phases["step2"], out_dir=ctx.run_dir / "step2", evaluate=dev_eval, desc="TD step 2",
@@ -452,7 +474,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         s_metrics = evaluate_all(student, task, enc, collate, bs_eval)
         loss_key = "pred" if any("pred" in h for h in last_phase.history) else "loss"
         health = check_health(predict_logits(student, dev, collate, bs_eval), task.regression, task.num_labels,
-                              [h[loss_key] for h in last_phase.history if loss_key in h])
+                              [h[loss_key] for h in last_phase.history if loss_key in h], loss_floor)
         speed_s = _throughput(student, dev, collate, bs_eval)
         speed_t = _throughput(teacher, dev, collate, bs_eval)
     if health["collapsed"]:
@@ -486,6 +508,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         "projections": proj_info,
         "step1": step1_info,
         "health": health,
+        "dev_curve": [{k: v for k, v in e.items() if k == "step" or k == task.main_metric} for e in last_phase.evals],
         "collapsed": health["collapsed"],
         "init": init,
     }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -62,7 +63,34 @@ def load_classifier(path: str, task: Optional[TaskData] = None, new_head: bool =
     if task is not None and model.config.num_labels != task.num_labels:
         raise ValueError(f"{path} has {model.config.num_labels} outputs but task '{task.name}' needs "
                          f"{task.num_labels}; fine-tune a teacher for this task (stage=teacher)")
+    if task is not None and not new_head:
+        check_label_names(model.config, task, path)
     return model
+
+
+def _label(name: Any) -> str:
+    return str(name).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def check_label_names(config: Any, task: TaskData, path: str) -> None:
+    """Refuse a classifier whose ``id2label`` names other classes, or the task's in another order
+    (the reference code's MNLI trap: outputs read as the wrong classes). Generic names
+    (``LABEL_0`` ...) cannot be checked and are only logged."""
+    if task.regression:
+        return
+    names = [str((config.id2label or {}).get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
+    if all(re.fullmatch(r"LABEL_\d+", n) for n in names):
+        log.warning("%s names no labels (id2label %s): cannot check its output order against task '%s' %s",
+                    path, names, task.name, task.label_names)
+        return
+    if [_label(n) for n in names] == [_label(n) for n in task.label_names]:
+        return
+    same = sorted(map(_label, names)) == sorted(map(_label, task.label_names))
+    raise ValueError(
+        f"{path} labels its outputs {names} but task '{task.name}' has {task.label_names}"
+        f"{' (the same labels in another order)' if same else ''}: its predictions would be read as the wrong "
+        f"classes. Use a teacher fine-tuned with the task's label order (teacher_ft.path='' fine-tunes one)"
+        f"{', or declare the task with task.labels=[' + ','.join(names) + ']' if same else ''}")
 
 
 def evaluate_all(model: Any, task: TaskData, enc: Dict[str, Any], collate: Collator,
@@ -75,11 +103,17 @@ def evaluate_all(model: Any, task: TaskData, enc: Dict[str, Any], collate: Colla
     return out
 
 
-def teacher_tokenizer(cfg: DictConfig, home: Path, path: str):
-    from tinyfw.models.load import load_tokenizer
+def teacher_tokenizer(cfg: DictConfig, home: Path, path: str, config: Any = None):
+    """The teacher's tokenizer (``teacher.tokenizer``, else the one at ``path``); with the
+    model's ``config``, checked to be that model's (:func:`tinyfw.models.load.check_tokenizer`)."""
+    from tinyfw.models.load import check_tokenizer, load_tokenizer
 
     own = not cfg.teacher.tokenizer or cfg.teacher.name_or_path == "random"
-    return load_tokenizer(path if own else cfg.teacher.tokenizer, home)
+    tok = load_tokenizer(path if own else cfg.teacher.tokenizer, home)
+    if config is not None:
+        check_tokenizer(tok, config, f"teacher {path}", path, own=own,
+                        fix="use the teacher's own tokenizer (teacher.tokenizer='')")
+    return tok
 
 
 def teacher_identity(cfg: DictConfig) -> Dict[str, Any]:
@@ -105,15 +139,16 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     import torch
     from transformers import set_seed
 
+    from tinyfw import fingerprint
     from tinyfw.models.card import param_counts, write_card
     from tinyfw.models.load import teacher_path
     from tinyfw.train.loop import fit
 
     task = load_task(cfg.task, home)
     base = teacher_path(cfg.teacher, home)
-    tok = teacher_tokenizer(cfg, home, base)
     set_seed(cfg.teacher_ft.seed)
     model = load_classifier(base, task, new_head=True)
+    tok = teacher_tokenizer(cfg, home, base, model.config)
     enc = encode_splits(task, tok, cfg.task.max_seq_len)
     collate = Collator(tok.pad_token_id, regression=task.regression)
     bs = cfg.task_distill.eval_batch_size
@@ -129,7 +164,8 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     log.info("fine-tuning teacher %s on %s (%d examples)", base, task.name, len(enc["train"]))
     res = fit({"model": model}, loss_fn, enc["train"], collate, cfg.teacher_ft.train, precision=str(cfg.precision),
               out_dir=work_dir, tracker=tracker, seed=cfg.teacher_ft.seed, evaluate=dev_eval, desc="teacher",
-              eval_key=task.main_metric, restore_best=True, keep_checkpoints=1, log_prefix="teacher/")
+              eval_key=task.main_metric, restore_best=True, keep_checkpoints=1, log_prefix="teacher/",
+              fingerprint=fingerprint.for_teacher(cfg), resume=cfg.resume)
     model.eval()
     with torch.no_grad():
         metrics: Dict[str, Any] = evaluate_all(model, task, enc, collate, bs)
@@ -154,11 +190,19 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     return metrics
 
 
-def ensure_teacher(cfg: DictConfig, home: Path, tracker: Any = None, work_dir: Optional[Path] = None) -> Path:
+def ensure_teacher(cfg: DictConfig, home: Path, tracker: Any = None, work_dir: Optional[Path] = None,
+                   info: Optional[Dict[str, Any]] = None) -> Path:
     """The fine-tuned teacher for ``cfg.task``: ``teacher_ft.path`` when set, else the cache
-    entry (fine-tuned now when missing; ``work_dir`` holds the loop's checkpoints meanwhile)."""
+    entry (fine-tuned now when missing; ``work_dir`` holds the loop's checkpoints meanwhile).
+    ``info`` receives ``built`` and ``waited_s`` (see :func:`tinyfw.cache.ensure`)."""
     if cfg.teacher_ft.path:
-        return Path(paths.resolve_name_or_path(cfg.teacher_ft.path, home))
+        if info is not None:
+            info.update(built=False, waited_s=0.0)
+        try:
+            return Path(paths.resolve_name_or_path(cfg.teacher_ft.path, home, key="teacher_ft.path"))
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{exc}: point it at a fine-tuned teacher (an HF directory with its "
+                                    "classification head), or leave it empty to fine-tune one") from None
 
     key = cache_key(cfg)
     wd = work_dir or home / "cache" / "teacher-work" / cache.key_of(key)
@@ -172,7 +216,7 @@ def ensure_teacher(cfg: DictConfig, home: Path, tracker: Any = None, work_dir: O
         shutil.rmtree(wd / "model", ignore_errors=True)
         shutil.rmtree(wd / "checkpoints", ignore_errors=True)  # kept on failure: a re-run resumes
 
-    return cache.ensure(home, "teacher", key, build, prepare=prepare)
+    return cache.ensure(home, "teacher", key, build, prepare=prepare, info=info)
 
 
 def teacher_metrics(path: Path) -> Dict[str, Any]:
@@ -181,15 +225,15 @@ def teacher_metrics(path: Path) -> Dict[str, Any]:
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
-    existed = cache.entry(ctx.home, "teacher", cache_key(cfg)).exists() or bool(cfg.teacher_ft.path)
-    path = ensure_teacher(cfg, ctx.home, ctx.tracker, ctx.run_dir / "teacher_ft")
+    info: Dict[str, Any] = {}
+    path = ensure_teacher(cfg, ctx.home, ctx.tracker, ctx.run_dir / "teacher_ft", info)
     metrics = teacher_metrics(path)
     if not metrics:  # an external teacher (teacher_ft.path): evaluate it here
         import torch
 
         task = load_task(cfg.task, ctx.home)
-        tok = teacher_tokenizer(cfg, ctx.home, str(path))
         model = load_classifier(str(path), task)
+        tok = teacher_tokenizer(cfg, ctx.home, str(path), model.config)
         with torch.no_grad():
             metrics = evaluate_all(model, task, encode_splits(task, tok, cfg.task.max_seq_len),
                                    Collator(tok.pad_token_id, task.regression), cfg.task_distill.eval_batch_size)
@@ -197,4 +241,6 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     for split in ("dev", "test"):
         if split in metrics:
             log.info("teacher %s: %s", split, metrics[split])
-    return StageResult(metrics={**metrics, "cached": existed}, outputs={"teacher": str(path)})
+    # cached: fine-tuned earlier, or by another job while this one waited (waited_s)
+    return StageResult(metrics={**metrics, "cached": not info["built"], "waited_s": info["waited_s"]},
+                       outputs={"teacher": str(path)})

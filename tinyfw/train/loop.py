@@ -42,20 +42,26 @@ Contract:
   ``epochs`` (may be fractional) or ``max_steps`` (>0 wins; counts optimizer steps),
   ``log_every``, ``save_every`` (0: checkpoint only at the end), ``eval_every`` (0: evaluate
   only at the end), ``num_workers``, ``grad_checkpointing``.
-- Checkpoints: ``out_dir/checkpoints/step-N`` (``accelerator.save_state``: trainable
-  modules, optimizer, scheduler, RNG of every process; plus ``trainer_state.json``: epoch,
-  batches consumed, history). Written to ``step-N.tmp`` and renamed; the last
+- Checkpoints (``tinyfw.train.checkpoint``): ``out_dir/checkpoints/step-N``
+  (``accelerator.save_state``: trainable modules, optimizer, scheduler, RNG of every process;
+  ``trainer_state.json``: epoch, batches consumed, history, evals, ``fingerprint``; with
+  ``restore_best`` the best weights so far). Written to ``step-N.tmp`` and renamed; the last
   ``keep_checkpoints`` are kept. When ``out_dir/checkpoints`` holds one, ``fit`` resumes from
   the latest: a killed run restarted with the same arguments ends where an uninterrupted
-  run ends (same parameters, same loss history). A finished run's final checkpoint makes a
-  re-run return at once.
+  run ends (same parameters, same loss history, same restored best weights). A finished
+  run's final checkpoint makes a re-run return at once. ``fingerprint`` (a JSON-able dict of
+  what defines the training, chosen by the caller) is stored with each checkpoint; resuming
+  with another one raises :class:`~tinyfw.train.checkpoint.ResumeError` naming the differing
+  keys, and so does a checkpoint whose tensors do not fit the model. ``resume=False``
+  discards existing checkpoints and trains from scratch.
 - Rank 0 alone logs (tracker, progress bar) and writes checkpoints; every rank returns the
   same ``FitResult``. ``ACCELERATE_USE_CPU=true`` (or ``cpu=True``) keeps ``torchrun`` on
   CPU with gloo.
 - ``evaluate(modules) -> dict`` runs before the first step (step 0, so a run that never
   leaves its starting point shows it), every ``eval_every`` steps and at the end (its
   metrics go to the tracker as ``eval/<name>``); ``eval_key`` + ``eval_mode`` pick the best,
-  and ``restore_best=True`` reloads the best trainable weights at the end.
+  and ``restore_best=True`` reloads the best trainable weights at the end (kept with each
+  checkpoint, so a resumed or re-run job restores the same ones).
 - ``group_by_length``: map-style batches of similar length (``input_ids``), in random order.
 - ``accelerator``: optional, a fresh one per ``fit`` (``make_accelerator(precision)``), for
   callers that need the rank before training (e.g. to shard a streaming corpus).
@@ -64,11 +70,9 @@ Contract:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,10 +81,12 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 import torch
 from torch import nn
 
+from tinyfw.fingerprint import normalise
+from tinyfw.train import checkpoint
+
 log = logging.getLogger("tinyfw.train")
 
 LossFn = Callable[[Dict[str, nn.Module], Any], Tuple[torch.Tensor, Mapping[str, float]]]
-STATE_FILE = "trainer_state.json"
 
 
 @dataclass
@@ -256,16 +262,6 @@ def _epoch_iter(dataset: Any, batches: Optional[_Batches], epoch: int, skip: int
     yield from it
 
 
-def _checkpoints(ckpt_root: Path) -> List[Tuple[int, Path]]:
-    if not ckpt_root.is_dir():
-        return []
-    out = []
-    for p in ckpt_root.iterdir():
-        if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit() and (p / STATE_FILE).exists():
-            out.append((int(p.name[5:]), p))
-    return sorted(out)
-
-
 def _state_of(modules: Dict[str, nn.Module]) -> Dict[str, Dict[str, torch.Tensor]]:
     return {k: {n: t.detach().to("cpu", copy=True) for n, t in m.state_dict().items()} for k, m in modules.items()}
 
@@ -291,11 +287,18 @@ def fit(
     shuffle: bool = True,
     log_prefix: str = "",
     group_by_length: bool = False,
+    fingerprint: Optional[Mapping[str, Any]] = None,
+    resume: bool = True,
 ) -> FitResult:
     """Train ``trainable`` on ``dataset`` with ``loss_fn``; see the module docstring."""
     from accelerate.utils import send_to_device, set_seed
     from tqdm.auto import tqdm
 
+    from tinyfw.config import train_errors
+
+    bad = train_errors(train_cfg)
+    if bad:
+        raise ValueError(f"fit(): {'; '.join(bad)}")
     frozen = dict(frozen or {})
     clash = set(trainable) & set(frozen)
     if clash:
@@ -343,42 +346,30 @@ def fit(
 
     # resume
     ckpt_root = Path(out_dir) / "checkpoints" if out_dir is not None else None
+    fingerprint = normalise(fingerprint)
     step, epoch, consumed, tokens = 0, 0, 0, 0
     history: List[Dict[str, float]] = []
     evals: List[Dict[str, Any]] = []
     best: Optional[Dict[str, Any]] = None
+    best_state = None  # restore_best: the best trainable weights, saved with each checkpoint
     resumed_from = None
-    existing = _checkpoints(ckpt_root) if ckpt_root is not None else []
+    if ckpt_root is not None and not resume:  # every rank: rank 0 removes, all wait
+        checkpoint.discard(acc, ckpt_root, desc, log)
+    existing = checkpoint.listing(ckpt_root)
     if existing:
         resumed_from, path = existing[-1]
-        acc.load_state(str(path))
-        st = json.loads((path / STATE_FILE).read_text())
+        st, best_state = checkpoint.load(acc, path, fingerprint, desc)
         step, epoch, consumed, tokens = st["step"], st["epoch"], st["consumed"], st["tokens"]
         history, evals, best = st["history"], st.get("evals", []), st.get("best_eval")
         if acc.is_main_process:
             log.info("%s: resumed from %s (step %d, epoch %d, %d batches in)", desc, path, step, epoch, consumed)
-    best_state = None  # restore_best keeps the best weights in memory (same process only)
 
     def save(final: bool = False) -> None:
         if ckpt_root is None:
             return
-        tmp = ckpt_root / f"step-{step}.tmp"
-        dst = ckpt_root / f"step-{step}"
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))  # every rank writes its own RNG state into tmp
-        acc.wait_for_everyone()  # ... and must be done before rank 0 renames tmp
-        if acc.is_main_process:
-            state = {"step": step, "epoch": epoch, "consumed": consumed, "tokens": tokens, "total_steps": total,
-                     "history": history, "evals": evals, "best_eval": best, "final": final}
-            (tmp / STATE_FILE).write_text(json.dumps(state))
-            shutil.rmtree(dst, ignore_errors=True)
-            os.replace(tmp, dst)
-            for _, old in _checkpoints(ckpt_root)[:-max(1, keep_checkpoints)]:
-                shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
+        state = {"step": step, "epoch": epoch, "consumed": consumed, "tokens": tokens, "total_steps": total,
+                 "history": history, "evals": evals, "best_eval": best, "final": final, "fingerprint": fingerprint}
+        checkpoint.save(acc, ckpt_root, step, state, best_state if restore_best else None, keep_checkpoints)
 
     def run_eval() -> None:
         nonlocal best, best_state

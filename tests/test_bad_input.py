@@ -1,0 +1,163 @@
+"""Bad input is refused early, in one line naming the problem and the fix (README: "Bad input").
+
+Config: keys the schema does not know (even with Hydra's ``+``), invalid training settings,
+an experiment preset that must not replace a group the user chose. Data files: not UTF-8, a
+TSV named ``.csv``, a 0-byte corpus file. The home: not writable, full. The console shows one
+line and no traceback; result.json and the log file keep the traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import tinyfw.__main__ as entry
+from tinyfw.config import ConfigError, TaskCfg, validate
+from tinyfw.data.corpus import CorpusError, load_corpus
+from tinyfw.data.tasks import TaskDataError, load_task
+
+from conftest import run_tinyfw
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(config_dir=str(entry.CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "TINYFW_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    cmd = [sys.executable, "-m", "tinyfw", *overrides, f"hydra.run.dir={tmp_path / 'run'}"]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_plus_key_unknown_to_the_schema_is_refused_naming_the_nearest_key():
+    cfg = _compose("stage=general", "experiment=smoke", "+distill.weigths.attn=0")
+    assert cfg.distill.weigths.attn == 0  # Hydra's `+` let it in past the schema ...
+    with pytest.raises(ConfigError, match=r"unknown config key distill\.weigths\.attn \(did you mean "
+                                          r"distill\.weights\.attn\?\)"):
+        validate(cfg)  # ... the runner refuses it before any stage work
+    with pytest.raises(ConfigError, match="unknown config key bogus"):
+        validate(_compose("+bogus=1"))
+    validate(_compose("stage=task", "task=custom", "+task.files.extra=x.csv"))  # a Dict field takes any key
+
+
+@pytest.mark.parametrize("override,message", [
+    ("general.train.batch_size=0", "general.train.batch_size=0: must be >= 1"),
+    ("task_distill.step2.lr=-1e-4", "task_distill.step2.lr=-0.0001: must be a positive number"),
+    ("mlm.train.warmup_ratio=2", "mlm.train.warmup_ratio=2.0: must be between 0 and 1"),
+    ("teacher_ft.train.grad_accum=0", "teacher_ft.train.grad_accum=0: must be >= 1"),
+])
+def test_invalid_training_settings_are_refused_at_composition(override, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("+", r"\+")):
+        validate(_compose("stage=general", override))
+
+
+def test_console_gets_one_line_and_result_json_the_traceback(tmp_path):
+    p = _cli(tmp_path, "stage=general", "experiment=smoke", "general.train.batch_size=0")
+    assert p.returncode == 1
+    assert "Traceback" not in p.stderr + p.stdout
+    lines = [ln for ln in (p.stderr + p.stdout).splitlines() if "batch_size=0" in ln]
+    assert len(lines) == 1 and "must be >= 1" in lines[0]
+    rec = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert rec["status"] == "failed" and "general.train.batch_size=0" in rec["error"]
+    assert "Traceback" in rec["traceback"] and "ConfigError" in rec["traceback"]
+    assert "Traceback" in (tmp_path / "run" / "__main__.log").read_text()
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any training
+
+
+def test_experiment_smoke_keeps_the_task_the_user_chose(tmp_path):
+    cfg = _compose("task=custom", "experiment=smoke")
+    assert cfg.task.name == "custom" and cfg.teacher.name_or_path == "random"
+    assert _compose("experiment=smoke").task.name == "smoke"
+    assert _compose("experiment=smoke", "corpus=wikipedia").corpus.source == "wikimedia/wikipedia"
+    # task.labels=[] then infers the labels from the training file, as documented
+    rows = "text,label\n" + "".join(f"{w} film,{lab}\n" for w, lab in (("good", "yes"), ("bad", "no")) * 4)
+    for split in ("train", "dev"):
+        (tmp_path / f"{split}.csv").write_text(rows)
+    cfg = _compose("task=custom", "experiment=smoke", "task.labels=[]", f"task.files.train={tmp_path / 'train.csv'}",
+                   f"task.files.validation={tmp_path / 'dev.csv'}", "~task.files.test")
+    task = load_task(cfg.task, tmp_path)
+    assert task.name == "custom" and task.label_names == ["no", "yes"]
+
+
+def _task_cfg(path: Path, **kw):
+    return OmegaConf.structured(TaskCfg(name="custom", files={"train": str(path), "validation": str(path)},
+                                        text_columns=["text"], labels=["neg", "pos"], **kw))
+
+
+def test_custom_task_file_not_utf8_or_tsv_named_csv_is_named(tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ncafé good,pos\nbad,neg\n".encode("latin-1"))
+    with pytest.raises(TaskDataError, match=r"latin\.csv is not UTF-8 text \(at byte offset 14\).*iconv"):
+        load_task(_task_cfg(latin), tmp_path)
+    late = tmp_path / "late.csv"  # the bad byte past the sniffed head: found when datasets fails
+    late.write_bytes(b"text,label\n" + b"fine,pos\n" * 120_000 + "caf\xe9,neg\n".encode("latin-1"))
+    with pytest.raises(TaskDataError, match=r"late\.csv is not UTF-8 text \(at byte offset 1080014\)"):
+        load_task(_task_cfg(late), tmp_path)
+    tsv = tmp_path / "train.csv"
+    tsv.write_text("text\tlabel\nhello, world\tpos\nbad, bad film\tneg\n")
+    with pytest.raises(TaskDataError, match=r"train\.csv looks tab-separated .* rename it to \.tsv"):
+        load_task(_task_cfg(tsv), tmp_path)
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(TaskDataError, match=r"empty\.csv is empty \(0 bytes\)"):
+        load_task(_task_cfg(empty), tmp_path)
+
+
+def test_zero_byte_or_non_utf8_corpus_file_is_named(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    with pytest.raises(CorpusError, match=r"corpus file .*empty\.txt is empty \(0 bytes\).*corpus\.source="):
+        load_corpus(str(empty), tmp_path)
+    good = tmp_path / "d" / "a.txt"
+    good.parent.mkdir()
+    good.write_text("some text here\n")
+    (tmp_path / "d" / "b.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"b\.txt is not UTF-8 text \(at byte offset 3\)"):
+        load_corpus(str(good.parent), tmp_path)
+
+
+def test_home_that_cannot_be_written_is_named(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    rec = run_tinyfw("stage=general", "experiment=smoke", run_dir=tmp_path / "run", home=blocker / "home",
+                     expect_ok=False)
+    assert rec["status"] == "failed"
+    assert f"TINYFW_HOME={blocker / 'home'} is not writable" in rec["error"] and "set TINYFW_HOME" in rec["error"]
+    if os.geteuid() != 0:  # root writes into a read-only directory anyway
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        rec = run_tinyfw("stage=general", "experiment=smoke", run_dir=tmp_path / "run2", home=ro, expect_ok=False)
+        assert f"TINYFW_HOME={ro} is not writable (Permission denied)" in rec["error"]
+
+
+def test_disk_full_while_writing_the_cache_names_tinyfw_home(tmp_path, monkeypatch):
+    """A full disk mid-stage (the write probe passed): the failing write's real OSError is named."""
+    from tinyfw import cache
+
+    real = cache.atomic_write_json
+
+    def full(path, obj):
+        if "key.json" in str(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, obj)
+
+    monkeypatch.setattr(cache, "atomic_write_json", full)
+    home = tmp_path / "home"
+    rec = run_tinyfw("stage=general", "experiment=smoke", "general.train.max_steps=2", run_dir=tmp_path / "run",
+                     home=home, expect_ok=False)
+    assert "No space left on device" in rec["error"] and f"$TINYFW_HOME ({home.resolve()})" in rec["error"]
+    assert "set TINYFW_HOME" in rec["error"]
+    assert not list((home / "cache").rglob("key.json"))  # the failed build left no entry ...
+    assert not list((home / "cache").glob("*/.*.tmp-*"))  # ... and no half-written one

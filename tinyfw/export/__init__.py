@@ -1,0 +1,3 @@
+"""From a distilled student to deployable forms: vocabulary pruning (``vocab``), ONNX export
+and ONNX Runtime sessions (``onnx``), dynamic int8 quantization (``quantize``). Every function
+takes explicit arguments; ``tinyfw/stages/export.py`` wires them."""

@@ -1,0 +1,250 @@
+"""``stage=export``: a distilled student in the forms that run in production.
+
+``python -m tinyfw stage=export export.student=<run>/student [task=<its task>]`` writes into
+``<run dir>/export/``:
+
+- ``pruned/`` — vocabulary pruning (``export.prune``): only the word pieces of the task's texts
+  (every split; ``export.prune_corpus`` adds the GD corpus) plus the special tokens; embeddings
+  and tokenizer remapped; HF format (``AutoModelForSequenceClassification`` /
+  ``AutoTokenizer``). Checked: the pruned tokenizer splits every task text as before and the
+  dev logits equal the unpruned model's;
+- ``onnx/model.onnx`` — ONNX export of the pruned (else the fp32) student, opset
+  ``export.opset``, dynamic batch and sequence axes, run by ONNX Runtime; checked: dev logits
+  within ``export.atol`` of PyTorch's;
+- ``onnx-int8/model.onnx`` — ONNX Runtime ``quantize_dynamic`` int8 of it (``export.int8``);
+- a model card (README.md with Hugging Face metadata) in each, config + tokenizer beside the
+  ONNX files, ``export.json`` (the manifest ``stage=bench bench.export_dir=...`` reads) and
+  ``export.md`` (the table below).
+
+Metrics: ``forms.<fp32|pruned|onnx|onnx_int8>`` = {dev, test, size_bytes, path, delta (main
+metric vs fp32, on test when labelled)}, ``vocab`` (before, after), ``checks`` (max logit
+differences, int8 prediction agreement on dev), ``main_metric``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import numpy as np
+from omegaconf import DictConfig
+
+from tinyfw.data.tasks import Collator, TaskData, encode_splits, load_task, predict_logits
+from tinyfw.fsutil import atomic_dir, atomic_write_json, atomic_write_text, dir_size
+from tinyfw.stages import RunContext, StageResult
+from tinyfw.stages.teacher import evaluate_all, load_classifier
+
+log = logging.getLogger("tinyfw")
+
+LABELS = {"fp32": "student fp32 (PyTorch)", "pruned": "pruned vocabulary (PyTorch)",
+          "onnx": "ONNX Runtime fp32", "onnx_int8": "ONNX Runtime int8 (dynamic)"}
+DIRS = {"pruned": "pruned", "onnx": "onnx", "onnx_int8": "onnx-int8"}
+
+
+def student_origin(student: Path) -> Dict[str, Any]:
+    """What the student's own run recorded (``<run>/result.json`` beside ``<run>/student``):
+    its task, teacher setting and fine-tuned teacher; empty when there is none."""
+    res = student.parent / "result.json"
+    if not res.is_file():
+        return {}
+    rec = json.loads(res.read_text())
+    c = rec.get("config") or {}
+    return {"task": (c.get("task") or {}).get("name"), "teacher": (c.get("teacher") or {}).get("name_or_path"),
+            "teacher_dir": (rec.get("outputs") or {}).get("teacher")}
+
+
+def task_texts(task: TaskData) -> Iterator[Any]:
+    """Every text (or sentence pair) of every split of the task."""
+    cols = task.text_columns
+    for split in task.splits.values():
+        columns = [split[c] for c in cols]
+        yield from (columns[0] if len(cols) == 1 else zip(*columns))
+
+
+def _check_inputs(cfg: DictConfig) -> Path:
+    e = cfg.export
+    if not e.student:
+        raise ValueError("export.student is empty: pass export.student=<run>/student (a stage=task output)")
+    student = Path(e.student).expanduser().resolve()
+    if not (student / "config.json").is_file():
+        raise FileNotFoundError(f"export.student={e.student} is not an HF model directory (no config.json)")
+    if e.int8 and not e.onnx:
+        raise ValueError("export.int8=true quantizes the ONNX form: set export.onnx=true too (or export.int8=false)")
+    if e.onnx:
+        for mod, pkg in (("onnxruntime", "onnxruntime"), ("onnxscript", "onnxscript"), ("onnx", "onnx")):
+            try:
+                __import__(mod)
+            except ImportError:
+                raise ImportError(f"export.onnx needs {pkg}: pip install '.[export]' (or export.onnx=false)") from None
+    return student
+
+
+def _save_hf(out: Path, model: Any, tok: Any, extra: Dict[str, str]) -> None:
+    with atomic_dir(out, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        for name, text in extra.items():
+            (tmp / name).write_text(text)
+
+
+def _save_onnx(out: Path, write: Any, model: Any, tok: Any) -> Path:
+    """``write(path)`` makes ``model.onnx``; config and tokenizer go beside it."""
+    with atomic_dir(out, overwrite=True) as tmp:
+        write(tmp / "model.onnx")
+        model.config.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return out / "model.onnx"
+
+
+def prune(cfg: DictConfig, home: Path, task: TaskData, tok: Any, student_dir: Path, out: Path) -> Dict[str, Any]:
+    """Write the pruned form to ``out``; returns the vocabulary sizes and the texts checked."""
+    from tinyfw.export import vocab
+
+    texts: List[Any] = list(task_texts(task))
+    if cfg.export.prune_corpus:
+        from tinyfw.data.corpus import load_corpus
+
+        c = cfg.corpus
+        texts += list(load_corpus(c.source, home, c.config_name, c.split, c.text_column, max_docs=c.max_docs)["text"])
+    keep = vocab.keep_ids(tok, vocab.used_token_ids(tok, texts))
+    ptok = vocab.prune_tokenizer(tok, keep)
+    checked = vocab.check_same_tokens(tok, ptok, keep, texts)
+    model = vocab.prune_embeddings(load_classifier(str(student_dir), task), keep)
+    _save_hf(out, model, ptok, {"kept_ids.json": json.dumps(keep) + "\n"})  # new id -> original id
+    log.info("vocabulary pruning: %d of %d word pieces kept (%d texts)", len(keep), len(tok), len(texts))
+    return {"vocab": {"before": len(tok), "after": len(keep)}, "same_tokens_texts": checked}
+
+
+def onnx_forms(e: Any, base: Any, tok: Any, out: Path) -> Dict[str, Any]:
+    """Write the ONNX fp32 (and int8) forms of ``base``; returns ``{key: (OrtClassifier, tok)}``."""
+    from tinyfw.export.onnx import OrtClassifier, export_classifier
+    from tinyfw.export.quantize import quantize_int8
+
+    base.set_attn_implementation("sdpa")  # opset 23: ONNX's Attention op
+    fp32 = _save_onnx(out / DIRS["onnx"], lambda p: export_classifier(base, p, e.opset), base, tok)
+    forms = {"onnx": (OrtClassifier(fp32, threads=e.threads), tok)}
+    if e.int8:
+        int8 = _save_onnx(out / DIRS["onnx_int8"], lambda p: quantize_int8(fp32, p, e.per_channel), base, tok)
+        forms["onnx_int8"] = (OrtClassifier(int8, threads=e.threads), tok)
+    return forms
+
+
+def checks(models: Dict[str, Any], task: TaskData, seq: int, bs: int, atol: float) -> Dict[str, float]:
+    """Dev-set logits of each form against the form it was made from; fails when the pruned
+    model is not exact or ONNX fp32 is off by more than ``atol``."""
+    logits = {}
+    for key, (m, t) in models.items():
+        enc = encode_splits(task, t, seq, [task.dev_split])[task.dev_split]
+        logits[key] = predict_logits(m, enc, Collator(t.pad_token_id or 0, task.regression), bs)
+    src = "pruned" if "pruned" in logits else "fp32"
+    out: Dict[str, float] = {}
+    for key, ref, limit in (("pruned", "fp32", 1e-5), ("onnx", src, atol), ("onnx_int8", src, None)):
+        if key in logits:
+            diff = out[f"{key}_max_abs_diff"] = float(np.abs(logits[key] - logits[ref]).max())
+            if limit is not None and diff > limit:
+                raise RuntimeError(f"the {LABELS[key]} form's dev logits differ from the {LABELS[ref]} form's by "
+                                   f"{diff:.2e} (limit {limit:g}{', export.atol' if key == 'onnx' else ''})")
+    if "onnx_int8" in logits and not task.regression:
+        out["int8_dev_agreement"] = float((logits["onnx_int8"].argmax(-1) == logits[src].argmax(-1)).mean())
+    return out
+
+
+def _card(out: Path, key: str, cfg: DictConfig, task: TaskData, metrics: Dict[str, Any], size: Dict[str, int],
+          origin: Dict[str, Any], info: Dict[str, Any]) -> None:
+    """README.md with Hugging Face metadata (base model, datasets, metrics, license)."""
+    from tinyfw.data.tasks import GLUE
+    from tinyfw.models.card import GLUE_HUB, hub_metadata, hub_model_name, write_card
+
+    e = cfg.export
+    settings = {"source": e.student, "vocabulary": f"{info['vocab']['after']} of {info['vocab']['before']} word pieces",
+                **({"onnx opset": info["onnx"]["opset"]} if key.startswith("onnx") else {}),
+                **({"quantization": "dynamic int8 (ONNX Runtime quantize_dynamic: MatMul, Gather)"} if key == "onnx_int8" else {})}
+    datasets = list(e.datasets) or ([GLUE_HUB] if task.name in GLUE else [task.name])
+    base = e.base_model or hub_model_name(str(origin.get("teacher") or cfg.teacher.name_or_path))
+    meta = hub_metadata(model_name=f"tinyfw-{task.name}-{DIRS[key]}", task=task.describe(), metrics=metrics,
+                        base_model=base, datasets=datasets, license=e.license,
+                        tags=["onnx"] if key.startswith("onnx") else ["vocabulary-pruning"])
+    usage = ("import onnxruntime as ort\nfrom transformers import AutoTokenizer\n"
+             f'tok = AutoTokenizer.from_pretrained("{out}")\n'
+             f'sess = ort.InferenceSession("{out}/model.onnx")\n'
+             'logits = sess.run(None, dict(tok(["a fine film"], return_tensors="np")))[0]') if key.startswith("onnx") else ""
+    write_card(out, title=f"{LABELS[key]} student for {task.name}",
+               summary=f"Exported by tinyfw stage=export from `{e.student}` ({LABELS[key]}).",
+               task=task.describe(), metrics=metrics, size=size, config=settings, name=str(out),
+               metadata=meta, usage=usage)
+
+
+def _table(forms: Dict[str, Dict[str, Any]], main: str) -> str:
+    lines = ["| form | vocabulary | size MB | dev " + main + " | test " + main + " | Δ vs fp32 (points) |",
+             "|---|---|---|---|---|---|"]
+    for key, f in forms.items():
+        cell = lambda s: "—" if s not in f else f"{100 * f[s][main]:.1f}"  # noqa: E731
+        delta = "—" if f.get("delta") is None else f"{100 * f['delta']:+.1f}"
+        lines.append(f"| {LABELS[key]} | {f['vocab']} | {f['size_bytes'] / 1e6:.2f} | {cell('dev')} | {cell('test')} | {delta} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_forms(models: Dict[str, Any], task: TaskData, seq: int, bs: int) -> Dict[str, Dict[str, Any]]:
+    """Every labelled eval split's metrics per form, and each form's main-metric change
+    against fp32 (on test when labelled, else dev)."""
+    forms = {}
+    for key, (m, t) in models.items():
+        enc = encode_splits(task, t, seq, task.eval_splits)
+        forms[key] = evaluate_all(m, task, enc, Collator(t.pad_token_id or 0, task.regression), bs)
+    ref, main = ("test" if "test" in forms["fp32"] else "dev"), task.main_metric
+    for f in forms.values():
+        f["delta"] = f[ref][main] - forms["fp32"][ref][main] if ref in f and ref in forms["fp32"] else None
+    return forms
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
+    from transformers import AutoTokenizer
+
+    from tinyfw.models.card import param_counts
+
+    e = cfg.export
+    student_dir = _check_inputs(cfg)
+    origin = student_origin(student_dir)
+    if origin.get("task") and origin["task"] != cfg.task.name:
+        raise ValueError(f"the student was trained on task '{origin['task']}' but task={cfg.task.name}: "
+                         f"pass task={origin['task']}")
+    task = load_task(cfg.task, ctx.home)
+    tok = AutoTokenizer.from_pretrained(str(student_dir))
+    models: Dict[str, Any] = {"fp32": (load_classifier(str(student_dir), task), tok)}
+    out = ctx.run_dir / "export"
+    info: Dict[str, Any] = {"vocab": {"before": len(tok), "after": len(tok)}}
+    if e.prune:
+        info.update(prune(cfg, ctx.home, task, tok, student_dir, out / DIRS["pruned"]))
+        pdir = str(out / DIRS["pruned"])
+        models["pruned"] = (load_classifier(pdir, task), AutoTokenizer.from_pretrained(pdir))
+    base, base_tok = models["pruned" if e.prune else "fp32"]
+    if e.onnx:
+        from tinyfw.export.onnx import opset_of
+
+        models.update(onnx_forms(e, base, base_tok, out))
+        info["onnx"] = {"opset": opset_of(out / DIRS["onnx"] / "model.onnx"), "exporter": "torch.onnx.export(dynamo=True)"}
+    info["checks"] = checks(models, task, cfg.task.max_seq_len, e.eval_batch_size, e.atol)
+    forms = evaluate_forms(models, task, cfg.task.max_seq_len, e.eval_batch_size)
+    for key, f in forms.items():
+        model = models[key][0]
+        path = student_dir if key == "fp32" else out / DIRS[key]
+        size = model.size_bytes() if key.startswith("onnx") else dir_size(path / "model.safetensors")
+        f.update(size_bytes=size, vocab=model.config.vocab_size, path=str(path), label=LABELS[key],
+                 kind="onnx" if key.startswith("onnx") else "torch")
+        if key != "fp32":
+            _card(path, key, cfg, task, {s: f[s] for s in ("dev", "test") if s in f}, param_counts(base), origin, info)
+    main = task.main_metric
+    atomic_write_json(out / "export.json", {"student": str(student_dir), "teacher_dir": origin.get("teacher_dir"),
+                                            "task": task.name, "main_metric": main, "forms": forms, **info})
+    table = _table(forms, main)
+    atomic_write_text(out / "export.md", f"# Exported forms of `{student_dir}` (task {task.name})\n\n{table}")
+    print(table)
+    if e.push_to_hub:
+        from tinyfw.export.hub import push
+
+        push(e.push_to_hub, Path(forms["pruned" if e.prune else "fp32"]["path"]),
+             [out / DIRS[k] for k in forms if k.startswith("onnx")])
+    return StageResult(metrics={"main_metric": main, "forms": forms, **info},
+                       outputs={"export": str(out), **{k: f["path"] for k, f in forms.items()}})
