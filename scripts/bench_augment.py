@@ -3,10 +3,18 @@ approximations, and their top-K candidate overlap, on movie-review sentences.
 
     python scripts/bench_augment.py --mlm bert-base-random --n 200 --n-ref 50 --out bench.json
     python scripts/bench_augment.py --mlm ~/.cache/tinyfw/cache/mlm/<key>/mlm
+    python scripts/bench_augment.py --device cuda --texts FILE --tokenizer DIR --vectors random
 
 ``--mlm bert-base-random``: a BERT-base-shaped masked LM (12 x 768, vocab 30522, random
-weights: timing only) with the MiniLM asset's (bert-base-uncased) tokenizer. Vectors:
-``glove-50d``. Sentences: the first N of the ``mr`` asset's train split. Every setting builds
+weights: timing only) with the MiniLM asset's (bert-base-uncased) tokenizer (``--tokenizer``);
+``tiny-random``: 2 x 64 with the built-in small vocabulary (a quick check, no assets). Vectors
+(``--vectors``): ``glove-50d`` (the asset), a KeyedVectors/GloVe file, or ``random``: 50-d random
+vectors over the texts' words, the tokenizer's words and fillers, 400,000 rows in all
+(``--vector-rows``; GloVe 6B's size, so a full scan costs what it costs with GloVe; timing only). Sentences
+(``--texts``): the first N of the ``mr`` asset's train split, ``gensim`` (gensim's bundled
+Pang & Lee polarity sentences) or a file with one sentence per line. ``--device``: ``auto``
+(the GPU when torch sees one), ``cpu`` or ``cuda``; each precision is warmed up untimed first.
+Every setting builds
 a fresh Augmenter (no memo carried over) and augments the same sentences (N_a=20, p=0.4,
 K=15); the reference mode runs on the first ``--n-ref`` of them (it is slow), and overlaps
 are taken on those. Loads other processes put on the CPU are recorded (os.getloadavg).
@@ -40,16 +48,54 @@ SETTINGS = {
 BASE = "exact (2 segments, fp32)"
 
 
-def load_mlm(spec: str, home: Path):
+def load_mlm(spec: str, tokenizer: str):
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
+    torch.manual_seed(0)
     if spec == "bert-base-random":
-        tok = AutoTokenizer.from_pretrained(str(home / "assets" / "minilm-l6"))
-        torch.manual_seed(0)
+        tok = AutoTokenizer.from_pretrained(os.path.expanduser(tokenizer))
         return BertForMaskedLM(BertConfig(vocab_size=len(tok))).eval(), tok
+    if spec == "tiny-random":
+        import tempfile
+
+        from tinyfw.models.load import write_tiny_tokenizer
+
+        tok = write_tiny_tokenizer(Path(tempfile.mkdtemp(prefix="bench-augment-tok-")))
+        config = BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=128, max_position_embeddings=256)
+        return BertForMaskedLM(config).eval(), tok
     from augment import load_masked_lm
 
     return load_masked_lm(os.path.expanduser(spec))
+
+
+def load_texts(spec: str, home: Path, n: int) -> list:
+    """The first ``n`` sentences of ``mr``'s train split, of gensim's bundled polarity file, or of a file."""
+    if spec == "mr":
+        from datasets import load_from_disk
+
+        return list(load_from_disk(str(home / "assets" / "mr"))["train"]["text"])[:n]
+    if spec == "gensim":
+        from gensim.test.utils import datapath
+
+        lines = Path(datapath("pang_lee_polarity.cor")).read_text(encoding="latin-1").splitlines()
+        return [ln.split(" ", 1)[1] for ln in lines if " " in ln][:n]
+    lines = Path(spec).expanduser().read_text(encoding="utf-8").splitlines()
+    return [ln for ln in lines if ln.strip()][:n]
+
+
+def load_word_vectors(spec: str, home: Path, texts, tok, rows: int = 400_000):
+    """GloVe-50d, a vectors file, or 50-d random vectors of GloVe 6B's row count (``random``)."""
+    from augment import load_vectors, random_vectors, split_words
+
+    if spec == "glove-50d":
+        return load_vectors(home / "assets" / "glove-50d" / "vectors.kv")
+    if spec != "random":
+        return load_vectors(spec)
+    words = {w.lower() for t in texts for w in split_words(t)}
+    words |= {w for w in tok.get_vocab() if w.isalpha()}
+    words |= {f"filler{i}" for i in range(max(0, rows - len(words)))}
+    return random_vectors(words, dim=50, seed=0)
 
 
 def overlap(a, b, words_a) -> dict:
@@ -104,17 +150,22 @@ def main() -> None:
     ap.add_argument("--out", default="")
     ap.add_argument("--targets", default="reference", help="target rule of every setting: reference | alpha | all")
     ap.add_argument("--targets-only", action="store_true", help="print the target-rule table and stop")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--texts", default="mr", help="mr | gensim | a file with one sentence per line")
+    ap.add_argument("--tokenizer", default="", help="bert-base-random's tokenizer (default: the minilm-l6 asset)")
+    ap.add_argument("--vectors", default="glove-50d", help="glove-50d | random | a vectors file")
+    ap.add_argument("--vector-rows", type=int, default=400_000, help="rows of --vectors random")
     args = ap.parse_args()
 
-    from datasets import load_from_disk
-
-    from augment import STOPWORDS, Augmenter, load_vectors
+    from augment import Augmenter
 
     home = Path(args.home).expanduser()
-    texts = list(load_from_disk(str(home / "assets" / "mr"))["train"]["text"])[: args.n]
-    from transformers import AutoTokenizer
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    texts = load_texts(args.texts, home, args.n)
+    model, tok = load_mlm(args.mlm, args.tokenizer or str(home / "assets" / "minilm-l6"))
+    model.to(device)
 
-    counts = count_targets(texts, AutoTokenizer.from_pretrained(str(home / "assets" / "minilm-l6")))
+    counts = count_targets(texts, tok)
     print(f"\ntarget rules on {len(texts)} sentences (p_t = 0.4 rewrites ~0.4 x the target share of the words):")
     print("| rule | words / sentence | targets / sentence | share of words | masked-LM forwards / sentence "
           "(reference mode) | GloVe words / sentence | negations targeted |")
@@ -126,20 +177,26 @@ def main() -> None:
         if args.out:
             Path(args.out).write_text(json.dumps({"args": vars(args), "targets": counts}, indent=2))
         return
-    vectors = load_vectors(home / "assets" / "glove-50d" / "vectors.kv")
-    model, tok = load_mlm(args.mlm, home)
+    vectors = load_word_vectors(args.vectors, home, texts, tok, args.vector_rows)
     names = list(SETTINGS) if args.settings == "all" else [s.strip() for s in args.settings.split(";") if s.strip()]
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         ap.error(f"unknown settings {unknown}; choose from {list(SETTINGS)}")
+
+    def augmenter(name: str) -> Augmenter:
+        mode, seg, prec, multi = SETTINGS[name]
+        return Augmenter(model, tok, vectors, n_aug=20, p_replace=0.4, top_k=15, seed=0, second_segment=seg,
+                         targets="reference" if mode == "reference" else args.targets,
+                         precision=prec, multi_mask=multi, mode=mode, batch_size=args.batch_size,
+                         stopwords=None, alpha_only=False, device=device)
+
+    for key in dict.fromkeys(SETTINGS[n][0::2] for n in names):  # per (mode, precision), untimed
+        augmenter(next(n for n in names if SETTINGS[n][0::2] == key)).analyse(texts[:4])
     results, analyses = {}, {}
     for name in names:
-        mode, seg, prec, multi = SETTINGS[name]
+        mode = SETTINGS[name][0]
         data = texts[: args.n_ref] if mode == "reference" else texts
-        aug = Augmenter(model, tok, vectors, n_aug=20, p_replace=0.4, top_k=15, seed=0, second_segment=seg,
-                        targets="reference" if mode == "reference" else args.targets,
-                        precision=prec, multi_mask=multi, mode=mode, batch_size=args.batch_size,
-                        stopwords=None, alpha_only=False)
+        aug = augmenter(name)
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         an = aug.analyse(data)
@@ -181,7 +238,9 @@ def main() -> None:
             print(f"  {w} [{s}]: {', '.join(c[:8])}")
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "targets": counts, "results": results,
-                                              "torch_threads": torch.get_num_threads()}, indent=2))
+                                              "torch_threads": torch.get_num_threads(), "device": device,
+                                              "device_name": torch.cuda.get_device_name() if device == "cuda"
+                                              else "cpu"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,17 @@
 
     python scripts/bench_train.py [--phases gd,step1,step2] [--precisions fp32,bf16]
                                   [--group-by-length on,off] [--steps 8] [--warmup 2] [--threads 2]
+                                  [--teacher minilm-l6|bert-base] [--batch N] [--seq N]
+                                  [--device auto|cpu|cuda]
 
-The real steps of the embedded default: MiniLM-L6 teacher (6 x 384) and TinyBERT4-shaped
-student (4 x 312, FFN 1200, 12 heads).
+The real steps of the embedded default: MiniLM-L6 teacher (6 x 384; ``--teacher bert-base``: a
+random BERT-base-shaped teacher, 12 x 768, FFN 3072, vocab 30522, the paper's) and
+TinyBERT4-shaped student (4 x 312, FFN 1200, 12 heads); student layer m learns from teacher
+layer 2, 3, 5, 6 (MiniLM) or 3, 6, 9, 12 (BERT-base).
 
-* ``gd``: batch 16 of full-length random-token segments of 128 (the GD corpus is packed):
-  teacher capture under ``inference_mode`` + student capture + Distiller (embd+attn+hidn) +
-  backward + AdamW.
+* ``gd``: batch 16 (``--batch``) of full-length random-token segments of 128 (``--seq``; the GD
+  corpus is packed): teacher capture under ``inference_mode`` + student capture + Distiller
+  (embd+attn+hidn) + backward + AdamW.
 * ``step1``: TD step 1 on movie-review training sentences (max 64 word pieces, batch 32, padded
   to the batch's longest): the same losses with the classifier teacher and student.
 * ``step2``: TD step 2: the student classifier forward/backward with soft cross-entropy to
@@ -18,8 +22,11 @@ TD batches are drawn in the training loop's order, plain or length-grouped
 (``--group-by-length``). FLOPs of every timed batch are counted once with
 ``torch.utils.flop_counter.FlopCounterMode`` (forward + backward, teacher included); achieved
 GFLOP/s = counted FLOPs / measured seconds, set against a square matmul's rate at the same
-precision and thread count (the CPU's practical peak). Each (phase, precision, grouping) runs
-in its own process. Prints a Markdown table; ``--json`` also writes the rows.
+precision (n = 1024 on the CPU, at the same thread count; n = 8192 on a GPU: the practical
+peak). ``--device auto`` is the GPU when torch sees one. Each (phase, precision, grouping) runs
+in its own process. Prints a Markdown table; ``--json`` also writes the rows. The MiniLM
+teacher and the TD phases need the offline assets (``python -m tinyfw stage=assets``); GD with
+``--teacher bert-base`` needs none.
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -36,35 +42,50 @@ import time
 from pathlib import Path
 
 
-def matmul_gflops(dtype, n: int = 1024, reps: int = 20) -> float:
+def matmul_gflops(dtype, device: str = "cpu", n: int = 0, reps: int = 20) -> float:
+    """A square n x n matmul's rate (GFLOP/s): the practical peak the step is set against."""
     import torch
 
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    n = n or (8192 if device == "cuda" else 1024)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(3):
         a @ b
+    sync()
     t0 = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync()
     return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def models(home: Path, classifier: bool):
+TEACHERS = {"minilm-l6": [2, 3, 5, 6], "bert-base": [3, 6, 9, 12]}  # teacher -> student layer map
+
+
+def models(home: Path, classifier: bool, teacher_name: str = "minilm-l6"):
     import torch
     from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig
 
     from tinyfw import paths
     from tinyfw.config import ShapeCfg
+    from tinyfw.models.load import bert_config
     from tinyfw.models.student import build_student
 
-    base = paths.asset_path("minilm-l6", home)
     torch.manual_seed(0)
-    if classifier:
-        teacher = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=2,
-                                                                     attn_implementation="eager")
+    if teacher_name == "bert-base":
+        from transformers import BertForSequenceClassification, BertModel
+
+        config = bert_config(ShapeCfg(12, 768, 3072, 12), 30522, num_labels=2)
+        teacher = (BertForSequenceClassification if classifier else BertModel)(config)
     else:
-        teacher = AutoModel.from_pretrained(str(base), attn_implementation="eager")
+        base = paths.asset_path("minilm-l6", home)
+        if classifier:
+            teacher = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=2,
+                                                                         attn_implementation="eager")
+        else:
+            teacher = AutoModel.from_pretrained(str(base), attn_implementation="eager")
     teacher.eval().requires_grad_(False)
-    mapping = [2, 3, 5, 6]
+    mapping = TEACHERS[teacher_name]
     encoder = build_student(ShapeCfg(4, 312, 1200, 12), teacher, "random", mapping)
     if not classifier:
         return teacher, encoder, mapping
@@ -78,14 +99,14 @@ def models(home: Path, classifier: bool):
     return teacher, student, mapping
 
 
-def batches(phase: str, n: int, group: bool, home: Path):
+def batches(phase: str, n: int, group: bool, home: Path, batch: int = 0, seq: int = 128):
     """``n`` batches (input_ids, attention_mask) of the phase's data, in the loop's order."""
     import torch
 
     if phase == "gd":
         g = torch.Generator().manual_seed(0)
         for _ in range(n):
-            ids = torch.randint(1000, 30000, (16, 128), generator=g)
+            ids = torch.randint(1000, 30000, (batch or 16, seq), generator=g)
             ids[:, 0], ids[:, -1] = 101, 102
             yield ids, torch.ones_like(ids)
         return
@@ -98,7 +119,7 @@ def batches(phase: str, n: int, group: bool, home: Path):
     tok = AutoTokenizer.from_pretrained(str(paths.asset_path("minilm-l6", home)))
     texts = list(load_from_disk(str(paths.asset_path("mr", home)))["train"]["text"])
     enc = tok(texts, truncation=True, max_length=64)["input_ids"]
-    plan = Batches(len(enc), 32, 1, 0, seed=1, shuffle=True,
+    plan = Batches(len(enc), batch or 32, 1, 0, seed=1, shuffle=True,
                    lengths=[len(x) for x in enc] if group else None).epoch(0)
     for idx in itertools.islice(itertools.cycle(plan), n):
         rows = [enc[i] for i in idx]
@@ -112,6 +133,7 @@ def one(args: argparse.Namespace) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from tinyfw import paths
+    from tinyfw.bench.measure import cpu_model
     from tinyfw.distill.losses import prediction_loss
     from tinyfw.distill.objective import Distiller
     from tinyfw.models.capture import capture
@@ -121,19 +143,22 @@ def one(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     home = paths.home(args.home)
+    device = args.device
     phase, group = args.phase, args.group_by_length == "on"
-    teacher, student, mapping = models(home, classifier=phase != "gd")
-    distiller = Distiller(312, 384, mapping, {"embd": 1, "attn": 1, "hidn": 1})
-    acc = make_accelerator(args.precision, cpu=True)
+    teacher, student, mapping = models(home, classifier=phase != "gd", teacher_name=args.teacher)
+    teacher.to(device)
+    distiller = Distiller(312, teacher.config.hidden_size, mapping, {"embd": 1, "attn": 1, "hidn": 1})
+    acc = make_accelerator(args.precision, cpu=device == "cpu")
     trainable = [student] if phase == "step2" else [student, distiller]
     opt = torch.optim.AdamW(param_groups(trainable, 0.01), lr=1e-4)
     student, distiller, opt = acc.prepare(student, distiller, opt)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step(ids, mask):
         with acc.autocast():
             if phase == "step2":
                 logits = student(input_ids=ids, attention_mask=mask).logits
-                loss = prediction_loss(logits, torch.randn(len(ids), 2))
+                loss = prediction_loss(logits, torch.randn(len(ids), 2, device=ids.device))
             else:
                 with torch.inference_mode():
                     t = capture(teacher, ids, mask)
@@ -143,13 +168,16 @@ def one(args: argparse.Namespace) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    data = list(batches(phase, args.warmup + args.steps, group, home))
+    data = [(i.to(device), m.to(device)) for i, m in
+            batches(phase, args.warmup + args.steps, group, home, args.batch, args.seq)]
     for ids, mask in data[: args.warmup]:
         step(ids, mask)
     timed = data[args.warmup:]
+    sync()
     t0 = time.perf_counter()
     for ids, mask in timed:
         step(ids, mask)
+    sync()
     seconds = time.perf_counter() - t0
     flops = 0
     for ids, mask in timed:  # counted apart from the timing (the counter slows the step)
@@ -157,18 +185,23 @@ def one(args: argparse.Namespace) -> dict:
             step(ids, mask)
         flops += fc.get_total_flops()
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    peak = matmul_gflops(dtype)
+    peak = matmul_gflops(dtype, device)
     tokens = sum(int(m.sum()) for _, m in timed)
     padded = sum(m.numel() for _, m in timed)
     return {
         "phase": phase, "precision": args.precision, "group_by_length": group, "threads": args.threads,
+        "teacher": args.teacher, "device": device,
+        "device_name": torch.cuda.get_device_name() if device == "cuda" else cpu_model(),
+        "batch": int(timed[0][0].shape[0]), "seq": int(max(i.shape[1] for i, _ in timed)),
         "s_per_step": round(seconds / len(timed), 4),
         "tokens_per_s": round(tokens / seconds, 1),
         "padding": round(1 - tokens / padded, 3),
         "gflop_per_step": round(flops / len(timed) / 1e9, 2),
         "gflops": round(flops / seconds / 1e9, 1),
         "matmul_gflops": round(peak, 1),
+        "share_of_matmul_rate": round(flops / seconds / 1e9 / peak, 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2 ** 20, 1) if device == "cuda" else None,
     }
 
 
@@ -180,6 +213,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--teacher", default="minilm-l6", choices=sorted(TEACHERS),
+                    help="minilm-l6 (the asset) or bert-base (random weights, the paper's shape)")
+    ap.add_argument("--batch", type=int, default=0, help="batch size (0: 16 for gd, 32 for TD)")
+    ap.add_argument("--seq", type=int, default=128, help="GD segment length")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--home", default="")
     ap.add_argument("--json", default="")
     ap.add_argument("--phase", default="", help=argparse.SUPPRESS)  # one child run
@@ -188,26 +226,33 @@ def main() -> None:
     if args.phase:
         print(json.dumps(one(args)))
         return
+    if args.device == "auto":
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
     for phase in args.phases.split(","):
         groups = ["off"] if phase == "gd" else args.group_by_length.split(",")
         for prec, grp in itertools.product(args.precisions.split(","), groups):
             cmd = [sys.executable, __file__, "--phase", phase, "--precision", prec, "--group-by-length", grp,
-                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
-                   "--home", args.home]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
+                   *(a for k in ("steps", "warmup", "threads", "teacher", "batch", "seq", "device", "home")
+                     for a in (f"--{k}", str(getattr(args, k))))]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+            if out.returncode != 0:
+                sys.exit(f"bench_train: {phase} {prec} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(rows[-1], file=sys.stderr)
     load = os.getloadavg()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"machine: {rows[0]['device_name'] if rows else args.device}, {os.cpu_count()} CPUs, "
           f"load average {load[0]:.1f}; {args.threads} threads")
-    print("| phase | precision | length-grouped | s/step | tokens/s | padding | GFLOP/step | GFLOP/s | "
-          "matmul GFLOP/s | share of matmul rate | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| phase | teacher | precision | batch x seq | length-grouped | s/step | tokens/s | padding | "
+          "GFLOP/step | GFLOP/s | matmul GFLOP/s | share of matmul rate | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['phase']} | {r['precision']} | {'yes' if r['group_by_length'] else 'no'} | {r['s_per_step']} | "
+        print(f"| {r['phase']} | {r['teacher']} | {r['precision']} | {r['batch']}x{r['seq']} | "
+              f"{'yes' if r['group_by_length'] else 'no'} | {r['s_per_step']} | "
               f"{r['tokens_per_s']:.0f} | {r['padding']:.0%} | {r['gflop_per_step']} | {r['gflops']} | "
-              f"{r['matmul_gflops']} | {r['gflops'] / r['matmul_gflops']:.0%} | {r['peak_rss_mb']:.0f} |")
+              f"{r['matmul_gflops']} | {r['share_of_matmul_rate']:.0%} | {r['peak_rss_mb']:.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

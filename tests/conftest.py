@@ -14,6 +14,32 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.cuda`` tests skip where torch sees no GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_cuda(request, monkeypatch):
+    """On a GPU machine every test not marked ``cuda`` still trains on the CPU (as in CI), so
+    the suite means the same there; ``cuda`` tests get the GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    if "cuda" in request.keywords:
+        monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    else:
+        monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+
+
 def run_tinyfw(*overrides: str, run_dir: Path, home: Path, expect_ok: bool = True) -> Dict[str, Any]:
     """``python -m tinyfw <overrides> hydra.run.dir=<run_dir> home=<home>``, in this process.
 

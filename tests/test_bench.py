@@ -193,3 +193,28 @@ def test_bad_bench_config_fails_early(tmp_path):
     cfg.bench.student_path = str(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="bench.student_path"):
         bench.run(cfg, ctx)
+
+
+def test_bench_devices_default_and_explicit():
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+
+    from tinyfw import config
+    from tinyfw.__main__ import CONF_DIR
+    from tinyfw.stages.bench import bench_devices
+
+    gpu = torch.cuda.is_available()
+    assert bench_devices([]) == [torch.device("cpu")] + ([torch.device("cuda")] if gpu else [])
+    assert bench_devices([config.Device.cpu, "cpu"]) == [torch.device("cpu")]
+    if gpu:
+        assert bench_devices(["cuda"]) == [torch.device("cuda")]
+    else:
+        with pytest.raises(ValueError, match="bench.devices asks for cuda.*drop cuda"):
+            bench_devices(["cuda"])
+    config.register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=smoke", "bench.devices=[cpu]"])
+        assert [str(d) for d in cfg.bench.devices] == ["cpu"]
+        with pytest.raises(ConfigCompositionException) as err:
+            compose("config", overrides=["bench.devices=[tpu]"])
+    assert "cuda" in str(err.value.__cause__ or err.value)

@@ -50,6 +50,11 @@ class Precision(_StrEnum):
     fp16 = "fp16"
 
 
+class Device(_StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 class Schedule(_StrEnum):
     linear = "linear"  # linear warmup, then linear decay to 0
     constant = "constant"  # linear warmup, then constant (the reference's TD step 1: no schedule)
@@ -303,6 +308,7 @@ class BenchCfg:
     attn: str = "sdpa"  # attention kernel for timing: sdpa (inference default) | eager
     interleave: bool = True  # time a group's models in turns (fair ratios on a shared machine)
     accuracy: bool = True  # dev accuracy of classifier checkpoints when the task loads
+    devices: List[Device] = field(default_factory=list)  # [] = the CPU, and the GPU when present
     # an export's output dir (stage=export's run dir or its export/ dir): a row for each form it
     # wrote (pruned PyTorch, ONNX fp32, ONNX int8) beside its fp32 student and fine-tuned teacher
     export_dir: str = ""

@@ -42,9 +42,12 @@ def sweep_group(cfg: DictConfig) -> str:
 
 
 def result_record(cfg: DictConfig, status: str, res: stages.StageResult, **extra: Any) -> Dict[str, Any]:
+    from tinyfw import dist
+
     return {
         "stage": tracking._s(cfg.stage),
         "status": status,
+        "device": dist.device(),  # where this process trains: cpu | cuda | cuda:LOCAL_RANK
         "flags": tracking.flags(cfg),
         "metrics": res.metrics,
         "outputs": res.outputs,

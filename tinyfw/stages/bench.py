@@ -5,8 +5,8 @@ the teacher's vocabulary, or ``bench.student_path``), extra checkpoints (``bench
 with ``bench.paper_shapes``, the paper's BERT-base / TinyBERT4 / TinyBERT6 shapes (random
 weights, vocabulary 30522): parameters (embedding / non-embedding), safetensors size, FLOPs per
 sequence (analytic, cross-checked by torch's FLOP counter), median forward time at each of
-``bench.batch_sizes`` for ``bench.seq_len`` tokens on CPU (and GPU when present; the models
-of a group take turns, ``bench.interleave``), speed-up and
+``bench.batch_sizes`` for ``bench.seq_len`` tokens on ``bench.devices`` (default: the CPU, and
+the GPU when present; the models of a group take turns, ``bench.interleave``), speed-up and
 FLOPs ratio against the group's first model, and dev accuracy for classifier checkpoints.
 ``bench.export_dir`` (a ``stage=export`` run) adds a row per exported form (pruned PyTorch,
 ONNX Runtime fp32 and int8) beside its fp32 student and fine-tuned teacher; ``bench.onnx``
@@ -255,6 +255,17 @@ def add_ratios(results: Dict[str, Dict[str, Any]]) -> None:
                        for dev, per_b in r["devices"].items()}
 
 
+def bench_devices(names: List[Any]) -> List[torch.device]:
+    """``bench.devices`` as torch devices: ``[]`` is the CPU, and the GPU when present."""
+    names = [getattr(n, "value", str(n)) for n in names]
+    if not names:
+        return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if "cuda" in names and not torch.cuda.is_available():
+        raise ValueError("bench.devices asks for cuda but torch sees no GPU (torch.cuda.is_available() "
+                         "is False): drop cuda from bench.devices or install a CUDA build of torch")
+    return [torch.device(n) for n in dict.fromkeys(names)]
+
+
 def device_name(d: torch.device) -> str:
     if d.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(d)}"
@@ -318,7 +329,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
         if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None:
             raise ImportError("bench.onnx needs ONNX Runtime and onnxscript: pip install '.[export]' (or bench.onnx=false)")
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = bench_devices(b.devices)
     work = tempfile.TemporaryDirectory(prefix="tinyfw-bench-onnx-")  # on-the-fly ONNX files
     todo = entries(cfg, ctx.home, Path(work.name))
     score = DevScore(cfg.task, ctx.home, b.accuracy)
