@@ -72,7 +72,7 @@ def for_mlm(cfg: DictConfig, home: Path) -> Dict[str, Any]:
 
 def for_teacher(cfg: DictConfig) -> Dict[str, Any]:
     """A teacher fine-tune: the fine-tuned teacher's cache key."""
-    from tinyfw.stages.teacher import cache_key
+    from tinyfw.artefacts.teacher import cache_key
 
     return as_config(cache_key(cfg), {"train": "teacher_ft.train", "seed": "teacher_ft.seed"})
 

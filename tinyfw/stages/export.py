@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 from tinyfw.data.tasks import Collator, TaskData, encode_splits, load_task, predict_logits
 from tinyfw.fsutil import atomic_dir, atomic_write_json, atomic_write_text, dir_size
 from tinyfw.stages import RunContext, StageResult
-from tinyfw.stages.teacher import evaluate_all, load_classifier
+from tinyfw.models.classifier import evaluate_all, load_classifier
 
 log = logging.getLogger("tinyfw")
 

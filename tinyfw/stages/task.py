@@ -66,9 +66,8 @@ from tinyfw.config import plain
 from tinyfw.data.tasks import Collator, TaskData, encode_splits, evaluate, load_task, predict_logits, tokenize
 from tinyfw.models.load import check_tokenizer
 from tinyfw.stages import RunContext, StageResult
-from tinyfw.stages.teacher import (
-    ensure_teacher, evaluate_all, head_kwargs, load_classifier, teacher_metrics, teacher_tokenizer,
-)
+from tinyfw.artefacts.teacher import ensure_teacher, teacher_metrics
+from tinyfw.models.classifier import build_classifier, checkpoint_shape, evaluate_all, load_classifier, throughput
 
 log = logging.getLogger(__name__)
 
@@ -81,51 +80,23 @@ def _on(v: Any) -> bool:
 # student
 
 
-def build_classifier(cfg: DictConfig, home: Path, teacher: Any, task: TaskData, tracker: Any = None):
-    """The student encoder (GD / random / teacher layers) with a fresh classification head."""
-    from transformers import BertForSequenceClassification
+def student_start(cfg: DictConfig, home: Path, tracker: Any = None) -> Tuple[str, str, Any]:
+    """Where the student starts: (``init`` for :func:`build_classifier`, its label in
+    result.json, its shape). ``gd=on``: the GD student (``task_distill.gd_checkpoint``, else
+    the cached one, trained now when missing) in its own shape; ``gd=off``:
+    ``task_distill.gd_off_init`` in ``student.shape``."""
+    if not _on(cfg.gd):
+        return cfg.task_distill.gd_off_init, cfg.task_distill.gd_off_init, cfg.student.shape
+    src = cfg.task_distill.gd_checkpoint
+    if not src:
+        from tinyfw.stages.general import ensure_gd_student
 
-    from tinyfw.models.student import build_student, layer_mapping
-
-    if _on(cfg.gd):
-        src = cfg.task_distill.gd_checkpoint
-        if not src:
-            from tinyfw.stages.general import ensure_gd_student
-
-            src = str(ensure_gd_student(cfg, home, tracker))
-        init = f"gd:{src}"
-        if not Path(src).is_dir():
-            raise FileNotFoundError(f"GD checkpoint '{src}' (task_distill.gd_checkpoint) is not a directory")
-    else:
-        src = cfg.task_distill.gd_off_init
-        init = src
-    if _on(cfg.gd):
-        if not (Path(src) / "config.json").exists():
-            raise FileNotFoundError(f"GD checkpoint {src} has no config.json (not an HF model directory)")
-        from transformers import AutoConfig
-
-        shape = _shape_from(AutoConfig.from_pretrained(src))  # the checkpoint's own shape
-    else:
-        shape = cfg.student.shape
-    mapping = layer_mapping(plain(cfg.student.layer_map), shape.num_layers, teacher.config.num_hidden_layers)
-    encoder = build_student(shape, teacher, src, mapping)  # strict load for a checkpoint path
-    config = encoder.config
-    for k, v in head_kwargs(task).items():
-        setattr(config, k, v)
-    config.num_labels = task.num_labels
-    model = BertForSequenceClassification(config)
-    model.bert.load_state_dict(encoder.state_dict(), strict=True)
-    model.requires_grad_(True)
-    model.set_attn_implementation("eager")
-    return model, mapping, init
-
-
-def _shape_from(config: Any) -> Any:
-    from types import SimpleNamespace
-
-    return SimpleNamespace(num_layers=config.num_hidden_layers, hidden_size=config.hidden_size,
-                           intermediate_size=config.intermediate_size, num_heads=config.num_attention_heads,
-                           max_position_embeddings=config.max_position_embeddings)
+        src = str(ensure_gd_student(cfg, home, tracker))
+    if not Path(src).is_dir():
+        raise FileNotFoundError(f"GD checkpoint '{src}' (task_distill.gd_checkpoint) is not a directory")
+    if not (Path(src) / "config.json").exists():
+        raise FileNotFoundError(f"GD checkpoint {src} has no config.json (not an HF model directory)")
+    return src, f"gd:{src}", checkpoint_shape(src)  # the checkpoint's own shape
 
 
 # --------------------------------------------------------------------------------------
@@ -345,12 +316,6 @@ def _seen(res: Any, tc: Any) -> int:
     return int(res.steps * tc.batch_size * max(1, tc.grad_accum) * dist.world_size())
 
 
-def _throughput(model: Any, enc, collate: Collator, batch_size: int) -> float:
-    t0 = time.perf_counter()
-    predict_logits(model, enc, collate, batch_size, desc="timing")
-    return len(enc) / max(time.perf_counter() - t0, 1e-9)
-
-
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     import torch
     from transformers import set_seed
@@ -372,9 +337,9 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
         tok = AutoTokenizer.from_pretrained(str(teacher_dir))
     else:
-        from tinyfw.models.load import teacher_path
+        from tinyfw.models.load import teacher_path, teacher_tokenizer
 
-        tok = teacher_tokenizer(cfg, home, teacher_path(cfg.teacher, home))
+        tok = teacher_tokenizer(cfg.teacher, home, teacher_path(cfg.teacher, home))
     teacher = load_classifier(str(teacher_dir), task)
     check_tokenizer(tok, teacher.config, f"teacher {teacher_dir}", str(teacher_dir))
     collate = Collator(tok.pad_token_id, regression=task.regression)
@@ -398,7 +363,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
                                           if c in enc_train.column_names])
 
     set_seed(cfg.seed)
-    student, mapping, init = build_classifier(cfg, home, teacher, task, ctx.tracker)
+    src, init, shape = student_start(cfg, home, ctx.tracker)
+    student, mapping = build_classifier(shape, plain(cfg.student.layer_map), teacher, src, task)
     check_tokenizer(tok, student.config, f"student {init}", init[3:] if init.startswith("gd:") else None,
                     fix="start from a student distilled with this teacher's tokenizer")
     w = {k: float(v) for k, v in OmegaConf.to_container(cfg.distill.weights).items()}
@@ -475,8 +441,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         loss_key = "pred" if any("pred" in h for h in last_phase.history) else "loss"
         health = check_health(predict_logits(student, dev, collate, bs_eval), task.regression, task.num_labels,
                               [h[loss_key] for h in last_phase.history if loss_key in h], loss_floor)
-        speed_s = _throughput(student, dev, collate, bs_eval)
-        speed_t = _throughput(teacher, dev, collate, bs_eval)
+        speed_s = throughput(student, dev, collate, bs_eval)
+        speed_t = throughput(teacher, dev, collate, bs_eval)
     if health["collapsed"]:
         log.warning("the student COLLAPSED: %s (marked in result.json; the report shows it apart)",
                     "; ".join(health["reasons"]))
