@@ -35,7 +35,7 @@ def one(args: argparse.Namespace) -> dict:
     from tinyfw.models.capture import capture
     from tinyfw.models.load import load_strict
     from tinyfw.models.student import build_student, layer_mapping
-    from tinyfw.stages.general import _clone
+    from tinyfw.distill.steps import clone_features
     from tinyfw.train.loop import make_accelerator, param_groups
 
     home = paths.home(args.home)
@@ -68,7 +68,7 @@ def one(args: argparse.Namespace) -> dict:
         with acc.autocast():
             with torch.inference_mode():
                 t = capture(teacher, ids, mask, types)
-            t = _clone(t, mapping)
+            t = clone_features(t, mapping)
             t1 = time.perf_counter()
             s = capture(student, ids, mask, types)
             loss, _ = distiller(s, t)

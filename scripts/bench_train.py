@@ -115,7 +115,7 @@ def one(args: argparse.Namespace) -> dict:
     from tinyfw.distill.losses import prediction_loss
     from tinyfw.distill.objective import Distiller
     from tinyfw.models.capture import capture
-    from tinyfw.stages.general import _clone
+    from tinyfw.distill.steps import clone_features
     from tinyfw.train.loop import make_accelerator, param_groups
 
     torch.set_num_threads(args.threads)
@@ -136,7 +136,7 @@ def one(args: argparse.Namespace) -> dict:
             else:
                 with torch.inference_mode():
                     t = capture(teacher, ids, mask)
-                t = _clone(t, mapping)
+                t = clone_features(t, mapping)
                 loss, _ = distiller(capture(student, ids, mask), t)
         acc.backward(loss)
         opt.step()

@@ -89,7 +89,7 @@ def student_start(cfg: DictConfig, home: Path, tracker: Any = None) -> Tuple[str
         return cfg.task_distill.gd_off_init, cfg.task_distill.gd_off_init, cfg.student.shape
     src = cfg.task_distill.gd_checkpoint
     if not src:
-        from tinyfw.stages.general import ensure_gd_student
+        from tinyfw.artefacts.gd import ensure_gd_student
 
         src = str(ensure_gd_student(cfg, home, tracker))
     if not Path(src).is_dir():
@@ -353,7 +353,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
     train = task.splits["train"]
     if _on(cfg.augment):
-        from tinyfw.stages.augment import ensure_augmented
+        from tinyfw.artefacts.augmented import ensure_augmented
 
         train = with_augmented(train, ensure_augmented(cfg, home, train, task.text_columns, ctx.tracker),
                                task.text_columns)
