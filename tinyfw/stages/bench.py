@@ -12,7 +12,7 @@ FLOPs ratio against the group's first model, and dev accuracy for classifier che
 ONNX Runtime fp32 and int8) beside its fp32 student and fine-tuned teacher; ``bench.onnx``
 adds ONNX Runtime fp32 / int8 rows of the paper TinyBERT4 shape (exported on the fly; ONNX
 Runtime forms are timed on the CPU only). Writes ``bench.md`` (a Markdown table) in the run
-directory.
+directory. The measuring is :mod:`tinyfw.bench.compare`, the table :mod:`tinyfw.bench.render`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """``stage=task``: TinyBERT's task-specific distillation (TD) of a student classifier.
 
-Wiring (each piece lives elsewhere; this module only connects them):
+Wiring (each piece lives elsewhere: ``tinyfw.artefacts`` for what is cached, the student in
+``tinyfw.models.classifier``, the losses in ``tinyfw.distill.steps``, the training set in
+``tinyfw.data.trainset``, the budgets in ``tinyfw.train.budget``; ``run`` only connects them):
 
 1. the task (``tinyfw.data.tasks``), the fine-tuned teacher (``ensure_teacher``: cached, or
    fine-tuned now), and the train split — augmented when ``augment=on`` (``ensure_augmented``:
