@@ -32,10 +32,10 @@ def one(args: argparse.Namespace) -> dict:
     from tinyfw import paths
     from tinyfw.config import ShapeCfg
     from tinyfw.distill.objective import Distiller
+    from tinyfw.distill.steps import clone_features
     from tinyfw.models.capture import capture
     from tinyfw.models.load import load_strict
     from tinyfw.models.student import build_student, layer_mapping
-    from tinyfw.distill.steps import clone_features
     from tinyfw.train.loop import make_accelerator, param_groups
 
     home = paths.home(args.home)

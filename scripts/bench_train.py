@@ -114,8 +114,8 @@ def one(args: argparse.Namespace) -> dict:
     from tinyfw import paths
     from tinyfw.distill.losses import prediction_loss
     from tinyfw.distill.objective import Distiller
-    from tinyfw.models.capture import capture
     from tinyfw.distill.steps import clone_features
+    from tinyfw.models.capture import capture
     from tinyfw.train.loop import make_accelerator, param_groups
 
     torch.set_num_threads(args.threads)
