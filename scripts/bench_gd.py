@@ -32,10 +32,10 @@ def one(args: argparse.Namespace) -> dict:
     from tinyfw import paths
     from tinyfw.config import ShapeCfg
     from tinyfw.distill.objective import Distiller
+    from tinyfw.distill.steps import clone_features
     from tinyfw.models.capture import capture
     from tinyfw.models.load import load_strict
     from tinyfw.models.student import build_student, layer_mapping
-    from tinyfw.stages.general import _clone
     from tinyfw.train.loop import make_accelerator
     from tinyfw.train.optim import param_groups
 
@@ -69,7 +69,7 @@ def one(args: argparse.Namespace) -> dict:
         with acc.autocast():
             with torch.inference_mode():
                 t = capture(teacher, ids, mask, types)
-            t = _clone(t, mapping)
+            t = clone_features(t, mapping)
             t1 = time.perf_counter()
             s = capture(student, ids, mask, types)
             loss, _ = distiller(s, t)

@@ -136,8 +136,8 @@ def one(args: argparse.Namespace) -> dict:
     from tinyfw.bench.measure import cpu_model
     from tinyfw.distill.losses import prediction_loss
     from tinyfw.distill.objective import Distiller
+    from tinyfw.distill.steps import clone_features
     from tinyfw.models.capture import capture
-    from tinyfw.stages.general import _clone
     from tinyfw.train.loop import make_accelerator
     from tinyfw.train.optim import param_groups
 
@@ -162,7 +162,7 @@ def one(args: argparse.Namespace) -> dict:
             else:
                 with torch.inference_mode():
                     t = capture(teacher, ids, mask)
-                t = _clone(t, mapping)
+                t = clone_features(t, mapping)
                 loss, _ = distiller(capture(student, ids, mask), t)
         acc.backward(loss)
         opt.step()

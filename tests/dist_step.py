@@ -72,11 +72,11 @@ def run_gd(out_dir: Optional[Path], batch_size: int, steps: int, save_every: int
            stop_after: Optional[int] = None, precision: str = "fp32", grad_checkpointing: bool = False) -> Dict[str, Any]:
     """``steps`` GD optimizer steps; returns {world, history, params (student + distiller)}."""
     from tinyfw.config import TrainCfg
-    from tinyfw.stages.general import make_loss_fn
+    from tinyfw.distill.steps import feature_loss_fn
     from tinyfw.train.loop import fit
 
     teacher, student, distiller = tiny_models()
-    base = make_loss_fn(need_scores=True)
+    base = feature_loss_fn(need_scores=True)
     calls = {"n": 0}
     seen: Dict[str, str] = {}
 

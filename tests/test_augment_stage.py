@@ -35,7 +35,7 @@ def _pairs():
 
 def interrupted_after_one_shard(cfg, home, ds, monkeypatch) -> None:
     """A build killed in its second shard: no cache entry, one finished shard in the work dir."""
-    from tinyfw.stages import augment as stage
+    from tinyfw.artefacts import augmented as stage
 
     real = stage._augment_rows
     calls = {"n": 0}
@@ -53,7 +53,7 @@ def interrupted_after_one_shard(cfg, home, ds, monkeypatch) -> None:
 
 
 def test_ensure_augmented_pairs_labels_cache_and_resume(mlm_dir, tmp_path, monkeypatch):
-    from tinyfw.stages import augment as stage
+    from tinyfw.artefacts import augmented as stage
 
     ds = _pairs()
     cfg = _cfg(mlm_dir)
@@ -94,7 +94,7 @@ def test_resume_logs_shards_refuses_another_shard_size_and_reports_a_late_cache_
     import logging
 
     from tinyfw import cache
-    from tinyfw.stages import augment as stage
+    from tinyfw.artefacts import augmented as stage
 
     ds, home = _pairs(), tmp_path / "home"
     interrupted_after_one_shard(_cfg(mlm_dir), home, ds, monkeypatch)  # one of two shards done (shard_size 3)
@@ -122,7 +122,7 @@ def test_resume_logs_shards_refuses_another_shard_size_and_reports_a_late_cache_
 def test_missing_vectors_and_bad_columns(mlm_dir, tmp_path):
     from datasets import Dataset
 
-    from tinyfw.stages import augment as stage
+    from tinyfw.artefacts import augmented as stage
 
     ds = _pairs()
     with pytest.raises(FileNotFoundError, match="does not exist"):

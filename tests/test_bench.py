@@ -201,7 +201,7 @@ def test_bench_devices_default_and_explicit():
 
     from tinyfw import config
     from tinyfw.__main__ import CONF_DIR
-    from tinyfw.stages.bench import bench_devices
+    from tinyfw.bench.compare import bench_devices
 
     gpu = torch.cuda.is_available()
     assert bench_devices([]) == [torch.device("cpu")] + ([torch.device("cuda")] if gpu else [])

@@ -134,7 +134,7 @@ def test_capture_on_cuda_matches_cpu_and_autocasts_to_bf16():
 
 def test_student_gradients_flow_on_cuda_under_bf16():
     from tinyfw.distill.objective import Distiller
-    from tinyfw.stages.general import _clone
+    from tinyfw.distill.steps import clone_features
 
     teacher, student = tiny_bert(0).to(CUDA).eval(), tiny_bert(1, hidden_size=8, intermediate_size=16).to(CUDA)
     distiller = Distiller(8, 16, [1, 2], {"embd": 1, "attn": 1, "hidn": 1}).to(CUDA)
@@ -143,7 +143,7 @@ def test_student_gradients_flow_on_cuda_under_bf16():
     with torch.autocast("cuda", dtype=torch.bfloat16):
         with torch.inference_mode():
             t = capture(teacher, ids, mask)
-        loss, parts = distiller(capture(student, ids, mask), _clone(t, [1, 2]))
+        loss, parts = distiller(capture(student, ids, mask), clone_features(t, [1, 2]))
     loss.backward()
     assert torch.isfinite(loss) and set(parts) >= {"embd", "attn", "hidn"}
     for p in (student.embeddings.word_embeddings.weight, student.encoder.layer[0].attention.self.query.weight,

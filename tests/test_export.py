@@ -40,7 +40,7 @@ def _classifier(out: Path, hidden: int = 32, unused: int = 300) -> Path:
 
 def _smoke_texts():
     from tinyfw.data.tasks import load_task
-    from tinyfw.stages.export import task_texts
+    from tinyfw.export.forms import task_texts
     from omegaconf import OmegaConf
 
     from tinyfw.config import TaskCfg

@@ -55,7 +55,7 @@ def test_smoke_gd(tmp_path):
     from hydra import compose, initialize_config_dir
 
     import tinyfw.__main__  # noqa: F401  (registers the schema and resolvers)
-    from tinyfw.stages.general import ensure_gd_student
+    from tinyfw.artefacts.gd import ensure_gd_student
 
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "tinyfw" / "conf")):
         cfg = compose("config", overrides=["stage=general", "experiment=smoke", f"home={home}"])
@@ -92,7 +92,7 @@ def test_ensure_gd_student_trains_once(tmp_path):
     from transformers import AutoModel
 
     import tinyfw.__main__  # noqa: F401  (registers the schema and resolvers)
-    from tinyfw.stages.general import ensure_gd_student
+    from tinyfw.artefacts.gd import ensure_gd_student
 
     home = tmp_path / "home"
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "tinyfw" / "conf")):

@@ -50,7 +50,7 @@ def test_soft_targets_near_uniform_are_not_a_collapse():
 
 
 def test_soft_entropy_matches_hand_values():
-    from tinyfw.stages.task import soft_entropy
+    from tinyfw.distill.steps import soft_entropy
 
     assert soft_entropy(np.zeros((3, 2)), 1.0) == pytest.approx(math.log(2))
     assert soft_entropy(np.array([[50.0, 0.0]]), 1.0) == pytest.approx(0.0, abs=1e-9)

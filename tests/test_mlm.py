@@ -29,7 +29,7 @@ def test_stage_mlm_smoke_lowers_loss_and_caches(tmp_path, shared_home):
     # augmenter.mlm=mlm resolves to the same entry without training again
     from omegaconf import OmegaConf
 
-    from tinyfw.stages.mlm import ensure_mlm
+    from tinyfw.artefacts.mlm import ensure_mlm
 
     cfg = OmegaConf.create(rec["config"])
     assert ensure_mlm(cfg, shared_home) == cached
@@ -39,7 +39,7 @@ def test_masked_positions_loss_equals_full_forward_loss_and_gradients():
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    from tinyfw.stages.mlm import MaskedPositionsLoss
+    from tinyfw.models.mlm import MaskedPositionsLoss
 
     torch.manual_seed(0)
     model = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,

@@ -326,7 +326,7 @@ def test_stage_logs_table_and_chart_to_its_wandb_run(tmp_path, shared_home, no_w
 
 
 def test_source_is_shown_relative_to_the_working_directory(tmp_path, monkeypatch):
-    from tinyfw.stages.report import shown
+    from tinyfw.report.document import shown
 
     (tmp_path / "runs" / "sweep").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)

@@ -110,7 +110,7 @@ def test_smoke_task_with_augmentation(tmp_path, shared_home):
 def test_with_augmented_keeps_uncovered_originals():
     from datasets import Dataset, Features, Value
 
-    from tinyfw.stages.task import cap_examples, with_augmented
+    from tinyfw.data.trainset import cap_examples, with_augmented
 
     feats = Features({"text": Value("string"), "label": Value("int64")})
     train = Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, 1, 0]}, features=feats)
@@ -128,7 +128,7 @@ def test_phase_budgets_hold_steps_or_epochs_equal():
     from omegaconf import OmegaConf
 
     from tinyfw.config import TaskDistillCfg
-    from tinyfw.stages.task import phase_budgets
+    from tinyfw.train.budget import phase_budgets
 
     td = OmegaConf.structured(TaskDistillCfg)
     td.step1.max_steps, td.step2.max_steps, td.finetune.max_steps = 300, 200, 200

@@ -69,7 +69,7 @@ def test_teacher_regression_head(tmp_path, shared_home):
 def test_missing_or_unexpected_keys_fail_loudly(tmp_path, shared_home):
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
-    from tinyfw.stages.teacher import load_classifier
+    from tinyfw.models.classifier import load_classifier
 
     cfg = BertConfig(vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     BertModel(cfg).save_pretrained(tmp_path / "encoder")
@@ -100,7 +100,7 @@ def test_pretraining_checkpoint_heads_are_ignored_but_missing_encoder_weights_fa
     from transformers import BertConfig, BertForPreTraining, BertModel
 
     from tinyfw.models.load import load_strict
-    from tinyfw.stages.teacher import load_classifier
+    from tinyfw.models.classifier import load_classifier
 
     cfg = BertConfig(vocab_size=99, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
     torch.manual_seed(0)
@@ -138,7 +138,7 @@ def test_external_teacher_label_order_is_checked(tmp_path, shared_home, kw_root,
     import logging
 
     from tinyfw.data.tasks import TaskData
-    from tinyfw.stages.teacher import load_classifier
+    from tinyfw.models.classifier import load_classifier
 
     three = TaskData(name="nli", splits={}, text_columns=["premise", "hypothesis"],
                      label_names=["entailment", "neutral", "contradiction"])
@@ -149,7 +149,7 @@ def test_external_teacher_label_order_is_checked(tmp_path, shared_home, kw_root,
     with pytest.raises(ValueError, match=r"labels its outputs \['yes', 'maybe', 'no'\] but task 'nli'"):
         load_classifier(str(wrong), three)
     generic = _classifier_with_labels(tmp_path / "generic", ["LABEL_0", "LABEL_1", "LABEL_2"])
-    with caplog.at_level(logging.WARNING, logger="tinyfw.stages.teacher"):
+    with caplog.at_level(logging.WARNING, logger="tinyfw.models.classifier"):
         assert load_classifier(str(generic), three).config.num_labels == 3  # nothing to check: a warning
     assert "names no labels" in caplog.text
     # through the stage: refused in one line, accepted once the task is declared in its order

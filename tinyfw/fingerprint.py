@@ -58,21 +58,21 @@ def as_config(parts: Mapping[str, Any], names: Mapping[str, str]) -> Dict[str, A
 
 def for_gd(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     """A GD run: the GD student's cache key."""
-    from tinyfw.stages.general import gd_cache_parts
+    from tinyfw.artefacts.gd import gd_cache_parts
 
     return as_config(gd_cache_parts(cfg, home), {"train": "general.train", "seed": "general.seed"})
 
 
 def for_mlm(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     """A masked-LM adaptation: the masked LM's cache key."""
-    from tinyfw.stages.mlm import mlm_cache_parts
+    from tinyfw.artefacts.mlm import mlm_cache_parts
 
     return as_config(mlm_cache_parts(cfg, home), {"base": "mlm.base"})
 
 
 def for_teacher(cfg: DictConfig) -> Dict[str, Any]:
     """A teacher fine-tune: the fine-tuned teacher's cache key."""
-    from tinyfw.stages.teacher import cache_key
+    from tinyfw.artefacts.teacher import cache_key
 
     return as_config(cache_key(cfg), {"train": "teacher_ft.train", "seed": "teacher_ft.seed"})
 
@@ -97,7 +97,7 @@ def for_task(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     else:
         fp.update({"task_distill.gd_off_init": td.gd_off_init, "student": plain(cfg.student)})
     if on(cfg.augment):
-        from tinyfw.stages.augment import NOT_IN_KEY
+        from tinyfw.artefacts.augmented import NOT_IN_KEY
 
         fp["augmenter"] = {k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY}
         if str(cfg.augmenter.mlm) == "mlm":  # the masked LM stage=mlm makes

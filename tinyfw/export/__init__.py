@@ -1,3 +1,4 @@
 """From a distilled student to deployable forms: vocabulary pruning (``vocab``), ONNX export
-and ONNX Runtime sessions (``onnx``), dynamic int8 quantization (``quantize``). Every function
-takes explicit arguments; ``tinyfw/stages/export.py`` wires them."""
+and ONNX Runtime sessions (``onnx``), dynamic int8 quantization (``quantize``), the forms
+compared (``forms``). Every function takes explicit arguments; ``tinyfw/stages/export.py``
+wires them."""

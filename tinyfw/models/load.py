@@ -144,12 +144,21 @@ def load_teacher(teacher_cfg: Any, home: Path) -> Tuple[PreTrainedModel, Any]:
     checked to belong together."""
     path = teacher_path(teacher_cfg, home)
     model = load_strict(AutoModel, path)
+    tok = teacher_tokenizer(teacher_cfg, home, path, model.config, what=f"teacher {teacher_cfg.name_or_path}")
+    return model, tok
+
+
+def teacher_tokenizer(teacher_cfg: Any, home: Path, path: str, config: Any = None, what: str = ""):
+    """The teacher's tokenizer (``teacher.tokenizer``, else the one at ``path``); with the
+    model's ``config``, checked to be that model's (:func:`check_tokenizer`; ``what`` names the
+    model, default ``teacher <path>``)."""
     # a random model's directory already holds its tokenizer
     own = not teacher_cfg.tokenizer or teacher_cfg.name_or_path == "random"
     tok = load_tokenizer(path if own else teacher_cfg.tokenizer, home)
-    check_tokenizer(tok, model.config, f"teacher {teacher_cfg.name_or_path}", path, own=own,
-                    fix="use the teacher's own tokenizer (teacher.tokenizer='')")
-    return model, tok
+    if config is not None:
+        check_tokenizer(tok, config, what or f"teacher {path}", path, own=own,
+                        fix="use the teacher's own tokenizer (teacher.tokenizer='')")
+    return tok
 
 
 SPECIAL = ("pad", "unk", "cls", "sep", "mask")

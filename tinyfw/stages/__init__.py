@@ -1,7 +1,8 @@
-"""Stages: short functions that wire data, models and the training loop together.
+"""Stages: short functions that wire artefacts, data, models and the training loop together.
 
-Each module exposes ``run(cfg, ctx) -> StageResult``. They are imported lazily so that
-``--help`` and light stages stay fast.
+Each module exposes ``run(cfg, ctx) -> StageResult``; the work itself lives in the layers below
+(README "Architecture"), and no stage imports another (``pipeline`` runs them as processes).
+They are imported lazily so that ``--help`` and light stages stay fast.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from tinyfw.assets import provision
 from tinyfw.stages import RunContext, StageResult
-from tinyfw.stages.info import inventory, print_inventory
+from tinyfw.assets.inventory import inventory, print_inventory
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:

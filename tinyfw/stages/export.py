@@ -26,21 +26,17 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
-import numpy as np
 from omegaconf import DictConfig
 
-from tinyfw.data.tasks import Collator, TaskData, encode_splits, load_task, predict_logits
+from tinyfw.data.tasks import TaskData, load_task
+from tinyfw.export.forms import DIRS, LABELS, checks, evaluate_forms, forms_table, task_texts
 from tinyfw.fsutil import atomic_dir, atomic_write_json, atomic_write_text, dir_size
+from tinyfw.models.classifier import load_classifier
 from tinyfw.stages import RunContext, StageResult
-from tinyfw.stages.teacher import evaluate_all, load_classifier
 
 log = logging.getLogger("tinyfw")
-
-LABELS = {"fp32": "student fp32 (PyTorch)", "pruned": "pruned vocabulary (PyTorch)",
-          "onnx": "ONNX Runtime fp32", "onnx_int8": "ONNX Runtime int8 (dynamic)"}
-DIRS = {"pruned": "pruned", "onnx": "onnx", "onnx_int8": "onnx-int8"}
 
 
 def student_origin(student: Path) -> Dict[str, Any]:
@@ -53,14 +49,6 @@ def student_origin(student: Path) -> Dict[str, Any]:
     c = rec.get("config") or {}
     return {"task": (c.get("task") or {}).get("name"), "teacher": (c.get("teacher") or {}).get("name_or_path"),
             "teacher_dir": (rec.get("outputs") or {}).get("teacher")}
-
-
-def task_texts(task: TaskData) -> Iterator[Any]:
-    """Every text (or sentence pair) of every split of the task."""
-    cols = task.text_columns
-    for split in task.splits.values():
-        columns = [split[c] for c in cols]
-        yield from (columns[0] if len(cols) == 1 else zip(*columns))
 
 
 def _check_inputs(cfg: DictConfig) -> Path:
@@ -131,26 +119,6 @@ def onnx_forms(e: Any, base: Any, tok: Any, out: Path) -> Dict[str, Any]:
     return forms
 
 
-def checks(models: Dict[str, Any], task: TaskData, seq: int, bs: int, atol: float) -> Dict[str, float]:
-    """Dev-set logits of each form against the form it was made from; fails when the pruned
-    model is not exact or ONNX fp32 is off by more than ``atol``."""
-    logits = {}
-    for key, (m, t) in models.items():
-        enc = encode_splits(task, t, seq, [task.dev_split])[task.dev_split]
-        logits[key] = predict_logits(m, enc, Collator(t.pad_token_id or 0, task.regression), bs)
-    src = "pruned" if "pruned" in logits else "fp32"
-    out: Dict[str, float] = {}
-    for key, ref, limit in (("pruned", "fp32", 1e-5), ("onnx", src, atol), ("onnx_int8", src, None)):
-        if key in logits:
-            diff = out[f"{key}_max_abs_diff"] = float(np.abs(logits[key] - logits[ref]).max())
-            if limit is not None and diff > limit:
-                raise RuntimeError(f"the {LABELS[key]} form's dev logits differ from the {LABELS[ref]} form's by "
-                                   f"{diff:.2e} (limit {limit:g}{', export.atol' if key == 'onnx' else ''})")
-    if "onnx_int8" in logits and not task.regression:
-        out["int8_dev_agreement"] = float((logits["onnx_int8"].argmax(-1) == logits[src].argmax(-1)).mean())
-    return out
-
-
 def _card(out: Path, key: str, cfg: DictConfig, task: TaskData, metrics: Dict[str, Any], size: Dict[str, int],
           origin: Dict[str, Any], info: Dict[str, Any]) -> None:
     """README.md with Hugging Face metadata (base model, datasets, metrics, license)."""
@@ -174,29 +142,6 @@ def _card(out: Path, key: str, cfg: DictConfig, task: TaskData, metrics: Dict[st
                summary=f"Exported by tinyfw stage=export from `{e.student}` ({LABELS[key]}).",
                task=task.describe(), metrics=metrics, size=size, config=settings, name=str(out),
                metadata=meta, usage=usage)
-
-
-def _table(forms: Dict[str, Dict[str, Any]], main: str) -> str:
-    lines = ["| form | vocabulary | size MB | dev " + main + " | test " + main + " | Δ vs fp32 (points) |",
-             "|---|---|---|---|---|---|"]
-    for key, f in forms.items():
-        cell = lambda s: "—" if s not in f else f"{100 * f[s][main]:.1f}"  # noqa: E731
-        delta = "—" if f.get("delta") is None else f"{100 * f['delta']:+.1f}"
-        lines.append(f"| {LABELS[key]} | {f['vocab']} | {f['size_bytes'] / 1e6:.2f} | {cell('dev')} | {cell('test')} | {delta} |")
-    return "\n".join(lines) + "\n"
-
-
-def evaluate_forms(models: Dict[str, Any], task: TaskData, seq: int, bs: int) -> Dict[str, Dict[str, Any]]:
-    """Every labelled eval split's metrics per form, and each form's main-metric change
-    against fp32 (on test when labelled, else dev)."""
-    forms = {}
-    for key, (m, t) in models.items():
-        enc = encode_splits(task, t, seq, task.eval_splits)
-        forms[key] = evaluate_all(m, task, enc, Collator(t.pad_token_id or 0, task.regression), bs)
-    ref, main = ("test" if "test" in forms["fp32"] else "dev"), task.main_metric
-    for f in forms.values():
-        f["delta"] = f[ref][main] - forms["fp32"][ref][main] if ref in f and ref in forms["fp32"] else None
-    return forms
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
@@ -238,7 +183,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     main = task.main_metric
     atomic_write_json(out / "export.json", {"student": str(student_dir), "teacher_dir": origin.get("teacher_dir"),
                                             "task": task.name, "main_metric": main, "forms": forms, **info})
-    table = _table(forms, main)
+    table = forms_table(forms, main)
     atomic_write_text(out / "export.md", f"# Exported forms of `{student_dir}` (task {task.name})\n\n{table}")
     print(table)
     if e.push_to_hub:

@@ -1,6 +1,8 @@
 """``stage=task``: TinyBERT's task-specific distillation (TD) of a student classifier.
 
-Wiring (each piece lives elsewhere; this module only connects them):
+Wiring (each piece lives elsewhere: ``tinyfw.artefacts`` for what is cached, the student in
+``tinyfw.models.classifier``, the losses in ``tinyfw.distill.steps``, the training set in
+``tinyfw.data.trainset``, the budgets in ``tinyfw.train.budget``; ``run`` only connects them):
 
 1. the task (``tinyfw.data.tasks``), the fine-tuned teacher (``ensure_teacher``: cached, or
    fine-tuned now), and the train split — augmented when ``augment=on`` (``ensure_augmented``:
@@ -50,25 +52,27 @@ Values are fractions (accuracy 0.91, not 91). Flags gd/td/da sit in result.json 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from tinyfw import cache, fingerprint
+from tinyfw import fingerprint
+from tinyfw.artefacts.task_distill import cached_step1, step1_cache_parts, teacher_logits
+from tinyfw.artefacts.teacher import ensure_teacher, teacher_metrics
 from tinyfw.config import plain
-from tinyfw.data.tasks import Collator, TaskData, encode_splits, evaluate, load_task, predict_logits, tokenize
+from tinyfw.data.tasks import Collator, TaskData, encode_splits, evaluate, load_task, predict_logits
+from tinyfw.data.trainset import cap_examples, encode_train, with_augmented
+from tinyfw.models.classifier import build_classifier, checkpoint_shape, evaluate_all, load_classifier, throughput
 from tinyfw.models.load import check_tokenizer
 from tinyfw.stages import RunContext, StageResult
-from tinyfw.stages.teacher import (
-    ensure_teacher, evaluate_all, head_kwargs, load_classifier, teacher_metrics, teacher_tokenizer,
-)
+from tinyfw.train.budget import examples_seen, phase_budgets
 
 log = logging.getLogger(__name__)
 
@@ -77,416 +81,246 @@ def _on(v: Any) -> bool:
     return str(getattr(v, "value", v)) == "on"
 
 
-# --------------------------------------------------------------------------------------
-# student
+def _weights(cfg: DictConfig) -> Dict[str, float]:
+    return {k: float(v) for k, v in OmegaConf.to_container(cfg.distill.weights).items()}
 
 
-def build_classifier(cfg: DictConfig, home: Path, teacher: Any, task: TaskData, tracker: Any = None):
-    """The student encoder (GD / random / teacher layers) with a fresh classification head."""
-    from transformers import BertForSequenceClassification
+@dataclass
+class Setup:
+    """What the phases train on and are evaluated on."""
 
-    from tinyfw.models.student import build_student, layer_mapping
+    task: TaskData
+    teacher_dir: Path
+    tok: Any
+    teacher: Any
+    collate: Collator
+    enc: Dict[str, Any]  # the tokenised evaluation splits
+    t_metrics: Dict[str, Any]  # the teacher's, per split
+    train: Any  # the tokenised training set (augmented when augment=on, capped)
 
-    if _on(cfg.gd):
-        src = cfg.task_distill.gd_checkpoint
-        if not src:
-            from tinyfw.stages.general import ensure_gd_student
-
-            src = str(ensure_gd_student(cfg, home, tracker))
-        init = f"gd:{src}"
-        if not Path(src).is_dir():
-            raise FileNotFoundError(f"GD checkpoint '{src}' (task_distill.gd_checkpoint) is not a directory")
-    else:
-        src = cfg.task_distill.gd_off_init
-        init = src
-    if _on(cfg.gd):
-        if not (Path(src) / "config.json").exists():
-            raise FileNotFoundError(f"GD checkpoint {src} has no config.json (not an HF model directory)")
-        from transformers import AutoConfig
-
-        shape = _shape_from(AutoConfig.from_pretrained(src))  # the checkpoint's own shape
-    else:
-        shape = cfg.student.shape
-    mapping = layer_mapping(plain(cfg.student.layer_map), shape.num_layers, teacher.config.num_hidden_layers)
-    encoder = build_student(shape, teacher, src, mapping)  # strict load for a checkpoint path
-    config = encoder.config
-    for k, v in head_kwargs(task).items():
-        setattr(config, k, v)
-    config.num_labels = task.num_labels
-    model = BertForSequenceClassification(config)
-    model.bert.load_state_dict(encoder.state_dict(), strict=True)
-    model.requires_grad_(True)
-    model.set_attn_implementation("eager")
-    return model, mapping, init
+    @property
+    def dev(self) -> Any:
+        return self.enc[self.task.dev_split]
 
 
-def _shape_from(config: Any) -> Any:
-    from types import SimpleNamespace
+@dataclass
+class Trained:
+    """What the phases did, as result.json reports it."""
 
-    return SimpleNamespace(num_layers=config.num_hidden_layers, hidden_size=config.hidden_size,
-                           intermediate_size=config.intermediate_size, num_heads=config.num_attention_heads,
-                           max_position_embeddings=config.max_position_embeddings)
+    steps: Dict[str, int] = field(default_factory=dict)
+    seen: Dict[str, int] = field(default_factory=dict)
+    logits: Dict[str, Any] = field(default_factory=dict)
+    projections: Dict[str, Any] = field(default_factory=dict)
+    step1: Dict[str, Any] = field(default_factory=dict)
+    loss_floor: float = 0.0  # the lowest loss the last phase can reach (its health check)
+    best_step: Optional[int] = None
+    last: Any = None  # the last phase's FitResult
+
+    def record(self, name: str, res: Any, phase: Any) -> None:
+        self.steps[name], self.best_step = res.steps, (res.best_eval or {}).get("step")
+        self.seen[name] = examples_seen(res, phase)
+        self.last = res
 
 
 # --------------------------------------------------------------------------------------
-# teacher logits, computed once per training example and cached
+# load, build
 
 
-def _data_digest(enc) -> str:
-    h = hashlib.sha256()
-    for col in ("input_ids", "token_type_ids"):
-        if col in enc.column_names:
-            for row in enc[col]:
-                h.update(np.asarray(row, dtype=np.int32).tobytes())
-                h.update(b"|")
-    return h.hexdigest()[:16]
-
-
-def _model_id(path: Path) -> str:
-    p = Path(path)
-    if "cache" in p.parts and p.parent.name == "teacher":
-        return str(p.name)  # a content-addressed teacher: its key is its identity
-    w = next((f for f in (p / "model.safetensors", p / "pytorch_model.bin") if f.exists()), None)
-    return f"{p.resolve()}:{w.stat().st_mtime_ns if w else 0}"
-
-
-def teacher_logits(teacher: Any, teacher_dir: Path, enc, collate: Collator, home: Path,
-                   batch_size: int) -> Tuple[np.ndarray, bool]:
-    """Teacher logits for every row of ``enc`` (float32 [N, C]) and whether they came from
-    the cache. Cache key: teacher identity + digest of the tokenised rows."""
-    parts = {"teacher": _model_id(teacher_dir), "data": _data_digest(enc), "rows": len(enc)}
-    built = {"now": False}
-
-    def build(tmp: Path) -> None:
-        built["now"] = True
-        logits = predict_logits(teacher, enc, collate, batch_size, desc="teacher logits")
-        np.save(tmp / "logits.npy", logits)
-
-    entry = cache.ensure(home, "teacher-logits", parts, build)
-    logits = np.load(entry / "logits.npy")
-    if logits.shape[0] != len(enc):
-        raise RuntimeError(f"cached teacher logits {entry} have {logits.shape[0]} rows for {len(enc)} examples")
-    return logits, not built["now"]
-
-
-# --------------------------------------------------------------------------------------
-# TD step 1, cached: a sweep over step-2 settings (the paper picks step 2's lr on dev) reuses it
-
-STEP1_KIND = "td-step1"
-
-
-def step1_cache_parts(cfg: DictConfig, teacher_dir: Path, init: str, enc, mapping, student: Any,
-                      train_cfg: Any, precision: Any) -> Dict[str, Any]:
-    """Everything the student after TD step 1 depends on (the cache key)."""
-    gd = init[3:] if init.startswith("gd:") else ""
-    distill = plain(cfg.distill)
-    return {
-        "teacher": _model_id(teacher_dir),
-        "init": {"kind": init.split(":")[0], "model": _model_id(Path(gd)) if gd else init},
-        "data": _data_digest(enc), "rows": len(enc),
-        "student": {k: getattr(student.config, k) for k in ("num_hidden_layers", "hidden_size", "intermediate_size",
-                                                              "num_attention_heads", "num_labels", "vocab_size")},
-        "mapping": list(mapping),
-        "distill": {"weights": {k: distill["weights"][k] for k in ("embd", "attn", "hidn")},
-                    **{k: distill[k] for k in ("attn_mode", "layer_reduction", "share_projection")}},
-        "train": {k: v for k, v in plain(train_cfg).items() if k not in ("log_every", "save_every", "eval_every",
-                                                                         "num_workers")},
-        "group_by_length": bool(cfg.task_distill.group_by_length),
-        "precision": str(precision), "seed": int(cfg.seed), "v": 1,
-    }
-
-
-def cached_step1(home: Path, parts: Dict[str, Any], student: Any, train) -> Dict[str, Any]:
-    """Run TD step 1 (``train() -> {"steps", "examples_seen", "final"}``) unless the student it
-    produces for ``parts`` is cached; either way ``student`` ends with the step-1 weights."""
-    from safetensors.torch import load_file, save_file
-
-    trained: Dict[str, Any] = {}
-
-    def prepare() -> None:  # every rank of a distributed run trains
-        trained.update(train())
-
-    def build(tmp: Path) -> None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()},
-                  str(tmp / "student.safetensors"))
-        (tmp / "step1.json").write_text(json.dumps(trained, indent=2) + "\n")
-
-    entry = cache.ensure(home, STEP1_KIND, parts, build, prepare=prepare)
-    if trained:
-        return {**trained, "cached": False, "entry": str(entry)}
-    student.load_state_dict(load_file(str(entry / "student.safetensors")), strict=True)  # a cache hit
-    log.info("TD step 1: reused the cached step-1 student %s", entry)
-    return {**json.loads((entry / "step1.json").read_text()), "cached": True, "entry": str(entry)}
-
-
-# --------------------------------------------------------------------------------------
-# losses
-
-
-def _model_inputs(batch: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-
-
-def _hard_loss(logits, labels, regression: bool):
-    import torch.nn.functional as F
-
-    if regression:
-        return F.mse_loss(logits.view(-1).float(), labels.float())
-    return F.cross_entropy(logits.float(), labels)
-
-
-def make_step1_loss(distiller_attn: bool):
-    import torch
-
-    from tinyfw.models.capture import Features, capture
-
-    def clone(f: Features) -> Features:
-        return Features(embeddings=f.embeddings.clone(), hidden=[h.clone() for h in f.hidden],
-                        scores=[s.clone() for s in f.scores], mask=f.mask.clone(), logits=None)
-
-    def loss_fn(mods, batch):
-        ids, mask, tt = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
-        with torch.inference_mode():
-            t = capture(mods["teacher"], ids, mask, tt, need_scores=distiller_attn)
-        t = clone(t)
-        s = capture(mods["student"], ids, mask, tt, need_scores=distiller_attn)
-        s.logits = None
-        total, losses = mods["distiller"](s, t)
-        return total, {k: float(v.detach()) for k, v in losses.items() if k != "total"}
-
-    return loss_fn
-
-
-def make_step2_loss(pred_weight: float, temperature: float, regression: bool):
-    from tinyfw.distill.losses import prediction_loss, regression_loss
-
-    def loss_fn(mods, batch):
-        logits = mods["student"](**_model_inputs(batch)).logits
-        if pred_weight <= 0:  # "w/o Pred": hard labels
-            return _hard_loss(logits, batch["labels"], regression), {}
-        t = batch["t_logits"].to(logits.device)
-        soft = regression_loss(logits, t) if regression else prediction_loss(logits, t, temperature)
-        return pred_weight * soft, {"pred": float(soft.detach())}
-
-    return loss_fn
-
-
-def make_finetune_loss(regression: bool):
-    def loss_fn(mods, batch):
-        return _hard_loss(mods["student"](**_model_inputs(batch)).logits, batch["labels"], regression), {}
-
-    return loss_fn
-
-
-# --------------------------------------------------------------------------------------
-# stage
-
-
-def with_augmented(train, augmented, text_columns):
-    """The augmented rows plus every original row the augmenter did not cover (it may be
-    limited to the first ``augmenter.max_examples`` rows), with the train split's columns."""
-    from datasets import concatenate_datasets
-
-    cols = [*text_columns, "label"]
-    covered = set(augmented["source_row"]) if "source_row" in augmented.column_names else set(range(len(train)))
-    rest = [i for i in range(len(train)) if i not in covered]
-    aug = augmented.select_columns(cols).cast(train.features.__class__({c: train.features[c] for c in cols}))
-    orig = list(augmented["is_original"]) if "is_original" in augmented.column_names else [False] * len(aug)
-    aug = aug.add_column("is_original", orig)
-    if not rest:
-        return aug
-    extra = train.select(rest).select_columns(cols)
-    extra = extra.add_column("is_original", [True] * len(extra))
-    return concatenate_datasets([aug, extra])
-
-
-def cap_examples(ds, cap: int, seed: int):
-    """At most ``cap`` rows: every original row first (``is_original``), then a seeded sample
-    of the augmented variants; dataset order kept."""
-    if cap is None or cap < 0 or len(ds) <= cap:
-        return ds
-    rng = np.random.default_rng(seed)
-    flags = np.asarray(ds["is_original"] if "is_original" in ds.column_names else [True] * len(ds), dtype=bool)
-    orig, var = np.flatnonzero(flags), np.flatnonzero(~flags)
-    if len(orig) >= cap:
-        pick = rng.choice(orig, cap, replace=False)
-    else:
-        pick = np.concatenate([orig, rng.choice(var, cap - len(orig), replace=False)])
-    return ds.select(np.sort(pick).tolist())
-
-
-def soft_entropy(logits: np.ndarray, temperature: float) -> float:
-    """Mean entropy of softmax(logits / T) over rows: the soft cross-entropy's lower bound."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(-1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
-    return float(-(p * np.log(np.clip(p, 1e-12, None))).sum(-1).mean())
-
-
-def phase_budgets(td: DictConfig, names: Sequence[str] = ("step1", "step2", "finetune")) -> Dict[str, Any]:
-    """The train settings of the phases ``names`` under ``task_distill.budget``: ``steps`` keeps
-    ``max_steps`` (which must be set), ``epochs`` drops it so ``epochs`` counts. Checked before
-    any work."""
-    budget = str(td.budget)
-    out = {}
-    for name in names:
-        tc = td[name]
-        if budget == "steps" and tc.max_steps <= 0:
-            raise ValueError(f"task_distill.budget=steps needs task_distill.{name}.max_steps > 0 (it is "
-                             f"{tc.max_steps}): set it, or count epochs with task_distill.budget=epochs")
-        out[name] = OmegaConf.merge(tc, {"max_steps": -1}) if budget == "epochs" else tc
-    return out
-
-
-def _seen(res: Any, tc: Any) -> int:
-    """Training examples a phase drew (optimizer steps x batch x accumulation x processes)."""
-    from tinyfw import dist
-
-    return int(res.steps * tc.batch_size * max(1, tc.grad_accum) * dist.world_size())
-
-
-def _throughput(model: Any, enc, collate: Collator, batch_size: int) -> float:
-    t0 = time.perf_counter()
-    predict_logits(model, enc, collate, batch_size, desc="timing")
-    return len(enc) / max(time.perf_counter() - t0, 1e-9)
-
-
-def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
-    import torch
-    from transformers import set_seed
-
-    from tinyfw.distill.objective import Distiller, carry_over_projections
-    from tinyfw.fsutil import atomic_dir
-    from tinyfw.models.card import param_counts, write_card
-    from tinyfw.models.student import validate_pair
-    from tinyfw.train.health import check as check_health
-    from tinyfw.train.loop import fit
-
-    t_start = time.time()
-    home, td = ctx.home, cfg.task_distill
-    phases = phase_budgets(td, ("step1", "step2") if _on(cfg.td) else ("finetune",))
-    task = load_task(cfg.task, home)
-    teacher_dir = ensure_teacher(cfg, home, ctx.tracker, ctx.run_dir / "teacher_ft")
+def _teacher_tokenizer(cfg: DictConfig, home: Path, teacher_dir: Path) -> Any:
     if (teacher_dir / "tokenizer_config.json").exists():  # fine-tuned teachers carry their tokenizer
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(str(teacher_dir))
-    else:
-        from tinyfw.models.load import teacher_path
+        return AutoTokenizer.from_pretrained(str(teacher_dir))
+    from tinyfw.models.load import teacher_path, teacher_tokenizer
 
-        tok = teacher_tokenizer(cfg, home, teacher_path(cfg.teacher, home))
+    return teacher_tokenizer(cfg.teacher, home, teacher_path(cfg.teacher, home))
+
+
+def load(cfg: DictConfig, ctx: RunContext) -> Setup:
+    """The task, the fine-tuned teacher (cached, or fine-tuned now) with its tokenizer and
+    metrics, and the training set: augmented when ``augment=on`` (cached, or built now),
+    capped at ``task_distill.max_train_examples``."""
+    home = ctx.home
+    task = load_task(cfg.task, home)
+    teacher_dir = ensure_teacher(cfg, home, ctx.tracker, ctx.run_dir / "teacher_ft")
+    tok = _teacher_tokenizer(cfg, home, teacher_dir)
     teacher = load_classifier(str(teacher_dir), task)
     check_tokenizer(tok, teacher.config, f"teacher {teacher_dir}", str(teacher_dir))
     collate = Collator(tok.pad_token_id, regression=task.regression)
-    bs_eval = td.eval_batch_size
     enc = encode_splits(task, tok, cfg.task.max_seq_len, task.eval_splits)
-
     t_metrics = teacher_metrics(teacher_dir)
     if not any(k in t_metrics for k in ("dev", "test")):
-        with torch.no_grad():
-            t_metrics = evaluate_all(teacher, task, enc, collate, bs_eval)
+        import torch
 
+        with torch.no_grad():
+            t_metrics = evaluate_all(teacher, task, enc, collate, cfg.task_distill.eval_batch_size)
     train = task.splits["train"]
     if _on(cfg.augment):
-        from tinyfw.stages.augment import ensure_augmented
+        from tinyfw.artefacts.augmented import ensure_augmented
 
         train = with_augmented(train, ensure_augmented(cfg, home, train, task.text_columns, ctx.tracker),
                                task.text_columns)
-    train = cap_examples(train, td.max_train_examples, int(cfg.augmenter.seed))  # shared by run seeds
-    enc_train = tokenize(train, task.text_columns, tok, cfg.task.max_seq_len)
-    enc_train = enc_train.select_columns([c for c in ("input_ids", "attention_mask", "token_type_ids", "labels")
-                                          if c in enc_train.column_names])
+    train = cap_examples(train, cfg.task_distill.max_train_examples, int(cfg.augmenter.seed))  # shared by run seeds
+    return Setup(task, teacher_dir, tok, teacher, collate, enc, t_metrics,
+                 encode_train(train, task.text_columns, tok, cfg.task.max_seq_len))
+
+
+def student_start(cfg: DictConfig, home: Path, tracker: Any = None) -> Tuple[str, str, Any]:
+    """Where the student starts: (``init`` for :func:`build_classifier`, its label in
+    result.json, its shape). ``gd=on``: the GD student (``task_distill.gd_checkpoint``, else
+    the cached one, trained now when missing) in its own shape; ``gd=off``:
+    ``task_distill.gd_off_init`` in ``student.shape``."""
+    if not _on(cfg.gd):
+        return cfg.task_distill.gd_off_init, cfg.task_distill.gd_off_init, cfg.student.shape
+    src = cfg.task_distill.gd_checkpoint
+    if not src:
+        from tinyfw.artefacts.gd import ensure_gd_student
+
+        src = str(ensure_gd_student(cfg, home, tracker))
+    if not Path(src).is_dir():
+        raise FileNotFoundError(f"GD checkpoint '{src}' (task_distill.gd_checkpoint) is not a directory")
+    if not (Path(src) / "config.json").exists():
+        raise FileNotFoundError(f"GD checkpoint {src} has no config.json (not an HF model directory)")
+    return src, f"gd:{src}", checkpoint_shape(src)  # the checkpoint's own shape
+
+
+def build(cfg: DictConfig, ctx: RunContext, s: Setup) -> Tuple[Any, List[int], str]:
+    """The student classifier (after ``set_seed(seed)``), checked against the teacher and its
+    tokenizer: (model, layer mapping, init label)."""
+    from transformers import set_seed
+
+    from tinyfw.models.student import validate_pair
 
     set_seed(cfg.seed)
-    student, mapping, init = build_classifier(cfg, home, teacher, task, ctx.tracker)
-    check_tokenizer(tok, student.config, f"student {init}", init[3:] if init.startswith("gd:") else None,
+    src, init, shape = student_start(cfg, ctx.home, ctx.tracker)
+    student, mapping = build_classifier(shape, plain(cfg.student.layer_map), s.teacher, src, s.task)
+    check_tokenizer(s.tok, student.config, f"student {init}", init[3:] if init.startswith("gd:") else None,
                     fix="start from a student distilled with this teacher's tokenizer")
-    w = {k: float(v) for k, v in OmegaConf.to_container(cfg.distill.weights).items()}
-    validate_pair(student.config, teacher.config, mapping, w.get("attn", 0.0))
+    validate_pair(student.config, s.teacher.config, mapping, _weights(cfg).get("attn", 0.0))
+    return student, mapping, init
 
-    dev = enc[task.dev_split]
 
+# --------------------------------------------------------------------------------------
+# the phases
+
+
+def _dev_eval(s: Setup, batch_size: int):
     def dev_eval(mods):
         from tinyfw.models.capture import unwrap
 
-        return evaluate(unwrap(mods["student"]), task, dev, collate, bs_eval)
+        return evaluate(unwrap(mods["student"]), s.task, s.dev, s.collate, batch_size)
 
-    precision = td.precision if td.precision is not None else cfg.precision  # TD's own, else global
-    common = dict(precision=str(precision), tracker=ctx.tracker, seed=cfg.seed,
-                  group_by_length=bool(td.group_by_length),
-                  fingerprint=fingerprint.for_task(cfg, home), resume=cfg.resume)
-    steps: Dict[str, int] = {}
-    seen: Dict[str, int] = {}
-    logits_info: Dict[str, Any] = {}
-    proj_info: Dict[str, Any] = {}
-    step1_info: Dict[str, Any] = {}
-    loss_floor = 0.0
-    best_step = None
-    if _on(cfg.td):
-        inter = {k: w.get(k, 0.0) for k in ("embd", "attn", "hidn")}
-        if any(v > 0 for v in inter.values()):
-            distiller = Distiller(student.config.hidden_size, teacher.config.hidden_size, mapping, inter,
-                                  share_projection=cfg.distill.share_projection, attn_mode=cfg.distill.attn_mode,
-                                  temperature=cfg.distill.temperature, layer_reduction=cfg.distill.layer_reduction)
-            proj_info = carry_over_projections(distiller, init[3:] if init.startswith("gd:") else None)
-            if proj_info["loaded"]:
-                log.info("TD step 1 starts from the GD projections %s (%s)", proj_info["loaded"], proj_info["source"])
-            if proj_info["fresh"] and init.startswith("gd:"):
-                log.warning("TD step 1: fresh random projections %s: %s", proj_info["fresh"], proj_info["reason"])
-            log.info("TD step 1 (intermediate layers, weights %s) on %d examples", inter, len(enc_train))
+    return dev_eval
 
-            def step1() -> Dict[str, Any]:
-                r1 = fit({"student": student, "distiller": distiller}, make_step1_loss(inter["attn"] > 0), enc_train,
-                         collate, phases["step1"], out_dir=ctx.run_dir / "step1", frozen={"teacher": teacher},
-                         desc="TD step 1", keep_checkpoints=1, log_prefix="step1/", **common)
-                return {"steps": r1.steps, "examples_seen": _seen(r1, phases["step1"]),
-                        "final": {k: v for k, v in r1.final.items() if k != "step"}}
 
-            parts = step1_cache_parts(cfg, teacher_dir, init, enc_train, mapping, student, phases["step1"], precision)
-            s1 = cached_step1(home, parts, student, step1)
-            steps["step1"], seen["step1"] = s1["steps"], s1["examples_seen"]
-            step1_info = {"cached": s1["cached"], "entry": s1["entry"], "final": s1["final"]}
-        train2 = enc_train
-        if w.get("pred", 0.0) > 0:
-            logits, cached = teacher_logits(teacher, teacher_dir, enc_train, collate, home, bs_eval)
-            logits_info = {"cached": cached, "computed": 0 if cached else len(enc_train)}
-            train2 = enc_train.add_column("t_logits", [row.tolist() for row in logits])
-            if not task.regression:  # the soft targets' entropy: the lowest step-2 loss possible
-                loss_floor = soft_entropy(logits, float(cfg.distill.temperature))
-        log.info("TD step 2 (prediction layer, pred weight %s, T=%s)", w.get("pred", 0.0), cfg.distill.temperature)
-        r2 = fit({"student": student}, make_step2_loss(w.get("pred", 0.0), cfg.distill.temperature, task.regression),
-                 train2, collate, phases["step2"], out_dir=ctx.run_dir / "step2", evaluate=dev_eval, desc="TD step 2",
-                 eval_key=task.main_metric, restore_best=True, keep_checkpoints=1, log_prefix="step2/", **common)
-        steps["step2"], best_step = r2.steps, (r2.best_eval or {}).get("step")
-        seen["step2"] = _seen(r2, phases["step2"])
-        last_phase = r2
-    else:
-        log.info("td=off: fine-tuning the student on hard labels (%d examples)", len(enc_train))
-        r = fit({"student": student}, make_finetune_loss(task.regression), enc_train, collate, phases["finetune"],
-                out_dir=ctx.run_dir / "finetune", evaluate=dev_eval, desc="fine-tune", eval_key=task.main_metric,
-                restore_best=True, keep_checkpoints=1, log_prefix="finetune/", **common)
-        steps["finetune"], best_step = r.steps, (r.best_eval or {}).get("step")
-        seen["finetune"] = _seen(r, phases["finetune"])
-        last_phase = r
+def step1(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: List[int], init: str,
+          phase: Any, common: Dict[str, Any], out: Trained) -> None:
+    """TD step 1, intermediate-layer distillation (the embd, attn, hidn weights; skipped when all
+    are 0), from the GD projections when they fit; the step-1 student is cached."""
+    from tinyfw.distill.objective import Distiller, carry_over_projections
+    from tinyfw.distill.steps import feature_loss_fn
+    from tinyfw.train.loop import fit
 
+    w = _weights(cfg)
+    inter = {k: w.get(k, 0.0) for k in ("embd", "attn", "hidn")}
+    if not any(v > 0 for v in inter.values()):
+        return
+    d = cfg.distill
+    distiller = Distiller(student.config.hidden_size, s.teacher.config.hidden_size, mapping, inter,
+                          share_projection=d.share_projection, attn_mode=d.attn_mode, temperature=d.temperature,
+                          layer_reduction=d.layer_reduction)
+    gd = init[3:] if init.startswith("gd:") else None
+    out.projections = carry_over_projections(distiller, gd)
+    if out.projections["loaded"]:
+        log.info("TD step 1 starts from the GD projections %s (%s)", out.projections["loaded"],
+                 out.projections["source"])
+    if out.projections["fresh"] and gd:
+        log.warning("TD step 1: fresh random projections %s: %s", out.projections["fresh"], out.projections["reason"])
+    log.info("TD step 1 (intermediate layers, weights %s) on %d examples", inter, len(s.train))
+    loss_fn = feature_loss_fn(inter["attn"] > 0, mapping, log_total=False)
+
+    def train() -> Dict[str, Any]:
+        r1 = fit({"student": student, "distiller": distiller}, loss_fn, s.train, s.collate, phase,
+                 out_dir=ctx.run_dir / "step1", frozen={"teacher": s.teacher}, desc="TD step 1", keep_checkpoints=1,
+                 log_prefix="step1/", **common)
+        return {"steps": r1.steps, "examples_seen": examples_seen(r1, phase),
+                "final": {k: v for k, v in r1.final.items() if k != "step"}}
+
+    parts = step1_cache_parts(cfg, s.teacher_dir, init, s.train, mapping, student, phase, common["precision"])
+    r = cached_step1(ctx.home, parts, student, train)
+    out.steps["step1"], out.seen["step1"] = r["steps"], r["examples_seen"]
+    out.step1 = {"cached": r["cached"], "entry": r["entry"], "final": r["final"]}
+
+
+def step2(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, phase: Any, common: Dict[str, Any],
+          out: Trained) -> None:
+    """TD step 2, prediction-layer distillation to the teacher's (cached) logits; the hard
+    labels when ``weights.pred`` is 0. The best dev weights are restored."""
+    from tinyfw.distill.steps import prediction_loss_fn, soft_entropy
+    from tinyfw.train.loop import fit
+
+    pred, temperature, bs = _weights(cfg).get("pred", 0.0), cfg.distill.temperature, cfg.task_distill.eval_batch_size
+    train = s.train
+    if pred > 0:
+        logits, cached = teacher_logits(s.teacher, s.teacher_dir, s.train, s.collate, ctx.home, bs)
+        out.logits = {"cached": cached, "computed": 0 if cached else len(s.train)}
+        train = s.train.add_column("t_logits", [row.tolist() for row in logits])
+        if not s.task.regression:  # the soft targets' entropy: the lowest step-2 loss possible
+            out.loss_floor = soft_entropy(logits, float(temperature))
+    log.info("TD step 2 (prediction layer, pred weight %s, T=%s)", pred, temperature)
+    r2 = fit({"student": student}, prediction_loss_fn(pred, temperature, s.task.regression), train, s.collate, phase,
+             out_dir=ctx.run_dir / "step2", evaluate=_dev_eval(s, bs), desc="TD step 2", eval_key=s.task.main_metric,
+             restore_best=True, keep_checkpoints=1, log_prefix="step2/", **common)
+    out.record("step2", r2, phase)
+
+
+def finetune(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, phase: Any, common: Dict[str, Any],
+             out: Trained) -> None:
+    """``td=off`` ("w/o TD"): fine-tuning on the hard labels; the best dev weights are restored."""
+    from tinyfw.distill.steps import finetune_loss_fn
+    from tinyfw.train.loop import fit
+
+    log.info("td=off: fine-tuning the student on hard labels (%d examples)", len(s.train))
+    r = fit({"student": student}, finetune_loss_fn(s.task.regression), s.train, s.collate, phase,
+            out_dir=ctx.run_dir / "finetune", evaluate=_dev_eval(s, cfg.task_distill.eval_batch_size),
+            desc="fine-tune", eval_key=s.task.main_metric, restore_best=True, keep_checkpoints=1,
+            log_prefix="finetune/", **common)
+    out.record("finetune", r, phase)
+
+
+# --------------------------------------------------------------------------------------
+# evaluate, save
+
+
+def evaluate_student(cfg: DictConfig, s: Setup, student: Any, init: str,
+                     out: Trained) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(the student's metrics per labelled split, result.json's ``metrics``: those, its health,
+    size and speed against the teacher's, and what the phases did)."""
+    import torch
+
+    from tinyfw.models.card import param_counts
+    from tinyfw.train.health import check as check_health
+
+    bs, task, last = cfg.task_distill.eval_batch_size, s.task, out.last
     student.eval()
     with torch.no_grad():
-        s_metrics = evaluate_all(student, task, enc, collate, bs_eval)
-        loss_key = "pred" if any("pred" in h for h in last_phase.history) else "loss"
-        health = check_health(predict_logits(student, dev, collate, bs_eval), task.regression, task.num_labels,
-                              [h[loss_key] for h in last_phase.history if loss_key in h], loss_floor)
-        speed_s = _throughput(student, dev, collate, bs_eval)
-        speed_t = _throughput(teacher, dev, collate, bs_eval)
+        s_metrics = evaluate_all(student, task, s.enc, s.collate, bs)
+        loss_key = "pred" if any("pred" in h for h in last.history) else "loss"
+        health = check_health(predict_logits(student, s.dev, s.collate, bs), task.regression, task.num_labels,
+                              [h[loss_key] for h in last.history if loss_key in h], out.loss_floor)
+        speed_s = throughput(student, s.dev, s.collate, bs)
+        speed_t = throughput(s.teacher, s.dev, s.collate, bs)
     if health["collapsed"]:
         log.warning("the student COLLAPSED: %s (marked in result.json; the report shows it apart)",
                     "; ".join(health["reasons"]))
-    s_size, t_size = param_counts(student), param_counts(teacher)
-    main = task.main_metric
+    s_size, t_size = param_counts(student), param_counts(s.teacher)
+    main, t_metrics = task.main_metric, s.t_metrics
     ref = "test" if "test" in s_metrics and "test" in t_metrics else "dev"
     retention = None
     if ref in s_metrics and ref in t_metrics and t_metrics[ref].get(main):
         retention = s_metrics[ref][main] / t_metrics[ref][main]
-    metrics: Dict[str, Any] = {
+    n = len(s.train)
+    return s_metrics, {
         **s_metrics,
         "teacher": {k: v for k, v in t_metrics.items() if isinstance(v, dict)},
         "main_metric": main,
@@ -497,46 +331,77 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         "size_ratio": {k: t_size[k] / max(1, s_size[k]) for k in s_size},
         "inference": {"student_examples_per_s": round(speed_s, 1), "teacher_examples_per_s": round(speed_t, 1),
                       "speedup": round(speed_s / max(speed_t, 1e-9), 2)},
-        "steps": steps,
-        "best_step": best_step,
-        "train_examples": len(enc_train),
-        "budget": str(td.budget),
-        "examples_seen": seen,
-        "passes": {k: round(v / max(1, len(enc_train)), 2) for k, v in seen.items()},
+        "steps": out.steps,
+        "best_step": out.best_step,
+        "train_examples": n,
+        "budget": str(cfg.task_distill.budget),
+        "examples_seen": out.seen,
+        "passes": {k: round(v / max(1, n), 2) for k, v in out.seen.items()},
         "original_train_examples": len(task.splits["train"]),
-        "teacher_logits": logits_info,
-        "projections": proj_info,
-        "step1": step1_info,
+        "teacher_logits": out.logits,
+        "projections": out.projections,
+        "step1": out.step1,
         "health": health,
-        "dev_curve": [{k: v for k, v in e.items() if k == "step" or k == task.main_metric} for e in last_phase.evals],
+        "dev_curve": [{k: v for k, v in e.items() if k == "step" or k == main} for e in last.evals],
         "collapsed": health["collapsed"],
         "init": init,
     }
 
+
+def save(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: List[int], init: str,
+         s_metrics: Dict[str, Any], metrics: Dict[str, Any], out: Path) -> None:
+    """``out``: the student in HF format with its head, tokenizer, ``metrics.json`` and card;
+    checked to reload strictly and reproduce the trained model's outputs. The phases'
+    checkpoints (only for resuming a killed run) are removed."""
+    from tinyfw.fsutil import atomic_dir
+    from tinyfw.models.card import write_card
+
+    task = s.task
+    flags = {"gd": str(cfg.gd), "td": str(cfg.td), "da": str(cfg.augment)}
+    with atomic_dir(out, overwrite=True) as tmp:
+        student.save_pretrained(tmp)
+        s.tok.save_pretrained(tmp)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+        write_card(tmp, title=f"TinyBERT-style student for {task.name}",
+                   summary=(f"Distilled by tinyfw stage=task from the fine-tuned teacher `{s.teacher_dir}` "
+                            f"({cfg.teacher.name_or_path}); flags {flags}; init {init}."),
+                   task=task.describe(),
+                   metrics={**s_metrics, **{f"teacher {k}": v for k, v in metrics["teacher"].items()}},
+                   size=metrics["student"],
+                   config={**flags, "layer_map": mapping, "weights": _weights(cfg),
+                           "temperature": cfg.distill.temperature, "steps": metrics["steps"],
+                           "train_examples": len(s.train), "max_seq_len": cfg.task.max_seq_len, "seed": cfg.seed},
+                   name=str(out))
+    reloaded = load_classifier(str(out), task)  # strict: no missing/unexpected keys
+    probe = s.dev.select(range(min(8, len(s.dev))))
+    same = np.allclose(predict_logits(reloaded, probe, s.collate), predict_logits(student, probe, s.collate), atol=1e-4)
+    if not same:
+        raise RuntimeError(f"the saved student {out} does not reproduce the trained model's outputs")
+    for phase in ("step1", "step2", "finetune"):  # training state is only for resuming a killed run
+        shutil.rmtree(ctx.run_dir / phase / "checkpoints", ignore_errors=True)
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
+    t_start = time.time()
+    td = cfg.task_distill
+    phases = phase_budgets(td, ("step1", "step2") if _on(cfg.td) else ("finetune",))  # checked before any work
+    s = load(cfg, ctx)
+    student, mapping, init = build(cfg, ctx, s)
+    precision = td.precision if td.precision is not None else cfg.precision  # TD's own, else global
+    common = dict(precision=str(precision), tracker=ctx.tracker, seed=cfg.seed, group_by_length=bool(td.group_by_length),
+                  fingerprint=fingerprint.for_task(cfg, ctx.home), resume=cfg.resume)
+    trained = Trained()
+    if _on(cfg.td):
+        step1(cfg, ctx, s, student, mapping, init, phases["step1"], common, trained)
+        step2(cfg, ctx, s, student, phases["step2"], common, trained)
+    else:
+        finetune(cfg, ctx, s, student, phases["finetune"], common, trained)
+    s_metrics, metrics = evaluate_student(cfg, s, student, init, trained)
     out = ctx.run_dir / "student"
     if ctx.is_main:
-        flags = {"gd": str(cfg.gd), "td": str(cfg.td), "da": str(cfg.augment)}
-        with atomic_dir(out, overwrite=True) as tmp:
-            student.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-            write_card(tmp, title=f"TinyBERT-style student for {task.name}",
-                       summary=(f"Distilled by tinyfw stage=task from the fine-tuned teacher `{teacher_dir}` "
-                                f"({cfg.teacher.name_or_path}); flags {flags}; init {init}."),
-                       task=task.describe(), metrics={**s_metrics, **{f"teacher {k}": v for k, v in metrics['teacher'].items()}},
-                       size=s_size, config={**flags, "layer_map": mapping, "weights": w,
-                                            "temperature": cfg.distill.temperature, "steps": steps,
-                                            "train_examples": len(enc_train), "max_seq_len": cfg.task.max_seq_len,
-                                            "seed": cfg.seed}, name=str(out))
-        reloaded = load_classifier(str(out), task)  # strict: no missing/unexpected keys
-        probe = dev.select(range(min(8, len(dev))))
-        same = np.allclose(predict_logits(reloaded, probe, collate), predict_logits(student, probe, collate), atol=1e-4)
-        if not same:
-            raise RuntimeError(f"the saved student {out} does not reproduce the trained model's outputs")
-        for phase in ("step1", "step2", "finetune"):  # training state is only for resuming a killed run
-            shutil.rmtree(ctx.run_dir / phase / "checkpoints", ignore_errors=True)
+        save(cfg, ctx, s, student, mapping, init, s_metrics, metrics, out)
     metrics["wall_time_s"] = round(time.time() - t_start, 1)
-    for s in ("dev", "test"):
-        if s in s_metrics:
-            log.info("student %s %s (teacher %s)", s, s_metrics[s], metrics["teacher"].get(s))
-    return StageResult(metrics=metrics, outputs={"student": str(out), "teacher": str(teacher_dir)})
+    for split in ("dev", "test"):
+        if split in s_metrics:
+            log.info("student %s %s (teacher %s)", split, s_metrics[split], metrics["teacher"].get(split))
+    return StageResult(metrics=metrics, outputs={"student": str(out), "teacher": str(s.teacher_dir)})

@@ -1,0 +1,201 @@
+"""The general-distillation (GD) student: a pre-trained teacher distilled into a student on
+an unlabeled corpus with the Transformer-distillation losses (embedding, attention, hidden)
+and no prediction loss (:func:`train_gd`, what ``stage=general`` runs).
+
+A GD run writes ``student/`` (HF format + tokenizer: ``AutoModel.from_pretrained`` loads it),
+``projections.pt`` (the W_e/W_h state dict of :class:`Distiller`, kept out of the student) +
+``projections.json``, ``gd_metrics.json`` and ``checkpoints/``. The student is cached in
+``<home>/cache/gd-student/<key>`` (key: :func:`gd_cache_parts`) with its projections beside
+it, so that ``stage=task gd=on`` finds it via :func:`ensure_gd_student`, which trains it there
+when absent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from omegaconf import DictConfig
+
+from tinyfw import cache
+from tinyfw.artefacts.corpus import corpus_parts, corpus_segments
+from tinyfw.config import plain
+from tinyfw.fsutil import atomic_dir, atomic_write_json
+
+log = logging.getLogger("tinyfw.general")
+KIND = "gd-student"
+LOSSES = ("embd", "attn", "hidn", "total")
+
+
+def gd_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
+    """Everything the GD student depends on (the cache key). With ``home``, local corpus
+    files enter by path, size and mtime."""
+    corpus = corpus_parts(cfg.corpus, home)
+    distill = plain(cfg.distill)
+    distill["weights"].pop("pred", None)  # no prediction loss in GD
+    train = {k: v for k, v in plain(cfg.general.train).items() if k not in ("log_every", "num_workers", "save_every")}
+    return {
+        "teacher": plain(cfg.teacher),
+        "student": {"shape": plain(cfg.student.shape), "init": str(cfg.student.init),
+                    "layer_map": plain(cfg.student.layer_map)},
+        "distill": distill,
+        "corpus": corpus,
+        "train": train,
+        "seed": int(cfg.general.seed),
+        "precision": plain(cfg.precision),
+    }
+
+
+def _heldout_eval(loss_fn, data, collate, batch_size: int, max_batches: int = 16):
+    def evaluate(modules):
+        sums: Dict[str, float] = {}
+        n = 0
+        for i in range(0, min(len(data), batch_size * max_batches), batch_size):
+            rows = [data[j] for j in range(i, min(i + batch_size, len(data)))]
+            batch = {k: v.to(next(modules["student"].parameters()).device) for k, v in collate(rows).items()}
+            _, logs = loss_fn(modules, batch)
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+        return {f"heldout_{k}": v / max(n, 1) for k, v in sums.items()}
+
+    return evaluate
+
+
+def _n_params(model: torch.nn.Module) -> Dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    emb = sum(p.numel() for p in model.embeddings.parameters()) if hasattr(model, "embeddings") else 0
+    return {"total": total, "non_embedding": total - emb}
+
+
+def _models(cfg: DictConfig, home: Path) -> Tuple[Any, Any, Any, Any, list]:
+    """(teacher, tokenizer, student, distiller, layer mapping), checked against each other
+    before anything heavy."""
+    from tinyfw.distill.objective import Distiller
+    from tinyfw.models.load import check_tokenizer, load_teacher
+    from tinyfw.models.student import build_student, layer_mapping, student_config, validate_pair
+
+    weights = {k: float(cfg.distill.weights[k]) for k in ("embd", "attn", "hidn")}
+    teacher, tok = load_teacher(cfg.teacher, home)
+    teacher.eval().requires_grad_(False)
+    tcfg = teacher.config  # load_teacher checked that the tokenizer is the teacher's
+    shape = cfg.student.shape
+    mapping = layer_mapping(plain(cfg.student.layer_map), shape.num_layers, tcfg.num_hidden_layers)
+    validate_pair(student_config(shape, tcfg), tcfg, mapping, weights["attn"])
+    torch.manual_seed(cfg.general.seed)
+    student = build_student(shape, teacher, str(cfg.student.init), mapping)
+    validate_pair(student.config, tcfg, mapping, weights["attn"])
+    if os.path.isdir(str(cfg.student.init)):  # a checkpoint: it must know the teacher's tokenizer too
+        check_tokenizer(tok, student.config, f"student.init={cfg.student.init}", str(cfg.student.init))
+    distiller = Distiller(shape.hidden_size, tcfg.hidden_size, mapping, {**weights, "pred": 0.0},
+                          share_projection=cfg.distill.share_projection, attn_mode=cfg.distill.attn_mode,
+                          temperature=cfg.distill.temperature, layer_reduction=cfg.distill.layer_reduction)
+    return teacher, tok, student, distiller, mapping
+
+
+def _save(cfg: DictConfig, out_dir: Path, student: Any, tok: Any, distiller: Any, teacher: Any, mapping: list) -> Path:
+    """``student/`` (HF format + tokenizer), ``projections.pt`` and ``projections.json``."""
+    student_dir = out_dir / "student"
+    with atomic_dir(student_dir, overwrite=True) as tmp:
+        student.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    tmp_p = out_dir / ".projections.pt.tmp"
+    torch.save(distiller.state_dict(), tmp_p)
+    os.replace(tmp_p, out_dir / "projections.pt")
+    atomic_write_json(out_dir / "projections.json", {
+        "mapping": mapping, "share_projection": bool(cfg.distill.share_projection),
+        "student_hidden": cfg.student.shape.hidden_size, "teacher_hidden": teacher.config.hidden_size,
+        "keys": list(distiller.state_dict()),
+    })
+    return student_dir
+
+
+def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -> Tuple[Dict[str, Any], Path]:
+    """Run GD into ``out_dir`` (student/, projections.pt, checkpoints/); returns (metrics, student dir).
+    Every process of a distributed run calls it; only the main one writes the outputs."""
+    from tinyfw import fingerprint
+    from tinyfw.data.collate import PadCollate
+    from tinyfw.data.corpus import segment_stats
+    from tinyfw.distill.steps import feature_loss_fn
+    from tinyfw.train.loop import fit, make_accelerator
+
+    out_dir = Path(out_dir)
+    if cfg.corpus.streaming and cfg.general.train.max_steps <= 0:
+        raise ValueError("a streaming corpus has no length, so epochs cannot be counted: "
+                         "set general.train.max_steps > 0 (or corpus.streaming=false)")
+    teacher, tok, student, distiller, mapping = _models(cfg, home)
+    acc = make_accelerator(cfg.precision)
+    c = cfg.corpus
+    train_ds, held = corpus_segments(c, tok, home, cfg.general.seed, c.heldout_fraction, c.streaming,
+                                     rank=acc.process_index, world_size=acc.num_processes)
+    collate = PadCollate(tok.pad_token_id or 0)
+    loss_fn = feature_loss_fn(need_scores=float(cfg.distill.weights["attn"]) > 0, mapping=mapping)
+    evaluate = None
+    if held is not None and not c.streaming and len(held) > 0:
+        evaluate = _heldout_eval(loss_fn, held, collate, cfg.general.train.batch_size)
+    corpus_stats = segment_stats(train_ds) if not c.streaming else {}
+    if acc.is_main_process:
+        log.info("GD: teacher %s (%d layers) -> student %dx%d, mapping %s, corpus %s",
+                 cfg.teacher.name_or_path, teacher.config.num_hidden_layers, cfg.student.shape.num_layers,
+                 cfg.student.shape.hidden_size, mapping, corpus_stats)
+    res = fit({"student": student, "distiller": distiller}, loss_fn, train_ds, collate, cfg.general.train,
+              precision=cfg.precision, out_dir=out_dir, tracker=tracker, seed=cfg.general.seed,
+              frozen={"teacher": teacher}, evaluate=evaluate, desc="GD", accelerator=acc,
+              fingerprint=fingerprint.for_gd(cfg, home), resume=cfg.resume)
+    student_dir = out_dir / "student"
+    if acc.is_main_process:
+        _save(cfg, out_dir, student, tok, distiller, teacher, mapping)
+    acc.wait_for_everyone()
+    frac = 0.1
+    metrics: Dict[str, Any] = {
+        "initial": {k: res.mean(k, first=frac) for k in LOSSES if any(k in h for h in res.history)},
+        "final": {k: res.mean(k, last=frac) for k in LOSSES if any(k in h for h in res.history)},
+        "steps": res.steps,
+        "tokens": res.tokens,
+        "tokens_per_s": round(res.tokens_per_s, 1),
+        "train_wall_time_s": round(res.wall_time_s, 2),
+        "resumed_from": res.resumed_from,
+        "mapping": mapping,
+        "student_params": _n_params(student),
+        "teacher_params": _n_params(teacher),
+        "corpus": corpus_stats,
+        "precision": plain(cfg.precision),
+    }
+    if res.evals:
+        metrics["heldout"] = {k: v for k, v in res.evals[-1].items() if k != "step"}
+    if acc.is_main_process:
+        atomic_write_json(out_dir / "gd_metrics.json", metrics)
+    return metrics, student_dir
+
+
+def _register_into(src: Path, tmp: Path) -> None:
+    shutil.copytree(src / "student", tmp / "student")
+    for name in ("projections.pt", "projections.json", "gd_metrics.json"):
+        if (src / name).exists():
+            shutil.copy2(src / name, tmp / name)
+
+
+def register(cfg: DictConfig, home: Path, out_dir: Path) -> Path:
+    """Copy a finished GD run's student + projections into the cache (once); the entry."""
+    return cache.ensure(home, KIND, gd_cache_parts(cfg, home), lambda tmp: _register_into(out_dir, tmp))
+
+
+def ensure_gd_student(cfg: DictConfig, home: Path, tracker: Any = None) -> Path:
+    """The GD student directory (HF format) for ``cfg``: from the cache when present, else
+    trained now (same code as ``stage=general``) and cached. Its projections lie beside it
+    (``<dir>/../projections.pt``). In a distributed run every process must call this: all
+    ranks train (``cache.ensure``'s ``prepare``), rank 0 copies the result into the cache."""
+    parts = gd_cache_parts(cfg, home)
+    work = home / "cache" / "gd-work" / cache.key_of(parts)  # keeps checkpoints: resumable
+
+    def prepare() -> None:
+        train_gd(cfg, home, work, tracker)
+
+    entry = cache.ensure(home, KIND, parts, lambda tmp: _register_into(work, tmp), prepare=prepare)
+    if work.exists() and int(os.environ.get("RANK", "0")) == 0:
+        shutil.rmtree(work, ignore_errors=True)
+    return entry / "student"

@@ -1,0 +1,108 @@
+"""The cached artefacts of task-specific distillation: the teacher's logits for every training
+example (``<home>/cache/teacher-logits/<key>``, keyed by the teacher and the tokenised train
+set: computed once, never per epoch or per run) and the student after TD step 1
+(``<home>/cache/td-step1/<key>``: a sweep over step-2 settings, as the paper picks step 2's lr
+on dev, reuses it)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable, Dict, Tuple
+
+import numpy as np
+from omegaconf import DictConfig
+
+from tinyfw import cache
+from tinyfw.config import plain
+from tinyfw.data.tasks import Collator, predict_logits
+
+log = logging.getLogger(__name__)
+
+LOGITS_KIND = "teacher-logits"
+STEP1_KIND = "td-step1"
+
+
+def data_digest(enc) -> str:
+    """A content hash of the tokenised rows (``input_ids``, ``token_type_ids``)."""
+    h = hashlib.sha256()
+    for col in ("input_ids", "token_type_ids"):
+        if col in enc.column_names:
+            for row in enc[col]:
+                h.update(np.asarray(row, dtype=np.int32).tobytes())
+                h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def model_id(path: Path) -> str:
+    """A model directory's identity: a cached teacher's key, else its path and weights' mtime."""
+    p = Path(path)
+    if "cache" in p.parts and p.parent.name == "teacher":
+        return str(p.name)  # a content-addressed teacher: its key is its identity
+    w = next((f for f in (p / "model.safetensors", p / "pytorch_model.bin") if f.exists()), None)
+    return f"{p.resolve()}:{w.stat().st_mtime_ns if w else 0}"
+
+
+def teacher_logits(teacher: Any, teacher_dir: Path, enc, collate: Collator, home: Path,
+                   batch_size: int) -> Tuple[np.ndarray, bool]:
+    """Teacher logits for every row of ``enc`` (float32 [N, C]) and whether they came from
+    the cache. Cache key: teacher identity + digest of the tokenised rows."""
+    parts = {"teacher": model_id(teacher_dir), "data": data_digest(enc), "rows": len(enc)}
+    built = {"now": False}
+
+    def build(tmp: Path) -> None:
+        built["now"] = True
+        logits = predict_logits(teacher, enc, collate, batch_size, desc="teacher logits")
+        np.save(tmp / "logits.npy", logits)
+
+    entry = cache.ensure(home, LOGITS_KIND, parts, build)
+    logits = np.load(entry / "logits.npy")
+    if logits.shape[0] != len(enc):
+        raise RuntimeError(f"cached teacher logits {entry} have {logits.shape[0]} rows for {len(enc)} examples")
+    return logits, not built["now"]
+
+
+def step1_cache_parts(cfg: DictConfig, teacher_dir: Path, init: str, enc, mapping, student: Any,
+                      train_cfg: Any, precision: Any) -> Dict[str, Any]:
+    """Everything the student after TD step 1 depends on (the cache key)."""
+    gd = init[3:] if init.startswith("gd:") else ""
+    distill = plain(cfg.distill)
+    return {
+        "teacher": model_id(teacher_dir),
+        "init": {"kind": init.split(":")[0], "model": model_id(Path(gd)) if gd else init},
+        "data": data_digest(enc), "rows": len(enc),
+        "student": {k: getattr(student.config, k) for k in ("num_hidden_layers", "hidden_size", "intermediate_size",
+                                                              "num_attention_heads", "num_labels", "vocab_size")},
+        "mapping": list(mapping),
+        "distill": {"weights": {k: distill["weights"][k] for k in ("embd", "attn", "hidn")},
+                    **{k: distill[k] for k in ("attn_mode", "layer_reduction", "share_projection")}},
+        "train": {k: v for k, v in plain(train_cfg).items() if k not in ("log_every", "save_every", "eval_every",
+                                                                         "num_workers")},
+        "group_by_length": bool(cfg.task_distill.group_by_length),
+        "precision": str(precision), "seed": int(cfg.seed), "v": 1,
+    }
+
+
+def cached_step1(home: Path, parts: Dict[str, Any], student: Any, train: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+    """Run TD step 1 (``train() -> {"steps", "examples_seen", "final"}``) unless the student it
+    produces for ``parts`` is cached; either way ``student`` ends with the step-1 weights."""
+    from safetensors.torch import load_file, save_file
+
+    trained: Dict[str, Any] = {}
+
+    def prepare() -> None:  # every rank of a distributed run trains
+        trained.update(train())
+
+    def build(tmp: Path) -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()},
+                  str(tmp / "student.safetensors"))
+        (tmp / "step1.json").write_text(json.dumps(trained, indent=2) + "\n")
+
+    entry = cache.ensure(home, STEP1_KIND, parts, build, prepare=prepare)
+    if trained:
+        return {**trained, "cached": False, "entry": str(entry)}
+    student.load_state_dict(load_file(str(entry / "student.safetensors")), strict=True)  # a cache hit
+    log.info("TD step 1: reused the cached step-1 student %s", entry)
+    return {**json.loads((entry / "step1.json").read_text()), "cached": True, "entry": str(entry)}

@@ -1,0 +1,146 @@
+"""The fine-tuned teacher: the pre-trained teacher encoder (``teacher=...``) with a
+sequence-classification head (``num_labels`` classes, or one output with
+``problem_type="regression"``), trained with ``teacher_ft.train`` on the original (not
+augmented) train split through the shared loop, evaluated on dev every ``eval_every`` steps and
+at the end; the best weights by the task's main dev metric are kept and evaluated on every
+labelled split. Saved in HF format (model + tokenizer + README.md card + ``metrics.json``) in
+the cache ``<home>/cache/teacher/<key>``, key = the teacher's identity, the task config,
+``teacher_ft.train``, precision and seed (:func:`cache_key`). ``teacher_ft.path`` points to an
+already fine-tuned teacher instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from tinyfw import cache, paths
+from tinyfw.data.tasks import Collator, encode_splits, evaluate, load_task
+from tinyfw.models.classifier import evaluate_all, load_classifier
+
+log = logging.getLogger(__name__)
+
+KIND = "teacher"
+METRICS_FILE = "metrics.json"
+
+
+def teacher_identity(cfg: DictConfig) -> Dict[str, Any]:
+    t = cfg.teacher
+    ident: Dict[str, Any] = {"name_or_path": t.name_or_path, "tokenizer": t.tokenizer}
+    if t.name_or_path == "random":
+        ident["shape"] = OmegaConf.to_container(t.shape)
+    return ident
+
+
+def cache_key(cfg: DictConfig) -> Dict[str, Any]:
+    return {
+        "teacher": teacher_identity(cfg),
+        "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "train": OmegaConf.to_container(cfg.teacher_ft.train, resolve=True, enum_to_str=True),
+        "precision": str(cfg.precision),
+        "seed": int(cfg.teacher_ft.seed),
+    }
+
+
+def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: Any = None) -> Dict[str, Any]:
+    """Fine-tune the teacher and save the best checkpoint (HF format) into ``out``."""
+    import torch
+    from transformers import set_seed
+
+    from tinyfw import fingerprint
+    from tinyfw.models.card import param_counts
+    from tinyfw.models.load import teacher_path, teacher_tokenizer
+    from tinyfw.train.loop import fit
+
+    task = load_task(cfg.task, home)
+    base = teacher_path(cfg.teacher, home)
+    set_seed(cfg.teacher_ft.seed)
+    model = load_classifier(base, task, new_head=True)
+    tok = teacher_tokenizer(cfg.teacher, home, base, model.config)
+    enc = encode_splits(task, tok, cfg.task.max_seq_len)
+    collate = Collator(tok.pad_token_id, regression=task.regression)
+    bs = cfg.task_distill.eval_batch_size
+
+    def loss_fn(mods, batch):
+        return mods["model"](**batch).loss, {}
+
+    def dev_eval(mods):
+        from tinyfw.models.capture import unwrap
+
+        return evaluate(unwrap(mods["model"]), task, enc[task.dev_split], collate, bs)
+
+    log.info("fine-tuning teacher %s on %s (%d examples)", base, task.name, len(enc["train"]))
+    res = fit({"model": model}, loss_fn, enc["train"], collate, cfg.teacher_ft.train, precision=str(cfg.precision),
+              out_dir=work_dir, tracker=tracker, seed=cfg.teacher_ft.seed, evaluate=dev_eval, desc="teacher",
+              eval_key=task.main_metric, restore_best=True, keep_checkpoints=1, log_prefix="teacher/",
+              fingerprint=fingerprint.for_teacher(cfg), resume=cfg.resume)
+    model.eval()
+    with torch.no_grad():
+        metrics: Dict[str, Any] = evaluate_all(model, task, enc, collate, bs)
+    size = param_counts(model)
+    metrics.update({"main_metric": task.main_metric, "best_step": (res.best_eval or {}).get("step"),
+                    "steps": res.steps, "train_examples": len(enc["train"]), "train_wall_s": round(res.wall_time_s, 1),
+                    **size})
+    if int(os.environ.get("RANK", "0")) != 0:
+        return metrics  # distributed: rank 0 alone writes the checkpoint
+    _save(cfg, out, model, tok, task, metrics, size, base)
+    return metrics
+
+
+def _save(cfg: DictConfig, out: Path, model: Any, tok: Any, task: Any, metrics: Dict[str, Any],
+          size: Dict[str, int], base: str) -> None:
+    from tinyfw.models.card import write_card
+
+    shutil.rmtree(out, ignore_errors=True)  # a half-written one from an interrupted run
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    write_card(out, title=f"Fine-tuned teacher for {task.name}",
+               summary=f"`{cfg.teacher.name_or_path}` fine-tuned on `{task.name}` by tinyfw stage=teacher.",
+               task=task.describe(), metrics={k: v for k, v in metrics.items() if isinstance(v, dict)}, size=size,
+               config={"base": base, "lr": cfg.teacher_ft.train.lr, "batch_size": cfg.teacher_ft.train.batch_size,
+                       "epochs": cfg.teacher_ft.train.epochs, "max_steps": cfg.teacher_ft.train.max_steps,
+                       "max_seq_len": cfg.task.max_seq_len, "seed": cfg.teacher_ft.seed, "precision": str(cfg.precision)},
+               name="TEACHER_DIR")
+    load_classifier(str(out), task)  # the saved checkpoint reloads strictly with its head
+
+
+def ensure_teacher(cfg: DictConfig, home: Path, tracker: Any = None, work_dir: Optional[Path] = None,
+                   info: Optional[Dict[str, Any]] = None) -> Path:
+    """The fine-tuned teacher for ``cfg.task``: ``teacher_ft.path`` when set, else the cache
+    entry (fine-tuned now when missing; ``work_dir`` holds the loop's checkpoints meanwhile).
+    ``info`` receives ``built`` and ``waited_s`` (see :func:`tinyfw.cache.ensure`)."""
+    if cfg.teacher_ft.path:
+        if info is not None:
+            info.update(built=False, waited_s=0.0)
+        try:
+            return Path(paths.resolve_name_or_path(cfg.teacher_ft.path, home, key="teacher_ft.path"))
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{exc}: point it at a fine-tuned teacher (an HF directory with its "
+                                    "classification head), or leave it empty to fine-tune one") from None
+
+    key = cache_key(cfg)
+    wd = work_dir or home / "cache" / "teacher-work" / cache.key_of(key)
+
+    def prepare() -> None:  # every rank of a distributed run trains; rank 0 writes wd/model
+        finetune(cfg, home, wd / "model", wd, tracker)
+
+    def build(tmp: Path) -> None:
+        for f in (wd / "model").iterdir():
+            shutil.move(str(f), tmp / f.name)
+        shutil.rmtree(wd / "model", ignore_errors=True)
+        shutil.rmtree(wd / "checkpoints", ignore_errors=True)  # kept on failure: a re-run resumes
+
+    return cache.ensure(home, KIND, key, build, prepare=prepare, info=info)
+
+
+def teacher_metrics(path: Path) -> Dict[str, Any]:
+    """The metrics saved with a fine-tuned teacher (empty for an external one)."""
+    f = Path(path) / METRICS_FILE
+    return json.loads(f.read_text()) if f.exists() else {}

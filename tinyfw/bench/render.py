@@ -1,0 +1,62 @@
+"""The benchmark's Markdown report (``bench.md``): how it was measured, then one table per
+device of every model's shape, size, FLOPs, latency, throughput, speed-up and accuracy."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any, Dict, List
+
+import torch
+
+from tinyfw.bench import measure
+
+
+def device_name(d: torch.device) -> str:
+    if d.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(d)}"
+    return f"CPU: {measure.cpu_model()}, {torch.get_num_threads()} torch threads"
+
+
+def render(results: Dict[str, Dict[str, Any]], b: Any, prec: str, devices: List[torch.device],
+           load: Dict[str, Any], acc_note: str) -> str:
+    """``bench.md``: the settings and environment, then one table per device (``b`` =
+    ``cfg.bench``, ``prec`` the precision)."""
+    import transformers
+
+    lo, hi = min(b.batch_sizes), max(b.batch_sizes)
+    lines = [
+        "# tinyfw inference benchmark", "",
+        f"- seq_len {b.seq_len}, batch sizes {list(b.batch_sizes)}, median of {b.repeats} timed forwards "
+        f"after {b.warmup} warm-up, `eval()` + `torch.inference_mode()`, attention `{b.attn}`, precision {prec}"
+        + (", models of a group timed in turns (one untimed call before each timed one)" if b.interleave else ""),
+        f"- torch {torch.__version__}, transformers {transformers.__version__}, Python {platform.python_version()}",
+        f"- load average (1/5/15 min) before {load['before']}, after {load['after']}",
+        "- speed-up and FLOPs ratio are against the first row of each group "
+        "(the configured teacher; BERT-base for the paper shapes); FLOPs per sequence are analytic "
+        "(linear layers + attention matmuls + [CLS] head), the linear-only ratio in brackets",
+        f"- accuracy: {acc_note or 'dev accuracy of classifier checkpoints'}",
+    ]
+    if any(r["class"] == "OrtClassifier" for r in results.values()):
+        import onnxruntime
+
+        lines.append(f"- ONNX Runtime {onnxruntime.__version__} rows: CPU execution provider, graph optimisations "
+                     f"ORT_ENABLE_ALL, {torch.get_num_threads()} intra-op threads (as torch); int8 = dynamic "
+                     "quantization (quantize_dynamic); parameters and FLOPs from the model's config")
+    for d in devices:
+        lines += ["", f"## {device_name(d)}", "",
+                  f"| model | layers×hidden (FFN, heads) | params M total / non-emb | size MB | GFLOPs/seq "
+                  f"| latency ms/ex (b={lo}) | throughput ex/s (b={hi}) | s/example (b={hi}) "
+                  f"| speed-up b={lo} / b={hi} | FLOPs ratio | accuracy (dev, ×100) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in results.values() if d.type in r["devices"]):
+            s, t = r["shape"], r["devices"][d.type]
+            acc = "—" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}"
+            lines.append(
+                f"| {r['label']} | {s['layers']}×{s['hidden']} ({s['ffn']}, {s['heads']}) "
+                f"| {r['params_total'] / 1e6:.4g} / {r['params_non_embedding'] / 1e6:.4g} "
+                f"| {r['size_mb']:.4g} | {r['flops_per_seq']['total'] / 1e9:.3g} "
+                f"| {t[f'b{lo}']['ms_per_example']:.2f} | {t[f'b{hi}']['examples_per_s']:.1f} "
+                f"| {1 / t[f'b{hi}']['examples_per_s']:.5f} "
+                f"| {r['speedup'][d.type][f'b{lo}']:.2f}× / {r['speedup'][d.type][f'b{hi}']:.2f}× "
+                f"| {r['flops_ratio']:.2f}× ({r['flops_ratio_linear']:.2f}×) | {acc} |")
+    return "\n".join(lines) + "\n"

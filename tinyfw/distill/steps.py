@@ -1,0 +1,96 @@
+"""The distillation steps as ``loss_fn(modules, batch) -> (loss, logs)`` for
+:func:`tinyfw.train.loop.fit`: feature distillation (GD and TD step 1: the teacher's and the
+student's captured features through :class:`~tinyfw.distill.objective.Distiller`), prediction
+distillation (TD step 2: soft targets, or the hard labels when the prediction weight is 0) and
+hard-label fine-tuning (``td=off``); and the soft targets' entropy, the lowest step-2 loss.
+Every function takes explicit arguments (no config)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import torch
+
+from tinyfw.models.capture import Features, capture
+
+
+def clone_features(feats: Features, layers: Optional[Sequence[int]] = None) -> Features:
+    """Teacher features made under inference_mode, as ordinary tensors autograd may save.
+    Only the mapped ``layers`` (1-based; None: all) are copied; the others are never read."""
+    keep = set(layers) if layers is not None else None
+
+    def c(i: int, x: torch.Tensor) -> torch.Tensor:
+        return x.clone() if keep is None or i + 1 in keep else x
+
+    return Features(
+        embeddings=feats.embeddings.clone(),
+        hidden=[c(i, h) for i, h in enumerate(feats.hidden)],
+        scores=[c(i, s) for i, s in enumerate(feats.scores)],
+        mask=feats.mask.clone(),
+        logits=None,
+    )
+
+
+def feature_loss_fn(need_scores: bool, mapping: Optional[Sequence[int]] = None, log_total: bool = True):
+    """Modules ``teacher`` (frozen), ``student`` and ``distiller``: teacher forward under
+    inference_mode, student forward, :class:`Distiller` -> (total, unweighted losses; with
+    ``log_total`` the weighted total too, as ``total``). ``mapping``: the teacher layers the
+    distiller reads (only those are copied out of inference mode)."""
+
+    def loss_fn(modules: Dict[str, torch.nn.Module], batch: Dict[str, torch.Tensor]):
+        args = (batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        with torch.inference_mode():
+            t = capture(modules["teacher"], *args, need_scores=need_scores)
+        t = clone_features(t, mapping)
+        s = capture(modules["student"], *args, need_scores=need_scores)
+        total, losses = modules["distiller"](s, t)
+        return total, {k: float(v.detach()) for k, v in losses.items() if log_total or k != "total"}
+
+    return loss_fn
+
+
+def _model_inputs(batch: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+
+
+def _hard_loss(logits, labels, regression: bool):
+    import torch.nn.functional as F
+
+    if regression:
+        return F.mse_loss(logits.view(-1).float(), labels.float())
+    return F.cross_entropy(logits.float(), labels)
+
+
+def prediction_loss_fn(pred_weight: float, temperature: float, regression: bool):
+    """Module ``student``; batches carry the teacher's logits (``t_logits``): soft cross-entropy
+    at ``temperature`` (MSE to the teacher's output for regression) times ``pred_weight``;
+    ``pred_weight`` 0 ("w/o Pred"): the hard labels."""
+    from tinyfw.distill.losses import prediction_loss, regression_loss
+
+    def loss_fn(mods, batch):
+        logits = mods["student"](**_model_inputs(batch)).logits
+        if pred_weight <= 0:  # "w/o Pred": hard labels
+            return _hard_loss(logits, batch["labels"], regression), {}
+        t = batch["t_logits"].to(logits.device)
+        soft = regression_loss(logits, t) if regression else prediction_loss(logits, t, temperature)
+        return pred_weight * soft, {"pred": float(soft.detach())}
+
+    return loss_fn
+
+
+def finetune_loss_fn(regression: bool):
+    """Module ``student``: cross-entropy to the hard labels (MSE for regression)."""
+
+    def loss_fn(mods, batch):
+        return _hard_loss(mods["student"](**_model_inputs(batch)).logits, batch["labels"], regression), {}
+
+    return loss_fn
+
+
+def soft_entropy(logits: np.ndarray, temperature: float) -> float:
+    """Mean entropy of softmax(logits / T) over rows: the soft cross-entropy's lower bound."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(-1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    return float(-(p * np.log(np.clip(p, 1e-12, None))).sum(-1).mean())
