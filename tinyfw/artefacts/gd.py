@@ -128,7 +128,10 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
         raise ValueError("a streaming corpus has no length, so epochs cannot be counted: "
                          "set general.train.max_steps > 0 (or corpus.streaming=false)")
     teacher, tok, student, distiller, mapping = _models(cfg, home)
-    acc = make_accelerator(cfg.precision)
+    # a zero loss weight leaves parameters out of the loss (W_h and the top layer without hidn,
+    # W_e without embd): DDP must then look for unused parameters, which costs a graph walk
+    unused = any(float(cfg.distill.weights[k]) == 0 for k in ("embd", "attn", "hidn"))
+    acc = make_accelerator(cfg.precision, find_unused_parameters=unused)
     c = cfg.corpus
     train_ds, held = corpus_segments(c, tok, home, cfg.general.seed, c.heldout_fraction, c.streaming,
                                      rank=acc.process_index, world_size=acc.num_processes)
