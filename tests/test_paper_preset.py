@@ -44,6 +44,8 @@ PAPER = {
     "task_distill.step2.batch_size": (32, "paper: batch from {16, 32}"),
     "task_distill.step2.lr": (3e-5, "paper: lr from {1e-5, 2e-5, 3e-5}"),
     "task_distill.step2.schedule": ("linear", "reference: warmup_linear"),
+    "task_distill.precision": (None, "reference: TD in the run's --fp16 precision (the global one)"),
+    "task_distill.group_by_length": (False, "reference: RandomSampler, no length grouping"),
 }
 
 
