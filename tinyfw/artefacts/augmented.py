@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -289,13 +288,12 @@ def ensure_augmented_entry(cfg: DictConfig, home: Path, train_dataset, text_colu
     resumed = sum((_shard_dir(work, i) / "stats.json").exists() for i in range(n_shards))
     if resumed and dist.rank() == 0:
         log.info("augment: resuming an interrupted build, %d of %d shards already done (%s)", resumed, n_shards, work)
-    # every rank of a distributed run augments its shards (prepare); rank 0 merges them
+    # every rank of a distributed run augments its shards; rank 0 merges them
     built: Dict[str, Any] = {}
-    cache.ensure(home, KIND, parts, lambda tmp: build_augmented(cfg, home, ds, cols, work, tmp, tracker, resumed),
-                 prepare=lambda: augment_shards(cfg, home, ds, cols, work, tracker, dist.rank(), dist.world_size()),
-                 info=built)
-    if dist.rank() == 0:
-        shutil.rmtree(work, ignore_errors=True)
+    cache.ensure_made(home, KIND, parts, lambda w: augment_shards(cfg, home, ds, cols, w, tracker, dist.rank(),
+                                                                  dist.world_size()),
+                      lambda w, tmp: build_augmented(cfg, home, ds, cols, w, tmp, tracker, resumed), work=work,
+                      info=built)
     info.update(waited_s=built["waited_s"], resumed_shards=resumed if built["built"] else 0)
     return entry, not built["built"]
 

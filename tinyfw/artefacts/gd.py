@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -24,6 +23,7 @@ from omegaconf import DictConfig
 from tinyfw import cache
 from tinyfw.artefacts.corpus import corpus_parts, corpus_segments
 from tinyfw.config import plain
+from tinyfw.fingerprint import training_parts
 from tinyfw.fsutil import atomic_dir, atomic_write_json
 
 log = logging.getLogger("tinyfw.general")
@@ -37,14 +37,13 @@ def gd_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, An
     corpus = corpus_parts(cfg.corpus, home)
     distill = plain(cfg.distill)
     distill["weights"].pop("pred", None)  # no prediction loss in GD
-    train = {k: v for k, v in plain(cfg.general.train).items() if k not in ("log_every", "num_workers", "save_every")}
     return {
         "teacher": plain(cfg.teacher),
         "student": {"shape": plain(cfg.student.shape), "init": str(cfg.student.init),
                     "layer_map": plain(cfg.student.layer_map)},
         "distill": distill,
         "corpus": corpus,
-        "train": train,
+        "train": training_parts(cfg.general.train),
         "seed": int(cfg.general.seed),
         "precision": plain(cfg.precision),
     }
@@ -172,30 +171,22 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     return metrics, student_dir
 
 
-def _register_into(src: Path, tmp: Path) -> None:
-    shutil.copytree(src / "student", tmp / "student")
-    for name in ("projections.pt", "projections.json", "gd_metrics.json"):
-        if (src / name).exists():
-            shutil.copy2(src / name, tmp / name)
+OUTPUTS = ("student", "projections.pt", "projections.json", "gd_metrics.json")  # what the cache entry holds
 
 
 def register(cfg: DictConfig, home: Path, out_dir: Path) -> Path:
     """Copy a finished GD run's student + projections into the cache (once); the entry."""
-    return cache.ensure(home, KIND, gd_cache_parts(cfg, home), lambda tmp: _register_into(out_dir, tmp))
+    return cache.register(home, KIND, gd_cache_parts(cfg, home), out_dir, OUTPUTS)
 
 
 def ensure_gd_student(cfg: DictConfig, home: Path, tracker: Any = None) -> Path:
     """The GD student directory (HF format) for ``cfg``: from the cache when present, else
-    trained now (same code as ``stage=general``) and cached. Its projections lie beside it
-    (``<dir>/../projections.pt``). In a distributed run every process must call this: all
-    ranks train (``cache.ensure``'s ``prepare``), rank 0 copies the result into the cache."""
+    trained now (same code as ``stage=general``; its checkpoints in ``gd-work/<key>`` make it
+    resumable) and cached. Its projections lie beside it (``<dir>/../projections.pt``). In a
+    distributed run every process must call this: all ranks train, rank 0 copies the result
+    into the cache."""
     parts = gd_cache_parts(cfg, home)
-    work = home / "cache" / "gd-work" / cache.key_of(parts)  # keeps checkpoints: resumable
-
-    def prepare() -> None:
-        train_gd(cfg, home, work, tracker)
-
-    entry = cache.ensure(home, KIND, parts, lambda tmp: _register_into(work, tmp), prepare=prepare)
-    if work.exists() and int(os.environ.get("RANK", "0")) == 0:
-        shutil.rmtree(work, ignore_errors=True)
+    entry = cache.ensure_made(home, KIND, parts, lambda work: train_gd(cfg, home, work, tracker),
+                              lambda work, tmp: cache.copy_outputs(work, tmp, OUTPUTS),
+                              work=cache.work_path(home, "gd", parts))
     return entry / "student"

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from tinyfw import cache
 from tinyfw.config import plain
+from tinyfw.fingerprint import training_parts
 from tinyfw.data.tasks import Collator, predict_logits
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,7 @@ def step1_cache_parts(cfg: DictConfig, teacher_dir: Path, init: str, enc, mappin
         "mapping": list(mapping),
         "distill": {"weights": {k: distill["weights"][k] for k in ("embd", "attn", "hidn")},
                     **{k: distill[k] for k in ("attn_mode", "layer_reduction", "share_projection")}},
-        "train": {k: v for k, v in plain(train_cfg).items() if k not in ("log_every", "save_every", "eval_every",
-                                                                         "num_workers")},
+        "train": training_parts(train_cfg, "eval_every"),
         "group_by_length": bool(cfg.task_distill.group_by_length),
         "precision": str(precision), "seed": int(cfg.seed), "v": 1,
     }

@@ -125,19 +125,15 @@ def ensure_teacher(cfg: DictConfig, home: Path, tracker: Any = None, work_dir: O
             raise FileNotFoundError(f"{exc}: point it at a fine-tuned teacher (an HF directory with its "
                                     "classification head), or leave it empty to fine-tune one") from None
 
-    key = cache_key(cfg)
-    wd = work_dir or home / "cache" / "teacher-work" / cache.key_of(key)
-
-    def prepare() -> None:  # every rank of a distributed run trains; rank 0 writes wd/model
-        finetune(cfg, home, wd / "model", wd, tracker)
-
-    def build(tmp: Path) -> None:
-        for f in (wd / "model").iterdir():
+    def collect(work: Path, tmp: Path) -> None:  # rank 0 wrote work/model
+        for f in (work / "model").iterdir():
             shutil.move(str(f), tmp / f.name)
-        shutil.rmtree(wd / "model", ignore_errors=True)
-        shutil.rmtree(wd / "checkpoints", ignore_errors=True)  # kept on failure: a re-run resumes
+        shutil.rmtree(work / "model", ignore_errors=True)
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)  # kept on failure: a re-run resumes
 
-    return cache.ensure(home, KIND, key, build, prepare=prepare, info=info)
+    # every rank of a distributed run trains; the work dir given is the run's own: kept
+    return cache.ensure_made(home, KIND, cache_key(cfg), lambda work: finetune(cfg, home, work / "model", work, tracker),
+                             collect, work=work_dir, keep_work=work_dir is not None, info=info)
 
 
 def teacher_metrics(path: Path) -> Dict[str, Any]:
