@@ -127,7 +127,8 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
         raise ValueError("a streaming corpus has no length, so epochs cannot be counted: "
                          "set general.train.max_steps > 0 (or corpus.streaming=false)")
     teacher, tok, student, distiller, mapping = _models(cfg, home)
-    acc = make_accelerator(cfg.precision)
+    # without the hidden-state loss the last layer's value, output and FFN weights are unused
+    acc = make_accelerator(cfg.precision, find_unused_parameters=float(cfg.distill.weights["hidn"]) <= 0)
     c = cfg.corpus
     train_ds, held = corpus_segments(c, tok, home, cfg.general.seed, c.heldout_fraction, c.streaming,
                                      rank=acc.process_index, world_size=acc.num_processes)

@@ -242,7 +242,7 @@ def step1(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: Lis
     def train() -> Dict[str, Any]:
         r1 = fit({"student": student, "distiller": distiller}, loss_fn, s.train, s.collate, phase,
                  out_dir=ctx.run_dir / "step1", frozen={"teacher": s.teacher}, desc="TD step 1", keep_checkpoints=1,
-                 log_prefix="step1/", **common)
+                 log_prefix="step1/", find_unused_parameters=True, **common)  # the pooler and head: unused
         return {"steps": r1.steps, "examples_seen": examples_seen(r1, phase),
                 "final": {k: v for k, v in r1.final.items() if k != "step"}}
 
