@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from tinyfw import metrics as M
 from tinyfw.config import TaskCfg
-from tinyfw.data.tasks import Collator, TaskDataError, load_task, tokenize
+from tinyfw.data.collate import Collator
+from tinyfw.data.tasks import TaskDataError, load_task, tokenize
 
 
 def cfg(**kw):

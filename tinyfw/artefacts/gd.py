@@ -117,7 +117,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     """Run GD into ``out_dir`` (student/, projections.pt, checkpoints/); returns (metrics, student dir).
     Every process of a distributed run calls it; only the main one writes the outputs."""
     from tinyfw import fingerprint
-    from tinyfw.data.collate import PadCollate
+    from tinyfw.data.collate import Collator
     from tinyfw.data.corpus import segment_stats
     from tinyfw.distill.steps import feature_loss_fn
     from tinyfw.train.loop import fit, make_accelerator
@@ -132,7 +132,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     c = cfg.corpus
     train_ds, held = corpus_segments(c, tok, home, cfg.general.seed, c.heldout_fraction, c.streaming,
                                      rank=acc.process_index, world_size=acc.num_processes)
-    collate = PadCollate(tok.pad_token_id or 0)
+    collate = Collator(tok.pad_token_id)
     loss_fn = feature_loss_fn(need_scores=float(cfg.distill.weights["attn"]) > 0, mapping=mapping)
     evaluate = None
     if held is not None and not c.streaming and len(held) > 0:

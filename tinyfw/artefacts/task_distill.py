@@ -18,7 +18,8 @@ from omegaconf import DictConfig
 from tinyfw import cache
 from tinyfw.config import plain
 from tinyfw.fingerprint import training_parts
-from tinyfw.data.tasks import Collator, predict_logits
+from tinyfw.data.collate import Collator
+from tinyfw.data.tasks import predict_logits
 
 log = logging.getLogger(__name__)
 

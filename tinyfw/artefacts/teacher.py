@@ -21,7 +21,8 @@ from typing import Any, Dict, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from tinyfw import cache, paths
-from tinyfw.data.tasks import Collator, encode_splits, evaluate, load_task
+from tinyfw.data.collate import Collator
+from tinyfw.data.tasks import encode_splits, evaluate, load_task
 from tinyfw.models.classifier import evaluate_all, load_classifier
 
 log = logging.getLogger(__name__)

@@ -77,6 +77,7 @@ class DevScore:
             log.warning("bench: %s has no tokenizer beside it; dev score skipped", label)
             return None
         from tinyfw.data import tasks
+        from tinyfw.data.collate import Collator
 
         if self.task is None:
             try:
@@ -90,7 +91,7 @@ class DevScore:
             raise ValueError(f"{label} has {model.config.num_labels} labels but task {t.name} has "
                              f"{t.num_labels}: pass the task it was trained on (task=...) or bench.accuracy=false")
         split = tasks.tokenize(t.splits[t.dev_split], t.text_columns, tok, self.task_cfg.max_seq_len)
-        collate = tasks.Collator(tok.pad_token_id or 0, t.regression)
+        collate = Collator(tok.pad_token_id, t.regression)
         return tasks.evaluate(model, t, split, collate)
 
 

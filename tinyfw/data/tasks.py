@@ -33,11 +33,14 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from tinyfw.data import textfile
+
+if TYPE_CHECKING:
+    from tinyfw.data.collate import Collator
 
 log = logging.getLogger(__name__)
 
@@ -395,36 +398,6 @@ def tokenize(ds, text_columns: Sequence[str], tokenizer: Any, max_seq_len: int, 
     drop = [c for c in (*cols, "label") if c in ds.column_names]
     return ds.map(enc, batched=True, remove_columns=drop, num_proc=num_proc if num_proc > 1 else None,
                   desc="tokenise")
-
-
-class Collator:
-    """Pads ``input_ids`` / ``attention_mask`` / ``token_type_ids`` to the batch's longest row
-    and stacks every other numeric column (``labels``, teacher logits, row ids)."""
-
-    PAD_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-    def __init__(self, pad_token_id: int = 0, regression: bool = False):
-        self.pad = pad_token_id
-        self.regression = regression
-
-    def __call__(self, examples: List[Dict[str, Any]]) -> Dict[str, Any]:
-        import torch
-
-        n = max(len(e["input_ids"]) for e in examples)
-        out: Dict[str, Any] = {}
-        for k in self.PAD_KEYS:
-            if k in examples[0]:
-                fill = self.pad if k == "input_ids" else 0
-                out[k] = torch.tensor([list(e[k]) + [fill] * (n - len(e[k])) for e in examples], dtype=torch.long)
-        for k in examples[0]:
-            if k in self.PAD_KEYS:
-                continue
-            vals = [e[k] for e in examples]
-            if k == "labels":
-                out[k] = torch.tensor(vals, dtype=torch.float32 if self.regression else torch.long)
-            elif isinstance(vals[0], (int, float, list)) and not isinstance(vals[0], bool):
-                out[k] = torch.tensor(vals)
-        return out
 
 
 def predict_logits(model: Any, ds, collate: Collator, batch_size: int = 64, device: Any = None,

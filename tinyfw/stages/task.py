@@ -67,7 +67,8 @@ from tinyfw import fingerprint
 from tinyfw.artefacts.task_distill import cached_step1, step1_cache_parts, teacher_logits
 from tinyfw.artefacts.teacher import ensure_teacher, teacher_metrics
 from tinyfw.config import plain
-from tinyfw.data.tasks import Collator, TaskData, encode_splits, evaluate, load_task, predict_logits
+from tinyfw.data.collate import Collator
+from tinyfw.data.tasks import TaskData, encode_splits, evaluate, load_task, predict_logits
 from tinyfw.data.trainset import cap_examples, encode_train, with_augmented
 from tinyfw.models.classifier import build_classifier, checkpoint_shape, evaluate_all, load_classifier, throughput
 from tinyfw.models.load import check_tokenizer
