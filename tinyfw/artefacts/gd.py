@@ -65,12 +65,6 @@ def _heldout_eval(loss_fn, data, collate, batch_size: int, max_batches: int = 16
     return evaluate
 
 
-def _n_params(model: torch.nn.Module) -> Dict[str, int]:
-    total = sum(p.numel() for p in model.parameters())
-    emb = sum(p.numel() for p in model.embeddings.parameters()) if hasattr(model, "embeddings") else 0
-    return {"total": total, "non_embedding": total - emb}
-
-
 def _models(cfg: DictConfig, home: Path) -> Tuple[Any, Any, Any, Any, list]:
     """(teacher, tokenizer, student, distiller, layer mapping), checked against each other
     before anything heavy."""
@@ -120,6 +114,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     from tinyfw.data.collate import Collator
     from tinyfw.data.corpus import segment_stats
     from tinyfw.distill.steps import feature_loss_fn
+    from tinyfw.models.card import param_counts
     from tinyfw.train.loop import fit, make_accelerator
 
     out_dir = Path(out_dir)
@@ -160,8 +155,8 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
         "train_wall_time_s": round(res.wall_time_s, 2),
         "resumed_from": res.resumed_from,
         "mapping": mapping,
-        "student_params": _n_params(student),
-        "teacher_params": _n_params(teacher),
+        "student_params": {k: n for k, n in param_counts(student).items() if k != "embedding"},
+        "teacher_params": {k: n for k, n in param_counts(teacher).items() if k != "embedding"},
         "corpus": corpus_stats,
         "precision": plain(cfg.precision),
     }

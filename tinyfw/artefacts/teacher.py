@@ -55,7 +55,7 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     from transformers import set_seed
 
     from tinyfw import fingerprint
-    from tinyfw.models.card import param_counts
+    from tinyfw.models.card import card_size
     from tinyfw.models.load import teacher_path, teacher_tokenizer
     from tinyfw.train.loop import fit
 
@@ -84,7 +84,7 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     model.eval()
     with torch.no_grad():
         metrics: Dict[str, Any] = evaluate_all(model, task, enc, collate, bs)
-    size = param_counts(model)
+    size = card_size(model)
     metrics.update({"main_metric": task.main_metric, "best_step": (res.best_eval or {}).get("step"),
                     "steps": res.steps, "train_examples": len(enc["train"]), "train_wall_s": round(res.wall_time_s, 1),
                     **size})

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tinyfw.bench import exported, measure
+from tinyfw.models.card import param_counts
 from tinyfw.models.load import bert_config, load_strict
 
 log = logging.getLogger("tinyfw")
@@ -108,7 +109,7 @@ def describe(e: Entry, b: Any) -> Tuple[Any, Any, Dict[str, Any]]:
         raise ValueError(f"{e.label}: bench.seq_len={b.seq_len} exceeds its max_position_embeddings="
                          f"{c.max_position_embeddings}; lower bench.seq_len")
     torch_model = exported.meta_model(c) if onnx else model
-    params = measure.param_counts(torch_model)
+    params = param_counts(torch_model)
     has_pooler = getattr(torch_model.base_model, "pooler", None) is not None
     labels = c.num_labels if hasattr(torch_model, "classifier") else 0
     flops = measure.analytic_flops(c.num_hidden_layers, c.hidden_size, c.intermediate_size,

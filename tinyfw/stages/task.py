@@ -299,7 +299,7 @@ def evaluate_student(cfg: DictConfig, s: Setup, student: Any, init: str,
     size and speed against the teacher's, and what the phases did)."""
     import torch
 
-    from tinyfw.models.card import param_counts
+    from tinyfw.models.card import card_size
     from tinyfw.train.health import check as check_health
 
     bs, task, last = cfg.task_distill.eval_batch_size, s.task, out.last
@@ -314,7 +314,7 @@ def evaluate_student(cfg: DictConfig, s: Setup, student: Any, init: str,
     if health["collapsed"]:
         log.warning("the student COLLAPSED: %s (marked in result.json; the report shows it apart)",
                     "; ".join(health["reasons"]))
-    s_size, t_size = param_counts(student), param_counts(s.teacher)
+    s_size, t_size = card_size(student), card_size(s.teacher)
     main, t_metrics = task.main_metric, s.t_metrics
     ref = "test" if "test" in s_metrics and "test" in t_metrics else "dev"
     retention = None
