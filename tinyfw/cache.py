@@ -18,7 +18,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 from filelock import FileLock
 
@@ -29,9 +29,17 @@ log = logging.getLogger("tinyfw.cache")
 WORK_FILE = "work.json"
 
 
+def digest(chunks: Iterable[bytes]) -> str:
+    """The one content hash: 16 hex digits of the SHA-256 of ``chunks`` in order."""
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def key_of(parts: Mapping[str, Any]) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """An entry's key: the :func:`digest` of ``parts`` as sorted JSON."""
+    return digest([json.dumps(parts, sort_keys=True, default=str).encode()])
 
 
 def entry(root: Path, kind: str, parts: Mapping[str, Any]) -> Path:

@@ -6,7 +6,6 @@ on dev, reuses it)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -29,13 +28,14 @@ STEP1_KIND = "td-step1"
 
 def data_digest(enc) -> str:
     """A content hash of the tokenised rows (``input_ids``, ``token_type_ids``)."""
-    h = hashlib.sha256()
-    for col in ("input_ids", "token_type_ids"):
-        if col in enc.column_names:
-            for row in enc[col]:
-                h.update(np.asarray(row, dtype=np.int32).tobytes())
-                h.update(b"|")
-    return h.hexdigest()[:16]
+    def chunks():
+        for col in ("input_ids", "token_type_ids"):
+            if col in enc.column_names:
+                for row in enc[col]:
+                    yield np.asarray(row, dtype=np.int32).tobytes()
+                    yield b"|"
+
+    return cache.digest(chunks())
 
 
 def model_id(path: Path) -> str:
