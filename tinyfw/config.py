@@ -392,6 +392,11 @@ def plain(node: Any) -> Any:
     return getattr(node, "value", node)
 
 
+def is_on(switch: Any) -> bool:
+    """Whether a :class:`Switch` value (the enum or its string) is ``on``."""
+    return plain(switch) == "on"
+
+
 class ConfigError(ValueError):
     """The composed config has keys the schema does not know or invalid training settings."""
 

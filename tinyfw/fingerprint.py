@@ -88,10 +88,7 @@ def for_teacher(cfg: DictConfig) -> Dict[str, Any]:
 def for_task(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     """A ``stage=task`` run: the teacher, the student's starting point (the GD student's key
     when ``gd=on``), the augmented data, the objective and the phases it runs."""
-    from tinyfw.config import plain
-
-    def on(v: Any) -> bool:
-        return str(getattr(v, "value", v)) == "on"
+    from tinyfw.config import is_on as on, plain
 
     td = cfg.task_distill
     fp: Dict[str, Any] = {"teacher_ft.path": cfg.teacher_ft.path} if cfg.teacher_ft.path else for_teacher(cfg)

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from tinyfw import cache, paths
+from tinyfw import cache, dist, paths
 from tinyfw.data.collate import Collator
 from tinyfw.data.tasks import encode_splits, evaluate, load_task
 from tinyfw.models.classifier import evaluate_all, load_classifier
@@ -88,7 +87,7 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     metrics.update({"main_metric": task.main_metric, "best_step": (res.best_eval or {}).get("step"),
                     "steps": res.steps, "train_examples": len(enc["train"]), "train_wall_s": round(res.wall_time_s, 1),
                     **size})
-    if int(os.environ.get("RANK", "0")) != 0:
+    if dist.rank() != 0:
         return metrics  # distributed: rank 0 alone writes the checkpoint
     _save(cfg, out, model, tok, task, metrics, size, base)
     return metrics

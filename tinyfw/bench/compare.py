@@ -166,7 +166,7 @@ def measure_group(group: List[Entry], b: Any, precision: str, devices: List[torc
 
 def bench_devices(names: List[Any]) -> List[torch.device]:
     """``bench.devices`` as torch devices: ``[]`` is the CPU, and the GPU when present."""
-    names = [getattr(n, "value", str(n)) for n in names]
+    names = [str(n) for n in names]  # Device enums give their value
     if not names:
         return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     if "cuda" in names and not torch.cuda.is_available():

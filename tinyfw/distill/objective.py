@@ -63,7 +63,7 @@ class Distiller(nn.Module):
             raise ValueError(f"unknown distill.attn_mode {attn_mode!r}: use one of {', '.join(MODES)}")
         if temperature <= 0:
             raise ValueError(f"distill.temperature must be > 0, got {temperature}")
-        layer_reduction = str(getattr(layer_reduction, "value", layer_reduction))
+        layer_reduction = str(layer_reduction)  # a LayerReduction gives its value
         if layer_reduction not in REDUCTIONS:
             raise ValueError(f"unknown distill.layer_reduction {layer_reduction!r}: use one of {', '.join(REDUCTIONS)}")
         self.layer_reduction = layer_reduction

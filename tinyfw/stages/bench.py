@@ -29,7 +29,7 @@ from transformers.utils import logging as hf_logging
 from tinyfw.bench import exported, measure
 from tinyfw.bench.compare import DevScore, Entry, add_ratios, bench_devices, from_path, measure_group, random_model
 from tinyfw.bench.render import device_name, render
-from tinyfw.config import ShapeCfg
+from tinyfw.config import ShapeCfg, plain
 from tinyfw.fsutil import atomic_write_text
 from tinyfw.models.load import teacher_path
 from tinyfw.stages import RunContext, StageResult
@@ -107,7 +107,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
         if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None:
             raise ImportError("bench.onnx needs ONNX Runtime and onnxscript: pip install '.[export]' (or bench.onnx=false)")
-    precision = getattr(cfg.precision, "value", str(cfg.precision))
+    precision = plain(cfg.precision)
     devices = bench_devices(b.devices)
     work = tempfile.TemporaryDirectory(prefix="tinyfw-bench-onnx-")  # on-the-fly ONNX files
     todo = entries(cfg, ctx.home, Path(work.name))

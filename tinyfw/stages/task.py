@@ -66,7 +66,7 @@ from omegaconf import DictConfig, OmegaConf
 from tinyfw import fingerprint
 from tinyfw.artefacts.task_distill import cached_step1, step1_cache_parts, teacher_logits
 from tinyfw.artefacts.teacher import ensure_teacher, teacher_metrics
-from tinyfw.config import plain
+from tinyfw.config import is_on, plain
 from tinyfw.data.collate import Collator
 from tinyfw.data.tasks import TaskData, encode_splits, evaluate, load_task, predict_logits
 from tinyfw.data.trainset import cap_examples, encode_train, with_augmented
@@ -76,10 +76,6 @@ from tinyfw.stages import RunContext, StageResult
 from tinyfw.train.budget import examples_seen, phase_budgets
 
 log = logging.getLogger(__name__)
-
-
-def _on(v: Any) -> bool:
-    return str(getattr(v, "value", v)) == "on"
 
 
 def _weights(cfg: DictConfig) -> Dict[str, float]:
@@ -156,7 +152,7 @@ def load(cfg: DictConfig, ctx: RunContext) -> Setup:
         with torch.no_grad():
             t_metrics = evaluate_all(teacher, task, enc, collate, cfg.task_distill.eval_batch_size)
     train = task.splits["train"]
-    if _on(cfg.augment):
+    if is_on(cfg.augment):
         from tinyfw.artefacts.augmented import ensure_augmented
 
         train = with_augmented(train, ensure_augmented(cfg, home, train, task.text_columns, ctx.tracker),
@@ -171,7 +167,7 @@ def student_start(cfg: DictConfig, home: Path, tracker: Any = None) -> Tuple[str
     result.json, its shape). ``gd=on``: the GD student (``task_distill.gd_checkpoint``, else
     the cached one, trained now when missing) in its own shape; ``gd=off``:
     ``task_distill.gd_off_init`` in ``student.shape``."""
-    if not _on(cfg.gd):
+    if not is_on(cfg.gd):
         return cfg.task_distill.gd_off_init, cfg.task_distill.gd_off_init, cfg.student.shape
     src = cfg.task_distill.gd_checkpoint
     if not src:
@@ -385,14 +381,14 @@ def save(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: List
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     t_start = time.time()
     td = cfg.task_distill
-    phases = phase_budgets(td, ("step1", "step2") if _on(cfg.td) else ("finetune",))  # checked before any work
+    phases = phase_budgets(td, ("step1", "step2") if is_on(cfg.td) else ("finetune",))  # checked before any work
     s = load(cfg, ctx)
     student, mapping, init = build(cfg, ctx, s)
     precision = td.precision if td.precision is not None else cfg.precision  # TD's own, else global
     common = dict(precision=str(precision), tracker=ctx.tracker, seed=cfg.seed, group_by_length=bool(td.group_by_length),
                   fingerprint=fingerprint.for_task(cfg, ctx.home), resume=cfg.resume)
     trained = Trained()
-    if _on(cfg.td):
+    if is_on(cfg.td):
         step1(cfg, ctx, s, student, mapping, init, phases["step1"], common, trained)
         step2(cfg, ctx, s, student, phases["step2"], common, trained)
     else:
