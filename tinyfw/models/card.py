@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from tinyfw.data.tasks import GLUE_HUB
 from tinyfw.fsutil import atomic_write_text
 
 
@@ -32,7 +33,6 @@ def card_size(model: Any) -> Dict[str, int]:
 
 # asset short names -> the Hub model they are a copy of (for `base_model` in card metadata)
 HUB_NAMES = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
-GLUE_HUB = "nyu-mll/glue"
 
 
 def hub_model_name(name_or_path: str) -> Optional[str]:

@@ -122,8 +122,8 @@ def onnx_forms(e: Any, base: Any, tok: Any, out: Path) -> Dict[str, Any]:
 def _card(out: Path, key: str, cfg: DictConfig, task: TaskData, metrics: Dict[str, Any], size: Dict[str, int],
           origin: Dict[str, Any], info: Dict[str, Any]) -> None:
     """README.md with Hugging Face metadata (base model, datasets, metrics, license)."""
-    from tinyfw.data.tasks import GLUE
-    from tinyfw.models.card import GLUE_HUB, hub_metadata, hub_model_name, write_card
+    from tinyfw.data.tasks import GLUE, GLUE_HUB
+    from tinyfw.models.card import hub_metadata, hub_model_name, write_card
 
     e = cfg.export
     settings = {"source": e.student, "vocabulary": f"{info['vocab']['after']} of {info['vocab']['before']} word pieces",
