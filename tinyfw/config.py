@@ -76,6 +76,27 @@ class Budget(_StrEnum):
     epochs = "epochs"  # every variant runs `epochs` passes over its own rows (the paper): w/o DA fewer steps
 
 
+class AttnMode(_StrEnum):
+    masked = "masked"  # real tokens only (attention: valid rows x columns), invariant to extra padding
+    reference = "reference"  # the reference code: scores <= -100 zeroed, plain means incl. padding
+
+
+class GdOffInit(_StrEnum):
+    random = "random"  # BERT initialisation
+    teacher_layers = "teacher_layers"  # the teacher's embeddings and mapped layers (shapes must match)
+
+
+class AttnKernel(_StrEnum):
+    sdpa = "sdpa"  # torch's scaled_dot_product_attention (the inference default)
+    eager = "eager"  # the explicit matmul-softmax
+
+
+class WandbMode(_StrEnum):
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
 class LayerReduction(_StrEnum):
     sum = "sum"  # the reference: sum over mapped layers (each layer weighs as much as the embedding term)
     mean = "mean"  # mean over mapped layers (the embedding term then weighs M x a layer)
@@ -130,7 +151,7 @@ class DistillCfg:
     share_projection: bool = False  # one W for embeddings and hidden states (reference code)
     # masked: real tokens only (attention: valid rows x columns), invariant to extra padding;
     # reference: the reference code (scores <= -100 zeroed, plain means incl. padding); all token losses
-    attn_mode: str = "masked"
+    attn_mode: AttnMode = AttnMode.masked
     temperature: float = 1.0
 
 
@@ -184,12 +205,8 @@ class TaskCfg:
 
 @dataclass
 class GeneralCfg:
-    # Embedded default sized for <= 15 min on 2 CPU cores (~600k tokens at seq 128); the paper
-    # preset trains 3 epochs of Wikipedia at batch 256.
     seed: int = 42  # the GD student's own seed (init, data order); the sweep `seed` does not change it
-    train: TrainCfg = field(
-        default_factory=lambda: TrainCfg(batch_size=16, lr=5e-4, max_steps=300, save_every=100)
-    )
+    train: TrainCfg = field(default_factory=TrainCfg)  # the embedded budget: conf/config.yaml
 
 
 @dataclass
@@ -200,10 +217,7 @@ class MlmCfg:
     # "" = the global `precision`; bf16 (default) ~1.6x faster here than fp32 for this fine-tune
     precision: str = "bf16"
     eval_examples: int = 200  # held-out segments for the before/after top-1/top-15
-    # ~18 minutes on 2 idle CPU cores for the MiniLM teacher (bf16, seq 128; BENCHMARKS.md)
-    train: TrainCfg = field(
-        default_factory=lambda: TrainCfg(batch_size=32, lr=1e-4, max_steps=500, warmup_ratio=0.06, save_every=100)
-    )
+    train: TrainCfg = field(default_factory=TrainCfg)  # the embedded budget: conf/config.yaml
 
 
 @dataclass
@@ -216,7 +230,7 @@ class AugmentCfg:
     top_k: int = 15
     seed: int = 42
     mode: AugmentMode = AugmentMode.exact
-    precision: str = "fp32"  # fp32 | bf16 | fp16 autocast of the masked-LM forwards
+    precision: Precision = Precision.fp32  # autocast of the masked-LM forwards
     batch_size: int = 128  # masked sequences per forward (exact mode)
     # masked input also carries the original sentence as segment B (the reference's input);
     # off in the embedded default: half the tokens per forward (BENCHMARKS.md: top-15 overlap 0.92)
@@ -234,22 +248,16 @@ class AugmentCfg:
 
 @dataclass
 class TeacherFtCfg:
-    # embedded default: 2 epochs (~200 steps on movie reviews), dev eval every 50 steps
-    train: TrainCfg = field(
-        default_factory=lambda: TrainCfg(batch_size=32, lr=5e-5, epochs=2.0, eval_every=50)
-    )
+    train: TrainCfg = field(default_factory=TrainCfg)  # the embedded budget: conf/config.yaml
     path: str = ""  # use this fine-tuned teacher instead of building one
     seed: int = 42  # head init, data order; the sweep `seed` does not change the teacher
 
 
 @dataclass
 class TaskDistillCfg:
-    # embedded default: a CPU budget of 200 optimizer steps per step (the paper preset sets
-    # epochs: 20 / 3 and max_steps: -1)
-    step1: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=1e-4, max_steps=200))
-    # step 2 and the hard-label fine-tune (td=off): lr 3e-4, picked on MR dev among 1e-4/3e-4/5e-4
-    # for each (BENCHMARKS.md: 1e-4 was 6-7 dev points lower for both; 5e-4 broke the fine-tune)
-    step2: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=3e-4, max_steps=200, eval_every=50))
+    # TD step 1 and step 2; their embedded budgets: conf/config.yaml
+    step1: TrainCfg = field(default_factory=TrainCfg)
+    step2: TrainCfg = field(default_factory=TrainCfg)
     # What an ablation holds equal ("w/o DA" against the full recipe): `steps` (default) - every
     # variant runs the phases' max_steps, so w/o DA sees as many examples as the full recipe, in
     # more passes over the originals; `epochs` - every variant runs the phases' epochs over its
@@ -265,9 +273,9 @@ class TaskDistillCfg:
     # the GD student): bf16 here trains the student in bf16 autocast on the same upstream artefacts
     precision: Optional[Precision] = None
     gd_checkpoint: str = ""  # GD student to start from when gd=on ("" = the cached GD run)
-    gd_off_init: str = "random"  # student init when gd=off: random | teacher_layers
-    # td=off ("w/o TD"): the student is fine-tuned on hard labels with these settings
-    finetune: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=3e-4, max_steps=200, eval_every=50))
+    gd_off_init: GdOffInit = GdOffInit.random  # student init when gd=off
+    # td=off ("w/o TD"): the student is fine-tuned on hard labels with these settings (conf/config.yaml)
+    finetune: TrainCfg = field(default_factory=TrainCfg)
     eval_batch_size: int = 128
 
 
@@ -305,7 +313,7 @@ class BenchCfg:
     models: List[str] = field(default_factory=list)  # extra model paths to measure
     config_models: bool = True  # measure cfg.teacher and the student (off: paper shapes only)
     student_path: str = ""  # a trained student checkpoint instead of a random cfg.student.shape
-    attn: str = "sdpa"  # attention kernel for timing: sdpa (inference default) | eager
+    attn: AttnKernel = AttnKernel.sdpa  # attention kernel for timing
     interleave: bool = True  # time a group's models in turns (fair ratios on a shared machine)
     accuracy: bool = True  # dev accuracy of classifier checkpoints when the task loads
     devices: List[Device] = field(default_factory=list)  # [] = the CPU, and the GPU when present
@@ -337,7 +345,7 @@ class ExportCfg:
 
 @dataclass
 class WandbCfg:
-    mode: str = "offline"  # online | offline | disabled (env WANDB_MODE wins)
+    mode: WandbMode = WandbMode.offline  # env WANDB_MODE wins
     project: str = "tinyfw"
     entity: Optional[str] = None
     group: str = ""  # "" = the sweep directory name for multiruns, else "single"

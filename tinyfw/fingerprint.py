@@ -97,7 +97,7 @@ def for_task(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     elif on(cfg.gd):
         fp.update(for_gd(cfg, home))
     else:
-        fp.update({"task_distill.gd_off_init": td.gd_off_init, "student": plain(cfg.student)})
+        fp.update({"task_distill.gd_off_init": plain(td.gd_off_init), "student": plain(cfg.student)})
     if on(cfg.augment):
         from tinyfw.artefacts.augmented import NOT_IN_KEY
 

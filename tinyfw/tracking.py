@@ -20,7 +20,7 @@ def flags(cfg: DictConfig) -> Dict[str, str]:
 
 
 def wandb_mode(cfg: DictConfig) -> str:
-    return os.environ.get("WANDB_MODE") or cfg.logging.wandb.mode
+    return os.environ.get("WANDB_MODE") or plain(cfg.logging.wandb.mode)
 
 
 class Tracker:

@@ -103,7 +103,7 @@ def describe(e: Entry, b: Any) -> Tuple[Any, Any, Dict[str, Any]]:
     model.eval()
     onnx = getattr(model, "is_onnx", False)  # an ONNX Runtime form: counts from its config
     if not onnx:
-        model.set_attn_implementation(b.attn)
+        model.set_attn_implementation(str(b.attn))
     c = model.config
     if c.max_position_embeddings < b.seq_len:
         raise ValueError(f"{e.label}: bench.seq_len={b.seq_len} exceeds its max_position_embeddings="

@@ -59,6 +59,7 @@ class Distiller(nn.Module):
         negative = {k: v for k, v in self.weights.items() if v < 0}
         if negative:
             raise ValueError(f"loss weights must be >= 0, got {negative}")
+        attn_mode = str(attn_mode)  # an AttnMode gives its value
         if attn_mode not in MODES:
             raise ValueError(f"unknown distill.attn_mode {attn_mode!r}: use one of {', '.join(MODES)}")
         if temperature <= 0:

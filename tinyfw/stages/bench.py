@@ -100,8 +100,6 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     if not b.batch_sizes or min(b.batch_sizes) < 1 or b.seq_len < 1:
         raise ValueError(f"bench.batch_sizes must be positive integers and bench.seq_len >= 1 "
                          f"(got {list(b.batch_sizes)}, {b.seq_len})")
-    if b.attn not in ("sdpa", "eager"):
-        raise ValueError(f"bench.attn must be 'sdpa' or 'eager' (got '{b.attn}')")
     if b.onnx and b.paper_shapes:
         import importlib.util
 
@@ -134,5 +132,5 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         atomic_write_text(out, table)
     env = {"cpu": measure.cpu_model(), "torch_threads": torch.get_num_threads(),
            "devices": [device_name(d) for d in devices], "load_average": load,
-           "attn": b.attn, "seq_len": b.seq_len, "repeats": b.repeats, "warmup": b.warmup}
+           "attn": plain(b.attn), "seq_len": b.seq_len, "repeats": b.repeats, "warmup": b.warmup}
     return StageResult(metrics={"models": results, "env": env}, outputs={"markdown": str(out)})

@@ -168,7 +168,8 @@ def student_start(cfg: DictConfig, home: Path, tracker: Any = None) -> Tuple[str
     the cached one, trained now when missing) in its own shape; ``gd=off``:
     ``task_distill.gd_off_init`` in ``student.shape``."""
     if not is_on(cfg.gd):
-        return cfg.task_distill.gd_off_init, cfg.task_distill.gd_off_init, cfg.student.shape
+        init = plain(cfg.task_distill.gd_off_init)
+        return init, init, cfg.student.shape
     src = cfg.task_distill.gd_checkpoint
     if not src:
         from tinyfw.artefacts.gd import ensure_gd_student
