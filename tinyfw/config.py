@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
 
 class _StrEnum(str, Enum):
@@ -117,22 +117,24 @@ class ShapeCfg:
 class TeacherCfg:
     # An asset short name (`minilm-l6`), a hub name (`bert-base-uncased`), a local
     # directory, or `random` (a model of `shape` with random weights: smoke runs, benches).
-    name_or_path: str = "minilm-l6"
+    # Set by the `teacher` group (conf/teacher/), like `tokenizer`.
+    name_or_path: str = MISSING
     # Tokenizer: "" = the model's own; `tiny` = a small built-in WordPiece vocabulary
     # (letters, digits, punctuation and common words) used with random models.
-    tokenizer: str = ""
+    tokenizer: str = MISSING
     shape: ShapeCfg = field(default_factory=lambda: ShapeCfg(2, 64, 128, 4))
     seed: int = 42  # weights of `random` (ignored for pre-trained teachers)
 
 
 @dataclass
 class StudentCfg:
-    shape: ShapeCfg = field(default_factory=ShapeCfg)
+    # all three set by the `student` group (conf/student/)
+    shape: ShapeCfg = MISSING
     # random | teacher_layers | path to a checkpoint directory (HF format)
-    init: str = "random"
+    init: str = MISSING
     # uniform (m*N/M) | nearest (ceil(m*N/M): uniform when exact, any N, M) | top | bottom |
     # explicit list of teacher layers (1-based), one per student layer
-    layer_map: Any = "uniform"
+    layer_map: Any = MISSING
 
 
 @dataclass
@@ -176,13 +178,14 @@ class TrainCfg:
 @dataclass
 class CorpusCfg:
     # `offline` (the assets stage's text), a hub dataset name, or local file(s)
-    # (.txt / .json / .jsonl / .parquet; a glob or a directory).
-    source: str = "offline"
+    # (.txt / .json / .jsonl / .parquet; a glob or a directory). Set by the `corpus` group
+    # (conf/corpus/), like `text_column` and `max_seq_len`.
+    source: str = MISSING
     config_name: Optional[str] = None
     split: str = "train"
-    text_column: str = "text"
+    text_column: str = MISSING
     streaming: bool = False
-    max_seq_len: int = 128
+    max_seq_len: int = MISSING
     max_docs: int = -1  # keep only the first N documents (-1: all)
     num_proc: int = 1
     heldout_fraction: float = 0.02
@@ -190,8 +193,9 @@ class CorpusCfg:
 
 @dataclass
 class TaskCfg:
-    # A registry name (`mr`, `sst2`, `cola`, `mnli`, ... ) or `custom` (files below).
-    name: str = "mr"
+    # A registry name (`mr`, `sst2`, `cola`, `mnli`, ... ) or `custom` (files below); set by
+    # the `task` group (conf/task/)
+    name: str = MISSING
     files: Dict[str, str] = field(default_factory=dict)  # custom: split -> path
     text_columns: List[str] = field(default_factory=list)  # custom: one or two columns
     label_column: str = "label"
