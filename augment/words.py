@@ -41,10 +41,9 @@ _basic_tok = None
 def _basic():
     global _basic_tok
     if _basic_tok is None:
-        try:  # transformers 5 keeps the pure-Python BERT tokenizer under this name
-            from transformers.models.bert.tokenization_bert_legacy import BasicTokenizer
-        except ImportError:  # transformers 4
-            from transformers.models.bert.tokenization_bert import BasicTokenizer
+        # transformers 5 (pyproject.toml) keeps the pure-Python BERT tokenizer under this name
+        from transformers.models.bert.tokenization_bert_legacy import BasicTokenizer
+
         _basic_tok = BasicTokenizer(do_lower_case=False, strip_accents=False)
     return _basic_tok
 

@@ -63,6 +63,21 @@ def test_invalid_training_settings_are_refused_at_composition(override, message)
         validate(_compose("stage=general", override))
 
 
+@pytest.mark.parametrize("override,choices", [
+    ("distill.attn_mode=maskd", "masked, reference"),
+    ("task_distill.gd_off_init=teacher", "random, teacher_layers"),
+    ("bench.attn=flash", "sdpa, eager"),
+    ("augmenter.precision=fp8", "fp32, bf16, fp16"),
+    ("logging.wandb.mode=of", "online, offline, disabled"),
+])
+def test_a_typo_in_a_choice_fails_at_composition_naming_the_choices(override, choices):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as err:
+        _compose(override)
+    assert f"expected one of [{choices}]" in str(err.value.__cause__)
+
+
 def test_console_gets_one_line_and_result_json_the_traceback(tmp_path):
     p = _cli(tmp_path, "stage=general", "experiment=smoke", "general.train.batch_size=0")
     assert p.returncode == 1

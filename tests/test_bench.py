@@ -14,6 +14,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from tinyfw.bench import measure
+from tinyfw.models.card import param_counts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,22 +33,22 @@ def test_param_counts_match_hand_count():
     attn = 4 * (H * H + H) + 2 * H  # Q, K, V, output dense + LayerNorm
     ffn = (H * F + F) + (F * H + H) + 2 * H  # intermediate, output dense + LayerNorm
     pooler = H * H + H
-    counts = measure.param_counts(model)
+    counts = param_counts(model)
     assert counts == {"total": emb + L * (attn + ffn) + pooler, "embedding": emb,
                       "non_embedding": L * (attn + ffn) + pooler}
 
 
 def test_param_counts_of_a_classifier_include_its_head():
     model = BertForSequenceClassification(tiny(num_labels=3))
-    base = measure.param_counts(BertModel(tiny()))
-    counts = measure.param_counts(model)
+    base = param_counts(BertModel(tiny()))
+    counts = param_counts(model)
     assert counts["embedding"] == base["embedding"]
     assert counts["non_embedding"] == base["non_embedding"] + H * 3 + 3
 
 
 def test_disk_size_is_float32_weights_plus_a_small_header():
     model = BertModel(tiny())
-    n = measure.param_counts(model)["total"]
+    n = param_counts(model)["total"]
     size = measure.disk_size(model)
     assert 4 * n <= size < 4 * n + 20_000
 

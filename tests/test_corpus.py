@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tinyfw.data.collate import PadCollate
+from tinyfw.data.collate import Collator
 from tinyfw.data.corpus import (CorpusError, load_corpus, source_identity, tokenize_and_segment)
 from tinyfw.models.load import load_tokenizer
 from tinyfw.paths import MissingAssetError
@@ -32,7 +32,7 @@ def test_smoke_source_segments_and_cache(tmp_path, tok):
                                      home=tmp_path, key=key)
     assert train2["input_ids"] == train["input_ids"]
     assert list((tmp_path / "cache" / "corpus").iterdir()) == entries
-    batch = PadCollate(tok.pad_token_id)([train[0], train[-1]])
+    batch = Collator(tok.pad_token_id)([train[0], train[-1]])
     assert batch["input_ids"].shape == batch["attention_mask"].shape == batch["token_type_ids"].shape
     assert batch["attention_mask"].sum() == len(train[0]["input_ids"]) + len(train[-1]["input_ids"])
 

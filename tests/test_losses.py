@@ -12,21 +12,23 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from tinyfw.distill.losses import (
-    LOSSES,
     attention_loss,
     embedding_loss,
     hidden_loss,
     prediction_loss,
     regression_loss,
+    soft_loss,
 )
 from tinyfw.distill.objective import Distiller
 from tinyfw.models.capture import Features, capture
 from tinyfw.models.student import build_student, layer_mapping
 
 
-def test_registry_names():
-    assert {"embd", "attn", "hidn", "pred", "regression"} <= set(LOSSES)
-    assert LOSSES["attn"] is attention_loss and LOSSES["embd"] is embedding_loss
+def test_soft_loss_is_the_prediction_loss_or_mse_for_one_output():
+    s, t = torch.tensor([[0.2, -1.0], [1.5, 0.3]]), torch.tensor([[1.0, 0.0], [-0.5, 2.0]])
+    assert soft_loss(s, t, 2.0).item() == pytest.approx(prediction_loss(s, t, 2.0).item())
+    s1, t1 = torch.tensor([[0.5], [2.0]]), torch.tensor([[1.0], [1.0]])
+    assert soft_loss(s1, t1, 2.0).item() == pytest.approx((0.25 + 1.0) / 2)  # temperature unused
 
 
 # ---- token-level MSE ---------------------------------------------------------------------------

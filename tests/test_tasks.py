@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from tinyfw import metrics as M
 from tinyfw.config import TaskCfg
-from tinyfw.data.tasks import Collator, TaskDataError, load_task, tokenize
+from tinyfw.data.collate import Collator
+from tinyfw.data.tasks import TaskDataError, load_task, tokenize
 
 
 def cfg(**kw):
@@ -96,13 +97,13 @@ def test_mnli_label_order_is_mapped_by_name(tmp_path):
 
 
 def test_glue_registry_metrics():
-    from tinyfw.data.tasks import LABELS, metrics_for
+    from tinyfw.data.tasks import TASKS, metrics_for
 
     assert metrics_for("cola", False)[1] == "mcc"
     assert metrics_for("stsb", True)[1] == "corr"
     assert metrics_for("mrpc", False)[1] == "acc_and_f1" and metrics_for("qqp", False)[1] == "acc_and_f1"
     assert metrics_for("sst2", False)[1] == "accuracy"
-    assert LABELS["mnli"] == ["entailment", "neutral", "contradiction"]
+    assert TASKS["mnli"].labels == ["entailment", "neutral", "contradiction"]
 
 
 def test_errors_name_file_column_and_value(tmp_path):

@@ -5,8 +5,9 @@ determines the artefact (config sub-trees, input identities, seed). An entry is 
 or absent: the builder writes into a temporary directory that is renamed into place.
 ``<key>/key.json`` records what the hash was made of. Temporary directories left by a killed
 build (``.<key>.tmp-*``) are removed when the entry is next built. Resumable work of an entry
-being built lives in ``<root>/cache/<kind>-work/<key>`` (:func:`work_dir`). Clear the cache
-with ``rm -r <root>/cache`` (or one ``<kind>``).
+being built lives in ``<root>/cache/<kind>-work/<key>`` (:func:`work_dir`). An artefact that
+takes work to make (training, augmenting) goes through :func:`ensure_made`, a finished run's
+outputs through :func:`register`. Clear the cache with ``rm -r <root>/cache`` (or one ``<kind>``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 from filelock import FileLock
 
@@ -28,9 +29,17 @@ log = logging.getLogger("tinyfw.cache")
 WORK_FILE = "work.json"
 
 
+def digest(chunks: Iterable[bytes]) -> str:
+    """The one content hash: 16 hex digits of the SHA-256 of ``chunks`` in order."""
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def key_of(parts: Mapping[str, Any]) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """An entry's key: the :func:`digest` of ``parts`` as sorted JSON."""
+    return digest([json.dumps(parts, sort_keys=True, default=str).encode()])
 
 
 def entry(root: Path, kind: str, parts: Mapping[str, Any]) -> Path:
@@ -119,6 +128,49 @@ def _waited(final: Path, t0: float, info: Dict[str, Any]) -> None:
         log.info("waited %.1f s for another job's build of %s; using it", info["waited_s"], final)
 
 
+def ensure_made(root: Path, kind: str, parts: Mapping[str, Any], make: Callable[[Path], Any],
+                collect: Callable[[Path, Path], Any], work: Optional[Path] = None, keep_work: bool = False,
+                info: Optional[Dict[str, Any]] = None) -> Path:
+    """The entry ``<kind>/<key of parts>`` of an artefact that takes work to make; when it is
+    missing, every rank runs ``make(work)`` (resumable work: a training's checkpoints, finished
+    shards), then rank 0 alone runs ``collect(work, tmp)`` into the entry (see :func:`ensure`).
+
+    ``work`` defaults to :func:`work_path` ``(root, kind, parts)``; it is removed once the entry
+    is there, unless ``keep_work`` (a run directory's own outputs). ``info`` as for
+    :func:`ensure`."""
+    final = entry(root, kind, parts)
+    if present(final):  # also inside another entry's solo build, where a collective would hang
+        if info is not None:
+            info.update(built=False, waited_s=0.0)
+        return final
+    work = work if work is not None else work_path(root, kind, parts)
+    ensure(root, kind, parts, lambda tmp: collect(work, tmp), prepare=lambda: make(work), info=info)
+    if not keep_work and work.exists() and _rank() == 0:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def register(root: Path, kind: str, parts: Mapping[str, Any], src: Path, names: Sequence[str]) -> Path:
+    """Copy a finished run's outputs ``names`` (files or directories in ``src``; the first is
+    required) into the entry ``<kind>/<key of parts>``, once; the entry."""
+    return ensure(root, kind, parts, lambda tmp: copy_outputs(src, tmp, names))
+
+
+def copy_outputs(src: Path, dst: Path, names: Sequence[str]) -> None:
+    """Copy ``names`` of ``src`` into ``dst``: the first must exist, the others when they do."""
+    for i, name in enumerate(names):
+        path = src / name
+        if path.is_dir() or i == 0 and not path.exists():
+            shutil.copytree(path, dst / name)
+        elif path.exists():
+            shutil.copy2(path, dst / name)
+
+
+def work_path(root: Path, kind: str, parts: Mapping[str, Any]) -> Path:
+    """``<root>/cache/<kind>-work/<key of parts>``: where an entry's resumable work lives."""
+    return root / "cache" / f"{kind}-work" / key_of(parts)
+
+
 def work_dir(root: Path, kind: str, parts: Mapping[str, Any], defines: Optional[Mapping[str, Any]] = None,
              resume: bool = True) -> Path:
     """``<root>/cache/<kind>-work/<key of parts>``: the resumable work of an entry being built.
@@ -130,7 +182,7 @@ def work_dir(root: Path, kind: str, parts: Mapping[str, Any], defines: Optional[
     """
     from tinyfw import dist
 
-    work = root / "cache" / f"{kind}-work" / key_of(parts)
+    work = work_path(root, kind, parts)
     want = normalise({**dict(parts), **dict(defines or {})})
     record = work / WORK_FILE
     if not resume and work.exists():

@@ -1,7 +1,8 @@
 """Typed config schema, registered in Hydra's ConfigStore.
 
-The YAML tree in ``tinyfw/conf/`` fills these dataclasses; a typo in a key or an invalid enum
-value fails at composition time with a message naming the valid choices.
+The YAML tree in ``tinyfw/conf/`` fills these dataclasses (the values: the default budgets, what
+each config group sets); a typo in a key or an invalid choice (the enums of
+:mod:`tinyfw.choices`) fails at composition time with a message naming the valid choices.
 Stage code reads the sub-trees it needs and passes explicit arguments further down:
 losses, data sources and model builders never see the whole config.
 """
@@ -13,72 +14,15 @@ import difflib
 import math
 import typing
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
-
-class _StrEnum(str, Enum):
-    def __str__(self) -> str:  # interpolations (`${stage}`) and f-strings give the value
-        return self.value
-
-
-class Stage(_StrEnum):
-    info = "info"  # print the resolved config and the asset inventory
-    assets = "assets"  # provision the offline default assets
-    general = "general"  # general distillation (GD)
-    mlm = "mlm"  # masked-LM adaptation of an encoder, for the augmenter
-    augment = "augment"  # word-replacement augmentation of a task's train split
-    teacher = "teacher"  # fine-tune the teacher on a task
-    task = "task"  # task-specific distillation (TD)
-    report = "report"  # ablation table + chart from a sweep
-    pipeline = "pipeline"  # the whole embedded-default story in one command
-    bench = "bench"  # size / latency / throughput benchmark
-    export = "export"  # pruned vocabulary, ONNX and int8 forms of a student, with their accuracy
-
-
-class Switch(_StrEnum):
-    on = "on"
-    off = "off"
-
-
-class Precision(_StrEnum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
-class Device(_StrEnum):
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Schedule(_StrEnum):
-    linear = "linear"  # linear warmup, then linear decay to 0
-    constant = "constant"  # linear warmup, then constant (the reference's TD step 1: no schedule)
-
-
-class TargetRule(_StrEnum):
-    reference = "reference"  # purely alphabetic, not a stop word (the reference augmenter)
-    alpha = "alpha"  # any word with a letter, stop words and negations included
-    all = "all"  # any word that is not punctuation-only
-
-
-class AugmentMode(_StrEnum):
-    exact = "exact"  # batched masked-LM forwards (same candidates as reference)
-    reference = "reference"  # the reference script: one forward per target word, two segments
-
-
-class Budget(_StrEnum):
-    steps = "steps"  # every variant runs max_steps optimizer steps: w/o DA sees as many examples
-    epochs = "epochs"  # every variant runs `epochs` passes over its own rows (the paper): w/o DA fewer steps
-
-
-class LayerReduction(_StrEnum):
-    sum = "sum"  # the reference: sum over mapped layers (each layer weighs as much as the embedding term)
-    mean = "mean"  # mean over mapped layers (the embedding term then weighs M x a layer)
+from tinyfw.choices import (  # noqa: F401 - the schema's choices (tinyfw/choices.py), importable from here too
+    AttnKernel, AttnMode, AugmentMode, Budget, Device, GdOffInit, LayerReduction, Precision, Schedule, Stage,
+    Switch, TargetRule, WandbMode,
+)
 
 
 @dataclass
@@ -96,22 +40,24 @@ class ShapeCfg:
 class TeacherCfg:
     # An asset short name (`minilm-l6`), a hub name (`bert-base-uncased`), a local
     # directory, or `random` (a model of `shape` with random weights: smoke runs, benches).
-    name_or_path: str = "minilm-l6"
+    # Set by the `teacher` group (conf/teacher/), like `tokenizer`.
+    name_or_path: str = MISSING
     # Tokenizer: "" = the model's own; `tiny` = a small built-in WordPiece vocabulary
     # (letters, digits, punctuation and common words) used with random models.
-    tokenizer: str = ""
+    tokenizer: str = MISSING
     shape: ShapeCfg = field(default_factory=lambda: ShapeCfg(2, 64, 128, 4))
     seed: int = 42  # weights of `random` (ignored for pre-trained teachers)
 
 
 @dataclass
 class StudentCfg:
-    shape: ShapeCfg = field(default_factory=ShapeCfg)
+    # all three set by the `student` group (conf/student/)
+    shape: ShapeCfg = MISSING
     # random | teacher_layers | path to a checkpoint directory (HF format)
-    init: str = "random"
+    init: str = MISSING
     # uniform (m*N/M) | nearest (ceil(m*N/M): uniform when exact, any N, M) | top | bottom |
     # explicit list of teacher layers (1-based), one per student layer
-    layer_map: Any = "uniform"
+    layer_map: Any = MISSING
 
 
 @dataclass
@@ -130,7 +76,7 @@ class DistillCfg:
     share_projection: bool = False  # one W for embeddings and hidden states (reference code)
     # masked: real tokens only (attention: valid rows x columns), invariant to extra padding;
     # reference: the reference code (scores <= -100 zeroed, plain means incl. padding); all token losses
-    attn_mode: str = "masked"
+    attn_mode: AttnMode = AttnMode.masked
     temperature: float = 1.0
 
 
@@ -155,13 +101,14 @@ class TrainCfg:
 @dataclass
 class CorpusCfg:
     # `offline` (the assets stage's text), a hub dataset name, or local file(s)
-    # (.txt / .json / .jsonl / .parquet; a glob or a directory).
-    source: str = "offline"
+    # (.txt / .json / .jsonl / .parquet; a glob or a directory). Set by the `corpus` group
+    # (conf/corpus/), like `text_column` and `max_seq_len`.
+    source: str = MISSING
     config_name: Optional[str] = None
     split: str = "train"
-    text_column: str = "text"
+    text_column: str = MISSING
     streaming: bool = False
-    max_seq_len: int = 128
+    max_seq_len: int = MISSING
     max_docs: int = -1  # keep only the first N documents (-1: all)
     num_proc: int = 1
     heldout_fraction: float = 0.02
@@ -169,8 +116,9 @@ class CorpusCfg:
 
 @dataclass
 class TaskCfg:
-    # A registry name (`mr`, `sst2`, `cola`, `mnli`, ... ) or `custom` (files below).
-    name: str = "mr"
+    # A registry name (`mr`, `sst2`, `cola`, `mnli`, ... ) or `custom` (files below); set by
+    # the `task` group (conf/task/)
+    name: str = MISSING
     files: Dict[str, str] = field(default_factory=dict)  # custom: split -> path
     text_columns: List[str] = field(default_factory=list)  # custom: one or two columns
     label_column: str = "label"
@@ -184,12 +132,8 @@ class TaskCfg:
 
 @dataclass
 class GeneralCfg:
-    # Embedded default sized for <= 15 min on 2 CPU cores (~600k tokens at seq 128); the paper
-    # preset trains 3 epochs of Wikipedia at batch 256.
     seed: int = 42  # the GD student's own seed (init, data order); the sweep `seed` does not change it
-    train: TrainCfg = field(
-        default_factory=lambda: TrainCfg(batch_size=16, lr=5e-4, max_steps=300, save_every=100)
-    )
+    train: TrainCfg = field(default_factory=TrainCfg)  # the embedded budget: conf/config.yaml
 
 
 @dataclass
@@ -200,10 +144,7 @@ class MlmCfg:
     # "" = the global `precision`; bf16 (default) ~1.6x faster here than fp32 for this fine-tune
     precision: str = "bf16"
     eval_examples: int = 200  # held-out segments for the before/after top-1/top-15
-    # ~18 minutes on 2 idle CPU cores for the MiniLM teacher (bf16, seq 128; BENCHMARKS.md)
-    train: TrainCfg = field(
-        default_factory=lambda: TrainCfg(batch_size=32, lr=1e-4, max_steps=500, warmup_ratio=0.06, save_every=100)
-    )
+    train: TrainCfg = field(default_factory=TrainCfg)  # the embedded budget: conf/config.yaml
 
 
 @dataclass
@@ -216,7 +157,7 @@ class AugmentCfg:
     top_k: int = 15
     seed: int = 42
     mode: AugmentMode = AugmentMode.exact
-    precision: str = "fp32"  # fp32 | bf16 | fp16 autocast of the masked-LM forwards
+    precision: Precision = Precision.fp32  # autocast of the masked-LM forwards
     batch_size: int = 128  # masked sequences per forward (exact mode)
     # masked input also carries the original sentence as segment B (the reference's input);
     # off in the embedded default: half the tokens per forward (BENCHMARKS.md: top-15 overlap 0.92)
@@ -234,24 +175,16 @@ class AugmentCfg:
 
 @dataclass
 class TeacherFtCfg:
-    # embedded default: 2 epochs (~200 steps on movie reviews), dev eval every 50 steps
-    train: TrainCfg = field(
-        default_factory=lambda: TrainCfg(batch_size=32, lr=5e-5, epochs=2.0, eval_every=50)
-    )
+    train: TrainCfg = field(default_factory=TrainCfg)  # the embedded budget: conf/config.yaml
     path: str = ""  # use this fine-tuned teacher instead of building one
     seed: int = 42  # head init, data order; the sweep `seed` does not change the teacher
 
 
 @dataclass
 class TaskDistillCfg:
-    # embedded default: a CPU budget of 600 optimizer steps per step, step 1 at a constant lr
-    # (as the reference; dev did not separate it from linear decay); the paper preset sets
-    # epochs: 20 / 3 and max_steps: -1. Chosen on MR dev over 3 seeds (BENCHMARKS.md).
-    step1: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=1e-4, max_steps=600,
-                                                             schedule=Schedule.constant, warmup_ratio=0.0))
-    # step 2 and the hard-label fine-tune (td=off): lr chosen on MR dev among 1e-4/3e-4/1e-3
-    # over 3 seeds for every ablation variant (BENCHMARKS.md, "Choosing the learning rates")
-    step2: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=3e-4, max_steps=600, eval_every=50))
+    # TD step 1 and step 2; their embedded budgets: conf/config.yaml
+    step1: TrainCfg = field(default_factory=TrainCfg)
+    step2: TrainCfg = field(default_factory=TrainCfg)
     # What an ablation holds equal ("w/o DA" against the full recipe): `steps` (default) - every
     # variant runs the phases' max_steps, so w/o DA sees as many examples as the full recipe, in
     # more passes over the originals; `epochs` - every variant runs the phases' epochs over its
@@ -268,9 +201,9 @@ class TaskDistillCfg:
     # artefacts (~2.4x faster TD step 1 on this CPU with length grouping; BENCHMARKS.md)
     precision: Optional[Precision] = Precision.bf16
     gd_checkpoint: str = ""  # GD student to start from when gd=on ("" = the cached GD run)
-    gd_off_init: str = "random"  # student init when gd=off: random | teacher_layers
-    # td=off ("w/o TD"): the student is fine-tuned on hard labels with these settings
-    finetune: TrainCfg = field(default_factory=lambda: TrainCfg(batch_size=32, lr=3e-4, max_steps=600, eval_every=50))
+    gd_off_init: GdOffInit = GdOffInit.random  # student init when gd=off
+    # td=off ("w/o TD"): the student is fine-tuned on hard labels with these settings (conf/config.yaml)
+    finetune: TrainCfg = field(default_factory=TrainCfg)
     eval_batch_size: int = 128
 
 
@@ -310,7 +243,7 @@ class BenchCfg:
     models: List[str] = field(default_factory=list)  # extra model paths to measure
     config_models: bool = True  # measure cfg.teacher and the student (off: paper shapes only)
     student_path: str = ""  # a trained student checkpoint instead of a random cfg.student.shape
-    attn: str = "sdpa"  # attention kernel for timing: sdpa (inference default) | eager
+    attn: AttnKernel = AttnKernel.sdpa  # attention kernel for timing
     interleave: bool = True  # time a group's models in turns (fair ratios on a shared machine)
     accuracy: bool = True  # dev accuracy of classifier checkpoints when the task loads
     devices: List[Device] = field(default_factory=list)  # [] = the CPU, and the GPU when present
@@ -342,7 +275,7 @@ class ExportCfg:
 
 @dataclass
 class WandbCfg:
-    mode: str = "offline"  # online | offline | disabled (env WANDB_MODE wins)
+    mode: WandbMode = WandbMode.offline  # env WANDB_MODE wins
     project: str = "tinyfw"
     entity: Optional[str] = None
     group: str = ""  # "" = the sweep directory name for multiruns, else "single"
@@ -395,6 +328,11 @@ def plain(node: Any) -> Any:
     if OmegaConf.is_config(node):
         return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
     return getattr(node, "value", node)
+
+
+def is_on(switch: Any) -> bool:
+    """Whether a :class:`Switch` value (the enum or its string) is ``on``."""
+    return plain(switch) == "on"
 
 
 class ConfigError(ValueError):

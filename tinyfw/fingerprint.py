@@ -19,6 +19,14 @@ from omegaconf import DictConfig
 CADENCE = ("log_every", "save_every", "num_workers")
 
 
+def training_parts(train: Any, *also: str) -> Dict[str, Any]:
+    """A training sub-config (``TrainCfg``) as a cache key's part: plain values, without the
+    logging and saving cadence (nor the keys ``also``), which do not change what it trains."""
+    from tinyfw.config import plain
+
+    return {k: v for k, v in plain(train).items() if k not in CADENCE + also}
+
+
 def normalise(fingerprint: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
     """``fingerprint`` as it reads back from JSON (enums and paths as strings)."""
     if fingerprint is None:
@@ -80,13 +88,7 @@ def for_teacher(cfg: DictConfig) -> Dict[str, Any]:
 def for_task(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     """A ``stage=task`` run: the teacher, the student's starting point (the GD student's key
     when ``gd=on``), the augmented data, the objective and the phases it runs."""
-    from tinyfw.config import plain
-
-    def on(v: Any) -> bool:
-        return str(getattr(v, "value", v)) == "on"
-
-    def phase(node: Any) -> Dict[str, Any]:
-        return {k: v for k, v in plain(node).items() if k not in CADENCE}
+    from tinyfw.config import is_on as on, plain
 
     td = cfg.task_distill
     fp: Dict[str, Any] = {"teacher_ft.path": cfg.teacher_ft.path} if cfg.teacher_ft.path else for_teacher(cfg)
@@ -95,14 +97,15 @@ def for_task(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     elif on(cfg.gd):
         fp.update(for_gd(cfg, home))
     else:
-        fp.update({"task_distill.gd_off_init": td.gd_off_init, "student": plain(cfg.student)})
+        fp.update({"task_distill.gd_off_init": plain(td.gd_off_init), "student": plain(cfg.student)})
     if on(cfg.augment):
         from tinyfw.artefacts.augmented import NOT_IN_KEY
 
         fp["augmenter"] = {k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY}
         if str(cfg.augmenter.mlm) == "mlm":  # the masked LM stage=mlm makes
             fp.update(for_mlm(cfg, home))
-    phases = {"step1": phase(td.step1), "step2": phase(td.step2)} if on(cfg.td) else {"finetune": phase(td.finetune)}
+    phases = ({"step1": training_parts(td.step1), "step2": training_parts(td.step2)} if on(cfg.td)
+              else {"finetune": training_parts(td.finetune)})
     own = {k: plain(td[k]) for k in ("max_train_examples", "budget", "group_by_length", "precision")}
     fp.update({"task": plain(cfg.task), "task_distill": {**own, **phases},
                "gd": str(cfg.gd), "td": str(cfg.td), "augment": str(cfg.augment), "seed": int(cfg.seed),

@@ -29,7 +29,9 @@ NO_HOME_WRITES = ("info", "report")  # stages that never write below $TINYFW_HOM
 
 
 def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    from tinyfw import dist
+
+    return dist.rank() == 0
 
 
 def sweep_group(cfg: DictConfig) -> str:
@@ -45,7 +47,7 @@ def result_record(cfg: DictConfig, status: str, res: stages.StageResult, **extra
     from tinyfw import dist
 
     return {
-        "stage": tracking._s(cfg.stage),
+        "stage": config.plain(cfg.stage),
         "status": status,
         "device": dist.device(),  # where this process trains: cpu | cuda | cuda:LOCAL_RANK
         "flags": tracking.flags(cfg),
@@ -110,7 +112,7 @@ def run_stage(cfg: DictConfig) -> Dict[str, Any]:
     group = sweep_group(cfg)
     tracker: Optional[tracking.Tracker] = None
     t0 = time.time()
-    stage_name = tracking._s(cfg.stage)
+    stage_name = config.plain(cfg.stage)
     try:
         config.validate(cfg)
         if stage_name not in NO_HOME_WRITES:

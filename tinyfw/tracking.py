@@ -12,17 +12,15 @@ from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from tinyfw.config import plain
+
 
 def flags(cfg: DictConfig) -> Dict[str, str]:
-    return {"gd": _s(cfg.gd), "td": _s(cfg.td), "da": _s(cfg.augment)}
-
-
-def _s(v: Any) -> str:
-    return getattr(v, "value", v)
+    return {"gd": plain(cfg.gd), "td": plain(cfg.td), "da": plain(cfg.augment)}
 
 
 def wandb_mode(cfg: DictConfig) -> str:
-    return os.environ.get("WANDB_MODE") or cfg.logging.wandb.mode
+    return os.environ.get("WANDB_MODE") or plain(cfg.logging.wandb.mode)
 
 
 class Tracker:
@@ -71,14 +69,14 @@ def start(cfg: DictConfig, run_dir: Path, group: str, enabled: bool = True) -> T
         **f,
         "task": cfg.task.name,
         "seed": cfg.seed,
-        "stage": _s(cfg.stage),
+        "stage": plain(cfg.stage),
         "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
     }
     run = wandb.init(
         project=cfg.logging.wandb.project,
         entity=cfg.logging.wandb.entity,
         group=group,
-        job_type=_s(cfg.stage),
+        job_type=plain(cfg.stage),
         tags=[f"{k}:{v}" for k, v in f.items()],
         config=config,
         dir=str(run_dir),

@@ -17,10 +17,8 @@ byte what one process builds with the same settings. :func:`ensure_augmented` is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -51,11 +49,9 @@ def text_columns_of(ds, text_columns: Optional[Sequence[str]] = None) -> List[st
 
 def data_fingerprint(ds, columns: Sequence[str]) -> str:
     """A content hash of ``columns`` of ``ds`` (stable across processes, unlike in-memory
-    ``datasets`` fingerprints)."""
-    h = hashlib.sha256()
-    for batch in ds.select_columns(list(columns)).iter(batch_size=10_000):
-        h.update(json.dumps(batch, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
+    ``datasets`` fingerprints): the JSON of its batches of 10,000 rows."""
+    batches = ds.select_columns(list(columns)).iter(batch_size=10_000)
+    return cache.digest(json.dumps(b, sort_keys=True, default=str).encode() for b in batches)
 
 
 def _file_identity(path: Path) -> Dict[str, Any]:
@@ -127,7 +123,7 @@ def build_augmenter(cfg: DictConfig, home: Path, texts: Sequence[str], tracker: 
         model, tok, vectors, n_aug=a.n_aug, p_replace=a.p_replace, top_k=a.top_k, seed=a.seed,
         targets=str(a.targets), stopwords=STOPWORDS if a.stopwords else None, alpha_only=a.alpha_only,
         second_segment=a.second_segment, multi_mask=a.multi_mask, multi_mask_gap=a.multi_mask_gap,
-        mode=str(a.mode), precision=a.precision, batch_size=a.batch_size, device=device, progress=progress,
+        mode=str(a.mode), precision=str(a.precision), batch_size=a.batch_size, device=device, progress=progress,
     )
     return aug, mlm_path
 
@@ -289,13 +285,12 @@ def ensure_augmented_entry(cfg: DictConfig, home: Path, train_dataset, text_colu
     resumed = sum((_shard_dir(work, i) / "stats.json").exists() for i in range(n_shards))
     if resumed and dist.rank() == 0:
         log.info("augment: resuming an interrupted build, %d of %d shards already done (%s)", resumed, n_shards, work)
-    # every rank of a distributed run augments its shards (prepare); rank 0 merges them
+    # every rank of a distributed run augments its shards; rank 0 merges them
     built: Dict[str, Any] = {}
-    cache.ensure(home, KIND, parts, lambda tmp: build_augmented(cfg, home, ds, cols, work, tmp, tracker, resumed),
-                 prepare=lambda: augment_shards(cfg, home, ds, cols, work, tracker, dist.rank(), dist.world_size()),
-                 info=built)
-    if dist.rank() == 0:
-        shutil.rmtree(work, ignore_errors=True)
+    cache.ensure_made(home, KIND, parts, lambda w: augment_shards(cfg, home, ds, cols, w, tracker, dist.rank(),
+                                                                  dist.world_size()),
+                      lambda w, tmp: build_augmented(cfg, home, ds, cols, w, tmp, tracker, resumed), work=work,
+                      info=built)
     info.update(waited_s=built["waited_s"], resumed_shards=resumed if built["built"] else 0)
     return entry, not built["built"]
 

@@ -13,7 +13,6 @@ Cached in ``<home>/cache/mlm/<key>`` (key: :func:`mlm_cache_parts`), where
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -23,6 +22,7 @@ from omegaconf import DictConfig
 from tinyfw import cache, paths
 from tinyfw.artefacts.corpus import corpus_parts, corpus_segments
 from tinyfw.config import plain
+from tinyfw.fingerprint import training_parts
 from tinyfw.fsutil import atomic_dir, atomic_write_json
 
 log = logging.getLogger("tinyfw.mlm")
@@ -42,7 +42,7 @@ def base_identity(cfg: DictConfig) -> Dict[str, Any]:
 def mlm_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
     """Everything the masked LM depends on (the cache key)."""
     mlm = plain(cfg.mlm)
-    mlm["train"] = {k: v for k, v in mlm["train"].items() if k not in ("log_every", "num_workers", "save_every")}
+    mlm["train"] = training_parts(cfg.mlm.train)
     mlm["precision"] = _precision(cfg)
     return {"base": base_identity(cfg), "corpus": corpus_parts(cfg.corpus, home), "mlm": mlm, "v": 2}
 
@@ -120,25 +120,18 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     return metrics, model_dir
 
 
-def _register_into(src: Path, tmp: Path) -> None:
-    shutil.copytree(src / "mlm", tmp / "mlm")
-    if (src / "mlm_metrics.json").exists():
-        shutil.copy2(src / "mlm_metrics.json", tmp / "mlm_metrics.json")
+OUTPUTS = ("mlm", "mlm_metrics.json")  # what the cache entry holds
 
 
 def register(cfg: DictConfig, home: Path, out_dir: Path) -> Path:
     """Copy a finished ``stage=mlm`` run's masked LM into the cache (once); its directory there."""
-    return cache.ensure(home, KIND, mlm_cache_parts(cfg, home), lambda tmp: _register_into(out_dir, tmp)) / "mlm"
+    return cache.register(home, KIND, mlm_cache_parts(cfg, home), out_dir, OUTPUTS) / "mlm"
 
 
 def ensure_mlm(cfg: DictConfig, home: Path, tracker: Any = None) -> Path:
-    """The adapted masked LM (HF directory) for ``cfg``: from the cache, else trained now."""
-    parts = mlm_cache_parts(cfg, home)
-    entry = cache.entry(home, KIND, parts)
-    if not cache.present(entry):
-        work = home / "cache" / "mlm-work" / cache.key_of(parts)  # checkpoints: resumable
-        # every rank of a distributed run trains (prepare); rank 0 registers the result
-        cache.ensure(home, KIND, parts, lambda tmp: _register_into(work, tmp),
-                     prepare=lambda: train_mlm(cfg, home, work, tracker))
-        shutil.rmtree(work, ignore_errors=True)
+    """The adapted masked LM (HF directory) for ``cfg``: from the cache, else trained now (its
+    checkpoints in ``mlm-work/<key>`` make it resumable). Every rank of a distributed run
+    trains; rank 0 registers the result."""
+    entry = cache.ensure_made(home, KIND, mlm_cache_parts(cfg, home), lambda work: train_mlm(cfg, home, work, tracker),
+                              lambda work, tmp: cache.copy_outputs(work, tmp, OUTPUTS))
     return entry / "mlm"

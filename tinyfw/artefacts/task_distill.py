@@ -6,7 +6,6 @@ on dev, reuses it)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -17,7 +16,9 @@ from omegaconf import DictConfig
 
 from tinyfw import cache
 from tinyfw.config import plain
-from tinyfw.data.tasks import Collator, predict_logits
+from tinyfw.fingerprint import training_parts
+from tinyfw.data.collate import Collator
+from tinyfw.data.tasks import predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +28,14 @@ STEP1_KIND = "td-step1"
 
 def data_digest(enc) -> str:
     """A content hash of the tokenised rows (``input_ids``, ``token_type_ids``)."""
-    h = hashlib.sha256()
-    for col in ("input_ids", "token_type_ids"):
-        if col in enc.column_names:
-            for row in enc[col]:
-                h.update(np.asarray(row, dtype=np.int32).tobytes())
-                h.update(b"|")
-    return h.hexdigest()[:16]
+    def chunks():
+        for col in ("input_ids", "token_type_ids"):
+            if col in enc.column_names:
+                for row in enc[col]:
+                    yield np.asarray(row, dtype=np.int32).tobytes()
+                    yield b"|"
+
+    return cache.digest(chunks())
 
 
 def model_id(path: Path) -> str:
@@ -78,8 +80,7 @@ def step1_cache_parts(cfg: DictConfig, teacher_dir: Path, init: str, enc, mappin
         "mapping": list(mapping),
         "distill": {"weights": {k: distill["weights"][k] for k in ("embd", "attn", "hidn")},
                     **{k: distill[k] for k in ("attn_mode", "layer_reduction", "share_projection")}},
-        "train": {k: v for k, v in plain(train_cfg).items() if k not in ("log_every", "save_every", "eval_every",
-                                                                         "num_workers")},
+        "train": training_parts(train_cfg, "eval_every"),
         "group_by_length": bool(cfg.task_distill.group_by_length),
         "precision": str(precision), "seed": int(cfg.seed), "v": 1,
     }

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from tinyfw import cache, paths
-from tinyfw.data.tasks import Collator, encode_splits, evaluate, load_task
+from tinyfw import cache, dist, paths
+from tinyfw.data.collate import Collator
+from tinyfw.data.tasks import encode_splits, evaluate, load_task
 from tinyfw.models.classifier import evaluate_all, load_classifier
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     from transformers import set_seed
 
     from tinyfw import fingerprint
-    from tinyfw.models.card import param_counts
+    from tinyfw.models.card import card_size
     from tinyfw.models.load import teacher_path, teacher_tokenizer
     from tinyfw.train.loop import fit
 
@@ -83,11 +83,11 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     model.eval()
     with torch.no_grad():
         metrics: Dict[str, Any] = evaluate_all(model, task, enc, collate, bs)
-    size = param_counts(model)
+    size = card_size(model)
     metrics.update({"main_metric": task.main_metric, "best_step": (res.best_eval or {}).get("step"),
                     "steps": res.steps, "train_examples": len(enc["train"]), "train_wall_s": round(res.wall_time_s, 1),
                     **size})
-    if int(os.environ.get("RANK", "0")) != 0:
+    if dist.rank() != 0:
         return metrics  # distributed: rank 0 alone writes the checkpoint
     _save(cfg, out, model, tok, task, metrics, size, base)
     return metrics
@@ -125,19 +125,15 @@ def ensure_teacher(cfg: DictConfig, home: Path, tracker: Any = None, work_dir: O
             raise FileNotFoundError(f"{exc}: point it at a fine-tuned teacher (an HF directory with its "
                                     "classification head), or leave it empty to fine-tune one") from None
 
-    key = cache_key(cfg)
-    wd = work_dir or home / "cache" / "teacher-work" / cache.key_of(key)
-
-    def prepare() -> None:  # every rank of a distributed run trains; rank 0 writes wd/model
-        finetune(cfg, home, wd / "model", wd, tracker)
-
-    def build(tmp: Path) -> None:
-        for f in (wd / "model").iterdir():
+    def collect(work: Path, tmp: Path) -> None:  # rank 0 wrote work/model
+        for f in (work / "model").iterdir():
             shutil.move(str(f), tmp / f.name)
-        shutil.rmtree(wd / "model", ignore_errors=True)
-        shutil.rmtree(wd / "checkpoints", ignore_errors=True)  # kept on failure: a re-run resumes
+        shutil.rmtree(work / "model", ignore_errors=True)
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)  # kept on failure: a re-run resumes
 
-    return cache.ensure(home, KIND, key, build, prepare=prepare, info=info)
+    # every rank of a distributed run trains; the work dir given is the run's own: kept
+    return cache.ensure_made(home, KIND, cache_key(cfg), lambda work: finetune(cfg, home, work / "model", work, tracker),
+                             collect, work=work_dir, keep_work=work_dir is not None, info=info)
 
 
 def teacher_metrics(path: Path) -> Dict[str, Any]:

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tinyfw.bench import exported, measure
+from tinyfw.models.card import param_counts
 from tinyfw.models.load import bert_config, load_strict
 
 log = logging.getLogger("tinyfw")
@@ -77,6 +78,7 @@ class DevScore:
             log.warning("bench: %s has no tokenizer beside it; dev score skipped", label)
             return None
         from tinyfw.data import tasks
+        from tinyfw.data.collate import Collator
 
         if self.task is None:
             try:
@@ -90,7 +92,7 @@ class DevScore:
             raise ValueError(f"{label} has {model.config.num_labels} labels but task {t.name} has "
                              f"{t.num_labels}: pass the task it was trained on (task=...) or bench.accuracy=false")
         split = tasks.tokenize(t.splits[t.dev_split], t.text_columns, tok, self.task_cfg.max_seq_len)
-        collate = tasks.Collator(tok.pad_token_id or 0, t.regression)
+        collate = Collator(tok.pad_token_id, t.regression)
         return tasks.evaluate(model, t, split, collate)
 
 
@@ -101,13 +103,13 @@ def describe(e: Entry, b: Any) -> Tuple[Any, Any, Dict[str, Any]]:
     model.eval()
     onnx = getattr(model, "is_onnx", False)  # an ONNX Runtime form: counts from its config
     if not onnx:
-        model.set_attn_implementation(b.attn)
+        model.set_attn_implementation(str(b.attn))
     c = model.config
     if c.max_position_embeddings < b.seq_len:
         raise ValueError(f"{e.label}: bench.seq_len={b.seq_len} exceeds its max_position_embeddings="
                          f"{c.max_position_embeddings}; lower bench.seq_len")
     torch_model = exported.meta_model(c) if onnx else model
-    params = measure.param_counts(torch_model)
+    params = param_counts(torch_model)
     has_pooler = getattr(torch_model.base_model, "pooler", None) is not None
     labels = c.num_labels if hasattr(torch_model, "classifier") else 0
     flops = measure.analytic_flops(c.num_hidden_layers, c.hidden_size, c.intermediate_size,
@@ -164,7 +166,7 @@ def measure_group(group: List[Entry], b: Any, precision: str, devices: List[torc
 
 def bench_devices(names: List[Any]) -> List[torch.device]:
     """``bench.devices`` as torch devices: ``[]`` is the CPU, and the GPU when present."""
-    names = [getattr(n, "value", str(n)) for n in names]
+    names = [str(n) for n in names]  # Device enums give their value
     if not names:
         return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     if "cuda" in names and not torch.cuda.is_available():

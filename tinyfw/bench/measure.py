@@ -1,5 +1,6 @@
-"""Measurements of one encoder: parameters, size on disk, FLOPs (analytic and counted) and
-median forward time. Every function takes explicit arguments (no config)."""
+"""Measurements of one encoder: size on disk, FLOPs (analytic and counted) and median forward
+time (its parameters: :func:`tinyfw.models.card.param_counts`). Every function takes explicit
+arguments (no config)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-
-
-def param_counts(model: torch.nn.Module) -> Dict[str, int]:
-    """Total, embedding (the ``embeddings`` block: word, position, token-type, LayerNorm)
-    and non-embedding parameters (encoder layers, pooler, heads); tied weights count once."""
-    total = sum(p.numel() for p in model.parameters())
-    emb_module = getattr(getattr(model, "base_model", model), "embeddings", None)
-    if emb_module is None:
-        raise ValueError(f"{type(model).__name__} has no `embeddings` block; cannot split its parameters")
-    emb = sum(p.numel() for p in emb_module.parameters())
-    return {"total": total, "embedding": emb, "non_embedding": total - emb}
 
 
 def disk_size(model: Any) -> int:

@@ -1,4 +1,11 @@
-"""Batch collation for token-id segments: pad to the longest row, build the masks."""
+"""The one padding collator: task rows (tokenised text, labels, teacher logits) and corpus
+segments (``input_ids`` only) alike.
+
+A hand collator rather than ``transformers.DataCollatorWithPadding``: it needs no tokenizer
+(only the pad id), keeps extra numeric columns (teacher logits, row ids) and pads to the
+batch's longest row exactly; ``pad_to_multiple_of=8`` would change the padded length and with
+it the reference-mode losses (means over padding) and the float sums of every batch.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +13,36 @@ from typing import Any, Dict, List, Mapping
 
 import torch
 
+PAD_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
-class PadCollate:
-    """``rows`` with ``input_ids`` (and optionally other integer/float fields) -> a batch
-    with ``input_ids``, ``attention_mask``, ``token_type_ids`` padded to the longest row.
-    Extra scalar fields (``labels``) become tensors; extra list fields are padded with
-    ``-100`` when named ``labels``, else 0."""
 
-    def __init__(self, pad_token_id: int = 0):
-        self.pad = int(pad_token_id)
+class Collator:
+    """``rows`` -> a batch of ``input_ids`` (padded with ``pad_token_id``), ``attention_mask``
+    and ``token_type_ids`` (padded with 0; built from the lengths, resp. zeros, when the rows
+    have none) to the batch's longest row; ``labels`` as long (float32 with ``regression``);
+    every other numeric column (teacher logits, row ids) stacked."""
 
-    def __call__(self, rows: List[Mapping[str, Any]]) -> Dict[str, torch.Tensor]:
-        n = len(rows)
-        L = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((n, L), self.pad, dtype=torch.long)
-        mask = torch.zeros((n, L), dtype=torch.long)
-        types = torch.zeros((n, L), dtype=torch.long)
-        for i, r in enumerate(rows):
-            k = len(r["input_ids"])
-            ids[i, :k] = torch.as_tensor(r["input_ids"], dtype=torch.long)
-            mask[i, :k] = 1
-            if "token_type_ids" in r:
-                types[i, :k] = torch.as_tensor(r["token_type_ids"], dtype=torch.long)
-        out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        for key in rows[0]:
-            if key in out or key == "attention_mask":
+    def __init__(self, pad_token_id: Any = 0, regression: bool = False):
+        self.pad = int(pad_token_id or 0)
+        self.regression = regression
+
+    def __call__(self, rows: List[Mapping[str, Any]]) -> Dict[str, Any]:
+        n = max(len(r["input_ids"]) for r in rows)
+        lengths = [len(r["input_ids"]) for r in rows]
+        out: Dict[str, Any] = {}
+        for k in PAD_KEYS:
+            fill = self.pad if k == "input_ids" else 0
+            if k in rows[0]:
+                vals = [list(r[k]) + [fill] * (n - len(r[k])) for r in rows]
+            else:  # corpus segments: every token real, one segment
+                vals = [[int(k == "attention_mask")] * m + [0] * (n - m) for m in lengths]
+            out[k] = torch.tensor(vals, dtype=torch.long)
+        for k in rows[0]:
+            if k in PAD_KEYS:
                 continue
-            vals = [r[key] for r in rows]
-            if isinstance(vals[0], (list, tuple)):
-                fill = -100 if key == "labels" else 0
-                t = torch.full((n, L), fill, dtype=torch.long)
-                for i, v in enumerate(vals):
-                    t[i, : len(v)] = torch.as_tensor(v)
-                out[key] = t
-            elif isinstance(vals[0], (int, float, bool)):
-                out[key] = torch.tensor(vals)
+            vals = [r[k] for r in rows]
+            if k == "labels":
+                out[k] = torch.tensor(vals, dtype=torch.float32 if self.regression else torch.long)
+            elif isinstance(vals[0], (int, float, list)) and not isinstance(vals[0], bool):
+                out[k] = torch.tensor(vals)
         return out

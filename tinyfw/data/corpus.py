@@ -19,7 +19,6 @@ segmentation settings; streaming corpora are tokenised lazily and sharded per ra
 from __future__ import annotations
 
 import glob as _glob
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -146,7 +145,7 @@ def tokenizer_identity(tokenizer: Any) -> Dict[str, Any]:
     vocab = json.dumps(sorted(tokenizer.get_vocab().items()))
     return {
         "class": type(tokenizer).__name__,
-        "vocab": hashlib.sha256(vocab.encode()).hexdigest()[:16],
+        "vocab": cache.digest([vocab.encode()]),
         "lower": bool(getattr(tokenizer, "do_lower_case", False)),
     }
 

@@ -11,7 +11,7 @@ Sources:
 
 - GLUE (``cola sst2 mrpc stsb qqp mnli qnli rte wnli``): ``datasets.load_dataset(
   "nyu-mll/glue", name)`` (``task.hub_path`` changes the path). Label order is the registry's
-  (``LABELS`` below; MNLI = entailment, neutral, contradiction, as in the HF GLUE dataset).
+  (``TASKS`` below; MNLI = entailment, neutral, contradiction, as in the HF GLUE dataset).
   Labels are mapped **by name** from the source's ``ClassLabel`` names or string values, so
   a copy with another order (the reference code's MNLI bug) still lands right. The same
   tasks load from local files with ``task.files`` (offline copies, stand-ins).
@@ -33,42 +33,53 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from tinyfw.data import textfile
 
+if TYPE_CHECKING:
+    from tinyfw.data.collate import Collator
+
 log = logging.getLogger(__name__)
 
 GLUE_HUB = "nyu-mll/glue"
-LABELS: Dict[str, Optional[List[str]]] = {
-    "cola": ["unacceptable", "acceptable"],
-    "sst2": ["negative", "positive"],
-    "mrpc": ["not_equivalent", "equivalent"],
-    "stsb": None,
-    "qqp": ["not_duplicate", "duplicate"],
-    "mnli": ["entailment", "neutral", "contradiction"],
-    "qnli": ["entailment", "not_entailment"],
-    "rte": ["entailment", "not_entailment"],
-    "wnli": ["not_entailment", "entailment"],
-    "mr": ["negative", "positive"],
-    "smoke": ["neg", "pos"],
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registry task: its label names in order (None: regression), text column(s), the
+    metrics reported (empty: :func:`metrics_for`'s defaults) and the main one (best-checkpoint
+    selection), and whether it is a GLUE task (loaded from ``GLUE_HUB``)."""
+
+    labels: Optional[List[str]]
+    text_columns: List[str]
+    metrics: List[str] = field(default_factory=list)
+    main_metric: str = ""
+    glue: bool = True
+
+    @property
+    def regression(self) -> bool:
+        return self.labels is None
+
+
+_PAIR = ["sentence1", "sentence2"]
+_F1 = {"metrics": ["f1", "accuracy", "acc_and_f1"], "main_metric": "acc_and_f1"}
+TASKS: Dict[str, TaskSpec] = {
+    "cola": TaskSpec(["unacceptable", "acceptable"], ["sentence"], ["mcc", "accuracy"], "mcc"),
+    "sst2": TaskSpec(["negative", "positive"], ["sentence"]),
+    "mrpc": TaskSpec(["not_equivalent", "equivalent"], _PAIR, **_F1),
+    "stsb": TaskSpec(None, _PAIR, ["pearson", "spearman", "corr"], "corr"),
+    "qqp": TaskSpec(["not_duplicate", "duplicate"], ["question1", "question2"], **_F1),
+    "mnli": TaskSpec(["entailment", "neutral", "contradiction"], ["premise", "hypothesis"]),
+    "qnli": TaskSpec(["entailment", "not_entailment"], ["question", "sentence"]),
+    "rte": TaskSpec(["entailment", "not_entailment"], _PAIR),
+    "wnli": TaskSpec(["not_entailment", "entailment"], _PAIR),
+    "mr": TaskSpec(["negative", "positive"], ["text"], glue=False),  # the movie-review asset
+    "smoke": TaskSpec(["neg", "pos"], ["text"], glue=False),  # gensim's polarity sentences
 }
-TEXT_COLUMNS = {
-    "cola": ["sentence"], "sst2": ["sentence"], "mrpc": ["sentence1", "sentence2"],
-    "stsb": ["sentence1", "sentence2"], "qqp": ["question1", "question2"],
-    "mnli": ["premise", "hypothesis"], "qnli": ["question", "sentence"],
-    "rte": ["sentence1", "sentence2"], "wnli": ["sentence1", "sentence2"],
-    "mr": ["text"], "smoke": ["text"],
-}
-METRICS = {  # (metrics to report, main metric for best-checkpoint selection)
-    "cola": (["mcc", "accuracy"], "mcc"),
-    "mrpc": (["f1", "accuracy", "acc_and_f1"], "acc_and_f1"),
-    "qqp": (["f1", "accuracy", "acc_and_f1"], "acc_and_f1"),
-    "stsb": (["pearson", "spearman", "corr"], "corr"),
-}
-GLUE = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
+GLUE = [name for name, spec in TASKS.items() if spec.glue]
 SPLIT_ALIASES = {"dev": "validation", "valid": "validation", "validation_matched": "validation",
                  "test_matched": "test"}
 SUFFIX_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -113,8 +124,10 @@ class TaskData:
 
 
 def metrics_for(name: str, regression: bool) -> tuple:
-    if name in METRICS:
-        return METRICS[name]
+    """(metrics to report, main metric) of a task: its registry entry's, else by kind."""
+    spec = TASKS.get(name)
+    if spec is not None and spec.metrics:
+        return spec.metrics, spec.main_metric
     if regression:
         return ["pearson", "spearman", "corr"], "corr"
     return ["accuracy"], "accuracy"
@@ -274,11 +287,12 @@ def _glue_hub(name: str, hub_path: str):
     from datasets import DatasetDict, load_dataset
 
     raw = load_dataset(hub_path, name)
+    spec = TASKS[name]
     splits = {}
     for s, ds in raw.items():
         splits[_split_name(s)] = _normalise(ds, where=f"{hub_path}/{name}[{s}]", split=_split_name(s),
-                                            text_columns=TEXT_COLUMNS[name], label_column="label",
-                                            names=LABELS[name], regression=LABELS[name] is None)
+                                            text_columns=spec.text_columns, label_column="label",
+                                            names=spec.labels, regression=spec.regression)
     return DatasetDict(splits)
 
 
@@ -291,7 +305,7 @@ def _smoke():
     for line in raw.splitlines():
         tag, _, text = line.strip().partition(" ")
         if tag.startswith("__label__"):
-            rows.append({"text": text.strip(), "label": LABELS["smoke"].index(tag[len("__label__"):])})
+            rows.append({"text": text.strip(), "label": TASKS["smoke"].labels.index(tag[len("__label__"):])})
     random.Random(0).shuffle(rows)
     n = len(rows)
     cut = [0, int(n * 0.7), int(n * 0.85), n]
@@ -307,7 +321,7 @@ def _mr(home: Path):
     root = paths.resolve_asset("mr", home)
     raw = load_from_disk(str(root))
     feat = raw["train"].features.get("label")
-    names = feat.names if isinstance(feat, ClassLabel) else LABELS["mr"]
+    names = feat.names if isinstance(feat, ClassLabel) else TASKS["mr"].labels
     splits = DatasetDict({
         _split_name(s): _normalise(ds, where=f"{root}[{s}]", split=_split_name(s), text_columns=["text"],
                                    label_column="label", names=names, regression=False)
@@ -328,7 +342,7 @@ def load_task(task_cfg: Any, home: Path) -> TaskData:
     files = dict(task_cfg.get("files") or {}) if hasattr(task_cfg, "get") else dict(task_cfg.files or {})
     label_column = task_cfg.label_column or "label"
     cfg_labels = [str(x) for x in (task_cfg.labels or [])]
-    if name == "custom" or (files and name not in LABELS):
+    if name == "custom" or (files and name not in TASKS):
         if not files:
             raise TaskDataError("task.name=custom needs task.files: {train: PATH, validation: PATH[, test: PATH]}")
         text_columns = list(task_cfg.text_columns or [])
@@ -339,10 +353,11 @@ def load_task(task_cfg: Any, home: Path) -> TaskData:
             raise TaskDataError("set either task.labels (classification) or task.regression=true, not both")
         splits, names = _from_files(files, text_columns, label_column, cfg_labels or None, regression)
         source = "files"
-    elif name in LABELS:
-        regression = LABELS[name] is None
-        names = cfg_labels or LABELS[name]
-        text_columns = list(task_cfg.text_columns or []) or TEXT_COLUMNS[name]
+    elif name in TASKS:
+        spec = TASKS[name]
+        regression = spec.regression
+        names = cfg_labels or spec.labels
+        text_columns = list(task_cfg.text_columns or []) or list(spec.text_columns)
         if files:  # a registry task from local files (offline GLUE copy, stand-in)
             splits, names = _from_files(files, text_columns, label_column, None if regression else names, regression)
             source = "files"
@@ -355,7 +370,7 @@ def load_task(task_cfg: Any, home: Path) -> TaskData:
             hub = getattr(task_cfg, "hub_path", "") or GLUE_HUB
             splits, source = _glue_hub(name, hub), f"{hub}/{name}"
     else:
-        raise TaskDataError(f"unknown task '{name}'; registry: {sorted(LABELS)}, or task.name=custom with task.files")
+        raise TaskDataError(f"unknown task '{name}'; registry: {sorted(TASKS)}, or task.name=custom with task.files")
     for req in ("train", "validation"):
         if req not in splits:
             raise TaskDataError(f"task '{name}' has no '{req}' split (got {sorted(splits)})")
@@ -395,36 +410,6 @@ def tokenize(ds, text_columns: Sequence[str], tokenizer: Any, max_seq_len: int, 
     drop = [c for c in (*cols, "label") if c in ds.column_names]
     return ds.map(enc, batched=True, remove_columns=drop, num_proc=num_proc if num_proc > 1 else None,
                   desc="tokenise")
-
-
-class Collator:
-    """Pads ``input_ids`` / ``attention_mask`` / ``token_type_ids`` to the batch's longest row
-    and stacks every other numeric column (``labels``, teacher logits, row ids)."""
-
-    PAD_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-    def __init__(self, pad_token_id: int = 0, regression: bool = False):
-        self.pad = pad_token_id
-        self.regression = regression
-
-    def __call__(self, examples: List[Dict[str, Any]]) -> Dict[str, Any]:
-        import torch
-
-        n = max(len(e["input_ids"]) for e in examples)
-        out: Dict[str, Any] = {}
-        for k in self.PAD_KEYS:
-            if k in examples[0]:
-                fill = self.pad if k == "input_ids" else 0
-                out[k] = torch.tensor([list(e[k]) + [fill] * (n - len(e[k])) for e in examples], dtype=torch.long)
-        for k in examples[0]:
-            if k in self.PAD_KEYS:
-                continue
-            vals = [e[k] for e in examples]
-            if k == "labels":
-                out[k] = torch.tensor(vals, dtype=torch.float32 if self.regression else torch.long)
-            elif isinstance(vals[0], (int, float, list)) and not isinstance(vals[0], bool):
-                out[k] = torch.tensor(vals)
-        return out
 
 
 def predict_logits(model: Any, ds, collate: Collator, batch_size: int = 64, device: Any = None,

@@ -1,7 +1,10 @@
-"""TinyBERT's distillation losses, each defined once, in a registry ``LOSSES`` (name -> fn).
+"""TinyBERT's distillation losses, each defined once: ``embd``, ``hidn``, ``attn`` (one mapped
+layer pair) and the prediction loss (:func:`soft_loss`: soft cross-entropy, or MSE to the
+teacher's output for a one-output head), which both the :class:`~tinyfw.distill.objective.Distiller`
+and TD step 2 (:func:`tinyfw.distill.steps.prediction_loss_fn`) call.
 
-Weights live elsewhere (:class:`tinyfw.distill.objective.Distiller`); these return unweighted
-values, computed in fp32 whatever the input dtype (bf16 autocast included).
+Weights live elsewhere (the Distiller); these return unweighted values, computed in fp32
+whatever the input dtype (bf16 autocast included).
 
 Padding. ``mode="masked"`` (default) counts real tokens only: embedding/hidden MSE averages
 over real tokens × features; attention MSE masks padded query rows *and* key columns and
@@ -18,22 +21,13 @@ tensor for backward, so they mix with the student's autograd graph.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LOSSES: Dict[str, Callable[..., Tensor]] = {}
 MODES = ("masked", "reference")
-
-
-def register(name: str) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
-    def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        LOSSES[name] = fn
-        return fn
-
-    return deco
 
 
 def _check_mode(mode: str) -> None:
@@ -54,19 +48,16 @@ def _token_mse(s: Tensor, t: Tensor, proj: Optional[nn.Module], mask: Tensor, mo
     return torch.where(valid, sq, 0.0).sum() / n.clamp_min(1)
 
 
-@register("embd")
 def embedding_loss(s_emb: Tensor, t_emb: Tensor, proj: Optional[nn.Module], mask: Tensor, mode: str = "masked") -> Tensor:
     """MSE(proj(E_S), E_T) over real tokens ([B,T,H'] vs [B,T,H]; ``proj`` None = identity)."""
     return _token_mse(s_emb, t_emb, proj, mask, mode)
 
 
-@register("hidn")
 def hidden_loss(s_h: Tensor, t_h: Tensor, proj: Optional[nn.Module], mask: Tensor, mode: str = "masked") -> Tensor:
     """MSE(proj(H_S), H_T) over real tokens of one mapped layer pair."""
     return _token_mse(s_h, t_h, proj, mask, mode)
 
 
-@register("attn")
 def attention_loss(s_scores: Tensor, t_scores: Tensor, mask: Tensor, mode: str = "masked") -> Tensor:
     """MSE of pre-softmax attention scores [B,h,T,T] of one mapped layer pair, mean over heads.
 
@@ -94,7 +85,6 @@ def attention_loss(s_scores: Tensor, t_scores: Tensor, mask: Tensor, mode: str =
     return sq.sum() / n.clamp_min(1)
 
 
-@register("pred")
 def prediction_loss(s_logits: Tensor, t_logits: Tensor, temperature: float = 1.0) -> Tensor:
     """Soft cross-entropy −softmax(z_T/t)·log_softmax(z_S/t), summed over classes, mean over batch."""
     if temperature <= 0:
@@ -104,10 +94,17 @@ def prediction_loss(s_logits: Tensor, t_logits: Tensor, temperature: float = 1.0
     return -(target * logp).sum(-1).mean()
 
 
-@register("regression")
 def regression_loss(s_out: Tensor, t_out: Tensor) -> Tensor:
     """MSE of the student's output to the teacher's (not to gold labels), e.g. STS-B."""
     s, t = s_out.float().reshape(-1), t_out.float().reshape(-1)
     if s.shape != t.shape:
         raise ValueError(f"student {tuple(s_out.shape)} and teacher {tuple(t_out.shape)} outputs differ")
     return (s - t).pow(2).mean()
+
+
+def soft_loss(s_logits: Tensor, t_logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """The prediction-layer loss: :func:`regression_loss` when the head has one output
+    (regression), else :func:`prediction_loss` at ``temperature``."""
+    if t_logits.shape[-1] == 1:
+        return regression_loss(s_logits, t_logits)
+    return prediction_loss(s_logits, t_logits, temperature)

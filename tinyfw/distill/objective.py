@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from tinyfw.distill.losses import MODES, attention_loss, embedding_loss, hidden_loss, prediction_loss, regression_loss
+from tinyfw.distill.losses import MODES, attention_loss, embedding_loss, hidden_loss, soft_loss
 from tinyfw.models.capture import Features
 
 WEIGHT_KEYS = ("embd", "attn", "hidn", "pred")
@@ -59,11 +59,12 @@ class Distiller(nn.Module):
         negative = {k: v for k, v in self.weights.items() if v < 0}
         if negative:
             raise ValueError(f"loss weights must be >= 0, got {negative}")
+        attn_mode = str(attn_mode)  # an AttnMode gives its value
         if attn_mode not in MODES:
             raise ValueError(f"unknown distill.attn_mode {attn_mode!r}: use one of {', '.join(MODES)}")
         if temperature <= 0:
             raise ValueError(f"distill.temperature must be > 0, got {temperature}")
-        layer_reduction = str(getattr(layer_reduction, "value", layer_reduction))
+        layer_reduction = str(layer_reduction)  # a LayerReduction gives its value
         if layer_reduction not in REDUCTIONS:
             raise ValueError(f"unknown distill.layer_reduction {layer_reduction!r}: use one of {', '.join(REDUCTIONS)}")
         self.layer_reduction = layer_reduction
@@ -123,10 +124,7 @@ class Distiller(nn.Module):
             pairs = self._layers(s, t, "hidden")
             losses["hidn"] = self._reduce([hidden_loss(a, b, proj, mask, mode=mode) for a, b in pairs])
         if w["pred"] > 0 and s.logits is not None and t.logits is not None:
-            if t.logits.shape[-1] == 1:
-                losses["pred"] = regression_loss(s.logits, t.logits)
-            else:
-                losses["pred"] = prediction_loss(s.logits, t.logits, self.temperature)
+            losses["pred"] = soft_loss(s.logits, t.logits, self.temperature)
         if not losses:
             raise ValueError(
                 "no distillation loss is active: every weight is 0 (or pred is the only one and the "

@@ -63,17 +63,18 @@ def _hard_loss(logits, labels, regression: bool):
 
 
 def prediction_loss_fn(pred_weight: float, temperature: float, regression: bool):
-    """Module ``student``; batches carry the teacher's logits (``t_logits``): soft cross-entropy
-    at ``temperature`` (MSE to the teacher's output for regression) times ``pred_weight``;
-    ``pred_weight`` 0 ("w/o Pred"): the hard labels."""
-    from tinyfw.distill.losses import prediction_loss, regression_loss
+    """Module ``student``; batches carry the teacher's logits (``t_logits``): the Distiller's
+    prediction loss (:func:`~tinyfw.distill.losses.soft_loss`: soft cross-entropy at
+    ``temperature``, MSE to the teacher's output for a one-output head) times ``pred_weight``;
+    ``pred_weight`` 0 ("w/o Pred"): the hard labels (``regression``: MSE to them)."""
+    from tinyfw.distill.losses import soft_loss
 
     def loss_fn(mods, batch):
         logits = mods["student"](**_model_inputs(batch)).logits
         if pred_weight <= 0:  # "w/o Pred": hard labels
             return _hard_loss(logits, batch["labels"], regression), {}
         t = batch["t_logits"].to(logits.device)
-        soft = regression_loss(logits, t) if regression else prediction_loss(logits, t, temperature)
+        soft = soft_loss(logits, t, temperature)
         return pred_weight * soft, {"pred": float(soft.detach())}
 
     return loss_fn

@@ -8,7 +8,8 @@ from typing import Any, Dict, Iterator
 
 import numpy as np
 
-from tinyfw.data.tasks import Collator, TaskData, encode_splits, predict_logits
+from tinyfw.data.collate import Collator
+from tinyfw.data.tasks import TaskData, encode_splits, predict_logits
 from tinyfw.models.classifier import evaluate_all
 
 LABELS = {"fp32": "student fp32 (PyTorch)", "pruned": "pruned vocabulary (PyTorch)",
@@ -30,7 +31,7 @@ def checks(models: Dict[str, Any], task: TaskData, seq: int, bs: int, atol: floa
     logits = {}
     for key, (m, t) in models.items():
         enc = encode_splits(task, t, seq, [task.dev_split])[task.dev_split]
-        logits[key] = predict_logits(m, enc, Collator(t.pad_token_id or 0, task.regression), bs)
+        logits[key] = predict_logits(m, enc, Collator(t.pad_token_id, task.regression), bs)
     src = "pruned" if "pruned" in logits else "fp32"
     out: Dict[str, float] = {}
     for key, ref, limit in (("pruned", "fp32", 1e-5), ("onnx", src, atol), ("onnx_int8", src, None)):
@@ -50,7 +51,7 @@ def evaluate_forms(models: Dict[str, Any], task: TaskData, seq: int, bs: int) ->
     forms = {}
     for key, (m, t) in models.items():
         enc = encode_splits(task, t, seq, task.eval_splits)
-        forms[key] = evaluate_all(m, task, enc, Collator(t.pad_token_id or 0, task.regression), bs)
+        forms[key] = evaluate_all(m, task, enc, Collator(t.pad_token_id, task.regression), bs)
     ref, main = ("test" if "test" in forms["fp32"] else "dev"), task.main_metric
     for f in forms.values():
         f["delta"] = f[ref][main] - forms["fp32"][ref][main] if ref in f and ref in forms["fp32"] else None

@@ -8,19 +8,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from tinyfw.data.tasks import GLUE_HUB
 from tinyfw.fsutil import atomic_write_text
 
 
 def param_counts(model: Any) -> Dict[str, int]:
-    """Total parameters and non-embedding parameters (everything outside ``*.embeddings.*``)."""
+    """Total, embedding (the ``embeddings`` block: word, position, token-type, LayerNorm) and
+    non-embedding parameters (encoder layers, pooler, heads); tied weights count once.
+    (``num_parameters(exclude_embeddings=True)`` would count the embeddings' LayerNorm as
+    non-embedding.)"""
     total = sum(p.numel() for p in model.parameters())
-    emb = sum(p.numel() for n, p in model.named_parameters() if ".embeddings." in f".{n}")
-    return {"params": total, "non_embedding_params": total - emb}
+    emb_module = getattr(getattr(model, "base_model", model), "embeddings", None)
+    if emb_module is None:
+        raise ValueError(f"{type(model).__name__} has no `embeddings` block; cannot split its parameters")
+    emb = sum(p.numel() for p in emb_module.parameters())
+    return {"total": total, "embedding": emb, "non_embedding": total - emb}
+
+
+def card_size(model: Any) -> Dict[str, int]:
+    """The size a model card and result.json give: ``params`` and ``non_embedding_params``."""
+    n = param_counts(model)
+    return {"params": n["total"], "non_embedding_params": n["non_embedding"]}
 
 
 # asset short names -> the Hub model they are a copy of (for `base_model` in card metadata)
 HUB_NAMES = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
-GLUE_HUB = "nyu-mll/glue"
 
 
 def hub_model_name(name_or_path: str) -> Optional[str]:

@@ -10,7 +10,8 @@ import time
 from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from tinyfw.data.tasks import Collator, TaskData, evaluate, predict_logits
+from tinyfw.data.collate import Collator
+from tinyfw.data.tasks import TaskData, evaluate, predict_logits
 
 log = logging.getLogger(__name__)
 

@@ -52,6 +52,8 @@ def write_tiny_tokenizer(out_dir: Path) -> BertTokenizerFast:
 
 
 def bert_config(shape: Any, vocab_size: int, **extra: Any) -> BertConfig:
+    """The one BertConfig builder: ``shape`` (a :class:`~tinyfw.config.ShapeCfg`), eager
+    attention (the capture of attention scores needs it), ``extra`` keyword settings."""
     return BertConfig(
         vocab_size=vocab_size,
         hidden_size=shape.hidden_size,

@@ -99,19 +99,13 @@ def validate_pair(student_config: Any, teacher_config: Any, mapping: Sequence[in
 
 def student_config(shape: Any, teacher_config: Any) -> BertConfig:
     """BertConfig of ``shape`` sharing the teacher's vocabulary and embedding conventions."""
-    return BertConfig(
-        vocab_size=teacher_config.vocab_size,
-        hidden_size=shape.hidden_size,
-        num_hidden_layers=shape.num_layers,
-        num_attention_heads=shape.num_heads,
-        intermediate_size=shape.intermediate_size,
-        max_position_embeddings=shape.max_position_embeddings,
-        type_vocab_size=getattr(teacher_config, "type_vocab_size", 2),
-        pad_token_id=getattr(teacher_config, "pad_token_id", 0),
-        layer_norm_eps=getattr(teacher_config, "layer_norm_eps", 1e-12),
-        hidden_act=getattr(teacher_config, "hidden_act", "gelu"),
-        attn_implementation="eager",
-    )
+    from tinyfw.models.load import bert_config
+
+    return bert_config(shape, teacher_config.vocab_size,
+                       type_vocab_size=getattr(teacher_config, "type_vocab_size", 2),
+                       pad_token_id=getattr(teacher_config, "pad_token_id", 0),
+                       layer_norm_eps=getattr(teacher_config, "layer_norm_eps", 1e-12),
+                       hidden_act=getattr(teacher_config, "hidden_act", "gelu"))
 
 
 def build_student(shape: Any, teacher: PreTrainedModel, init: str, mapping: Sequence[int]) -> BertModel:

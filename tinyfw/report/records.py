@@ -92,7 +92,7 @@ def flatten(d: Any, sep: str, prefix: str = "") -> Dict[str, Any]:
 def _switch(v: Any) -> str:
     if isinstance(v, bool):
         return "on" if v else "off"
-    return str(getattr(v, "value", v)).lower()
+    return str(v).lower()  # a Switch gives its value
 
 
 def _record(name: str, path: str, status: str, config: Dict[str, Any], flags: Any = None,

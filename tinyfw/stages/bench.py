@@ -29,7 +29,7 @@ from transformers.utils import logging as hf_logging
 from tinyfw.bench import exported, measure
 from tinyfw.bench.compare import DevScore, Entry, add_ratios, bench_devices, from_path, measure_group, random_model
 from tinyfw.bench.render import device_name, render
-from tinyfw.config import ShapeCfg
+from tinyfw.config import ShapeCfg, plain
 from tinyfw.fsutil import atomic_write_text
 from tinyfw.models.load import teacher_path
 from tinyfw.stages import RunContext, StageResult
@@ -100,14 +100,12 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     if not b.batch_sizes or min(b.batch_sizes) < 1 or b.seq_len < 1:
         raise ValueError(f"bench.batch_sizes must be positive integers and bench.seq_len >= 1 "
                          f"(got {list(b.batch_sizes)}, {b.seq_len})")
-    if b.attn not in ("sdpa", "eager"):
-        raise ValueError(f"bench.attn must be 'sdpa' or 'eager' (got '{b.attn}')")
     if b.onnx and b.paper_shapes:
         import importlib.util
 
         if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None:
             raise ImportError("bench.onnx needs ONNX Runtime and onnxscript: pip install '.[export]' (or bench.onnx=false)")
-    precision = getattr(cfg.precision, "value", str(cfg.precision))
+    precision = plain(cfg.precision)
     devices = bench_devices(b.devices)
     work = tempfile.TemporaryDirectory(prefix="tinyfw-bench-onnx-")  # on-the-fly ONNX files
     todo = entries(cfg, ctx.home, Path(work.name))
@@ -134,5 +132,5 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         atomic_write_text(out, table)
     env = {"cpu": measure.cpu_model(), "torch_threads": torch.get_num_threads(),
            "devices": [device_name(d) for d in devices], "load_average": load,
-           "attn": b.attn, "seq_len": b.seq_len, "repeats": b.repeats, "warmup": b.warmup}
+           "attn": plain(b.attn), "seq_len": b.seq_len, "repeats": b.repeats, "warmup": b.warmup}
     return StageResult(metrics={"models": results, "env": env}, outputs={"markdown": str(out)})

@@ -122,8 +122,8 @@ def onnx_forms(e: Any, base: Any, tok: Any, out: Path) -> Dict[str, Any]:
 def _card(out: Path, key: str, cfg: DictConfig, task: TaskData, metrics: Dict[str, Any], size: Dict[str, int],
           origin: Dict[str, Any], info: Dict[str, Any]) -> None:
     """README.md with Hugging Face metadata (base model, datasets, metrics, license)."""
-    from tinyfw.data.tasks import GLUE
-    from tinyfw.models.card import GLUE_HUB, hub_metadata, hub_model_name, write_card
+    from tinyfw.data.tasks import GLUE, GLUE_HUB
+    from tinyfw.models.card import hub_metadata, hub_model_name, write_card
 
     e = cfg.export
     settings = {"source": e.student, "vocabulary": f"{info['vocab']['after']} of {info['vocab']['before']} word pieces",
@@ -147,7 +147,7 @@ def _card(out: Path, key: str, cfg: DictConfig, task: TaskData, metrics: Dict[st
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     from transformers import AutoTokenizer
 
-    from tinyfw.models.card import param_counts
+    from tinyfw.models.card import card_size
 
     e = cfg.export
     student_dir = _check_inputs(cfg)
@@ -179,7 +179,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         f.update(size_bytes=size, vocab=model.config.vocab_size, path=str(path), label=LABELS[key],
                  kind="onnx" if key.startswith("onnx") else "torch")
         if key != "fp32":
-            _card(path, key, cfg, task, {s: f[s] for s in ("dev", "test") if s in f}, param_counts(base), origin, info)
+            _card(path, key, cfg, task, {s: f[s] for s in ("dev", "test") if s in f}, card_size(base), origin, info)
     main = task.main_metric
     atomic_write_json(out / "export.json", {"student": str(student_dir), "teacher_dir": origin.get("teacher_dir"),
                                             "task": task.name, "main_metric": main, "forms": forms, **info})

@@ -66,8 +66,9 @@ from omegaconf import DictConfig, OmegaConf
 from tinyfw import fingerprint
 from tinyfw.artefacts.task_distill import cached_step1, step1_cache_parts, teacher_logits
 from tinyfw.artefacts.teacher import ensure_teacher, teacher_metrics
-from tinyfw.config import plain
-from tinyfw.data.tasks import Collator, TaskData, encode_splits, evaluate, load_task, predict_logits
+from tinyfw.config import is_on, plain
+from tinyfw.data.collate import Collator
+from tinyfw.data.tasks import TaskData, encode_splits, evaluate, load_task, predict_logits
 from tinyfw.data.trainset import cap_examples, encode_train, with_augmented
 from tinyfw.models.classifier import build_classifier, checkpoint_shape, evaluate_all, load_classifier, throughput
 from tinyfw.models.load import check_tokenizer
@@ -75,10 +76,6 @@ from tinyfw.stages import RunContext, StageResult
 from tinyfw.train.budget import examples_seen, phase_budgets
 
 log = logging.getLogger(__name__)
-
-
-def _on(v: Any) -> bool:
-    return str(getattr(v, "value", v)) == "on"
 
 
 def _weights(cfg: DictConfig) -> Dict[str, float]:
@@ -155,7 +152,7 @@ def load(cfg: DictConfig, ctx: RunContext) -> Setup:
         with torch.no_grad():
             t_metrics = evaluate_all(teacher, task, enc, collate, cfg.task_distill.eval_batch_size)
     train = task.splits["train"]
-    if _on(cfg.augment):
+    if is_on(cfg.augment):
         from tinyfw.artefacts.augmented import ensure_augmented
 
         train = with_augmented(train, ensure_augmented(cfg, home, train, task.text_columns, ctx.tracker),
@@ -170,8 +167,9 @@ def student_start(cfg: DictConfig, home: Path, tracker: Any = None) -> Tuple[str
     result.json, its shape). ``gd=on``: the GD student (``task_distill.gd_checkpoint``, else
     the cached one, trained now when missing) in its own shape; ``gd=off``:
     ``task_distill.gd_off_init`` in ``student.shape``."""
-    if not _on(cfg.gd):
-        return cfg.task_distill.gd_off_init, cfg.task_distill.gd_off_init, cfg.student.shape
+    if not is_on(cfg.gd):
+        init = plain(cfg.task_distill.gd_off_init)
+        return init, init, cfg.student.shape
     src = cfg.task_distill.gd_checkpoint
     if not src:
         from tinyfw.artefacts.gd import ensure_gd_student
@@ -242,7 +240,7 @@ def step1(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: Lis
     def train() -> Dict[str, Any]:
         r1 = fit({"student": student, "distiller": distiller}, loss_fn, s.train, s.collate, phase,
                  out_dir=ctx.run_dir / "step1", frozen={"teacher": s.teacher}, desc="TD step 1", keep_checkpoints=1,
-                 log_prefix="step1/", find_unused_parameters=True, **common)  # the pooler and head
+                 log_prefix="step1/", find_unused_parameters=True, **common)  # the pooler and head: unused
         return {"steps": r1.steps, "examples_seen": examples_seen(r1, phase),
                 "final": {k: v for k, v in r1.final.items() if k != "step"}}
 
@@ -298,7 +296,7 @@ def evaluate_student(cfg: DictConfig, s: Setup, student: Any, init: str,
     size and speed against the teacher's, and what the phases did)."""
     import torch
 
-    from tinyfw.models.card import param_counts
+    from tinyfw.models.card import card_size
     from tinyfw.train.health import check as check_health
 
     bs, task, last = cfg.task_distill.eval_batch_size, s.task, out.last
@@ -313,7 +311,7 @@ def evaluate_student(cfg: DictConfig, s: Setup, student: Any, init: str,
     if health["collapsed"]:
         log.warning("the student COLLAPSED: %s (marked in result.json; the report shows it apart)",
                     "; ".join(health["reasons"]))
-    s_size, t_size = param_counts(student), param_counts(s.teacher)
+    s_size, t_size = card_size(student), card_size(s.teacher)
     main, t_metrics = task.main_metric, s.t_metrics
     ref = "test" if "test" in s_metrics and "test" in t_metrics else "dev"
     retention = None
@@ -384,14 +382,14 @@ def save(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: List
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     t_start = time.time()
     td = cfg.task_distill
-    phases = phase_budgets(td, ("step1", "step2") if _on(cfg.td) else ("finetune",))  # checked before any work
+    phases = phase_budgets(td, ("step1", "step2") if is_on(cfg.td) else ("finetune",))  # checked before any work
     s = load(cfg, ctx)
     student, mapping, init = build(cfg, ctx, s)
     precision = td.precision if td.precision is not None else cfg.precision  # TD's own, else global
     common = dict(precision=str(precision), tracker=ctx.tracker, seed=cfg.seed, group_by_length=bool(td.group_by_length),
                   fingerprint=fingerprint.for_task(cfg, ctx.home), resume=cfg.resume)
     trained = Trained()
-    if _on(cfg.td):
+    if is_on(cfg.td):
         step1(cfg, ctx, s, student, mapping, init, phases["step1"], common, trained)
         step2(cfg, ctx, s, student, phases["step2"], common, trained)
     else:

@@ -18,7 +18,8 @@ from typing import Any, Dict
 from omegaconf import DictConfig
 
 from tinyfw.artefacts.teacher import ensure_teacher, teacher_metrics
-from tinyfw.data.tasks import Collator, encode_splits, load_task
+from tinyfw.data.collate import Collator
+from tinyfw.data.tasks import encode_splits, load_task
 from tinyfw.models.classifier import evaluate_all, load_classifier
 from tinyfw.stages import RunContext, StageResult
 

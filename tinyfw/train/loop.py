@@ -95,6 +95,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
+from tinyfw.config import plain
 from tinyfw.fingerprint import normalise
 from tinyfw.train import checkpoint, optim
 from tinyfw.train.batches import Batches, count_tokens, epoch_examples, plan
@@ -136,7 +137,7 @@ def make_accelerator(precision: str = "fp32", cpu: Optional[bool] = None, find_u
     DDP fails at the second step of such a model)."""
     from accelerate import Accelerator
 
-    precision = getattr(precision, "value", precision)
+    precision = plain(precision)
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision must be fp32, bf16 or fp16, got '{precision}'")
     if cpu is None:

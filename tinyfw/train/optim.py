@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Sequence
 import torch
 from torch import nn
 
+from tinyfw.config import plain
+
 
 def param_groups(modules: Sequence[nn.Module], weight_decay: float) -> List[Dict[str, Any]]:
     """AdamW groups: decay on weight matrices, none on biases and LayerNorm/1-d parameters."""
@@ -31,7 +33,7 @@ def make_scheduler(opt: torch.optim.Optimizer, schedule: Any, warmup: int, total
     a constant rate (``constant``: the reference code's TD step 1, which runs without schedule)."""
     from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
-    name = str(getattr(schedule, "value", schedule))
+    name = str(plain(schedule))
     if name == "linear":
         return get_linear_schedule_with_warmup(opt, warmup, total)
     if name == "constant":

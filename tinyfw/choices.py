@@ -1,0 +1,89 @@
+"""Every string choice of the config schema (:mod:`tinyfw.config`) as an Enum, so that a typo
+fails at composition with a message naming the valid values. Each member's string is its
+value (``str(Switch.on) == "on"``), as are its interpolations and cache-key parts."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class _StrEnum(str, Enum):
+    def __str__(self) -> str:  # interpolations (`${stage}`) and f-strings give the value
+        return self.value
+
+
+class Stage(_StrEnum):
+    info = "info"  # print the resolved config and the asset inventory
+    assets = "assets"  # provision the offline default assets
+    general = "general"  # general distillation (GD)
+    mlm = "mlm"  # masked-LM adaptation of an encoder, for the augmenter
+    augment = "augment"  # word-replacement augmentation of a task's train split
+    teacher = "teacher"  # fine-tune the teacher on a task
+    task = "task"  # task-specific distillation (TD)
+    report = "report"  # ablation table + chart from a sweep
+    pipeline = "pipeline"  # the whole embedded-default story in one command
+    bench = "bench"  # size / latency / throughput benchmark
+    export = "export"  # pruned vocabulary, ONNX and int8 forms of a student, with their accuracy
+
+
+class Switch(_StrEnum):
+    on = "on"
+    off = "off"
+
+
+class Precision(_StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Device(_StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Schedule(_StrEnum):
+    linear = "linear"  # linear warmup, then linear decay to 0
+    constant = "constant"  # linear warmup, then constant (the reference's TD step 1: no schedule)
+
+
+class TargetRule(_StrEnum):
+    reference = "reference"  # purely alphabetic, not a stop word (the reference augmenter)
+    alpha = "alpha"  # any word with a letter, stop words and negations included
+    all = "all"  # any word that is not punctuation-only
+
+
+class AugmentMode(_StrEnum):
+    exact = "exact"  # batched masked-LM forwards (same candidates as reference)
+    reference = "reference"  # the reference script: one forward per target word, two segments
+
+
+class Budget(_StrEnum):
+    steps = "steps"  # every variant runs max_steps optimizer steps: w/o DA sees as many examples
+    epochs = "epochs"  # every variant runs `epochs` passes over its own rows (the paper): w/o DA fewer steps
+
+
+class AttnMode(_StrEnum):
+    masked = "masked"  # real tokens only (attention: valid rows x columns), invariant to extra padding
+    reference = "reference"  # the reference code: scores <= -100 zeroed, plain means incl. padding
+
+
+class GdOffInit(_StrEnum):
+    random = "random"  # BERT initialisation
+    teacher_layers = "teacher_layers"  # the teacher's embeddings and mapped layers (shapes must match)
+
+
+class AttnKernel(_StrEnum):
+    sdpa = "sdpa"  # torch's scaled_dot_product_attention (the inference default)
+    eager = "eager"  # the explicit matmul-softmax
+
+
+class WandbMode(_StrEnum):
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+class LayerReduction(_StrEnum):
+    sum = "sum"  # the reference: sum over mapped layers (each layer weighs as much as the embedding term)
+    mean = "mean"  # mean over mapped layers (the embedding term then weighs M x a layer)
