@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -24,6 +23,7 @@ from omegaconf import DictConfig
 from tinyfw import cache
 from tinyfw.artefacts.corpus import corpus_parts, corpus_segments
 from tinyfw.config import plain
+from tinyfw.fingerprint import training_parts
 from tinyfw.fsutil import atomic_dir, atomic_write_json
 
 log = logging.getLogger("tinyfw.general")
@@ -37,14 +37,13 @@ def gd_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, An
     corpus = corpus_parts(cfg.corpus, home)
     distill = plain(cfg.distill)
     distill["weights"].pop("pred", None)  # no prediction loss in GD
-    train = {k: v for k, v in plain(cfg.general.train).items() if k not in ("log_every", "num_workers", "save_every")}
     return {
         "teacher": plain(cfg.teacher),
         "student": {"shape": plain(cfg.student.shape), "init": str(cfg.student.init),
                     "layer_map": plain(cfg.student.layer_map)},
         "distill": distill,
         "corpus": corpus,
-        "train": train,
+        "train": training_parts(cfg.general.train),
         "seed": int(cfg.general.seed),
         "precision": plain(cfg.precision),
     }
@@ -64,12 +63,6 @@ def _heldout_eval(loss_fn, data, collate, batch_size: int, max_batches: int = 16
         return {f"heldout_{k}": v / max(n, 1) for k, v in sums.items()}
 
     return evaluate
-
-
-def _n_params(model: torch.nn.Module) -> Dict[str, int]:
-    total = sum(p.numel() for p in model.parameters())
-    emb = sum(p.numel() for p in model.embeddings.parameters()) if hasattr(model, "embeddings") else 0
-    return {"total": total, "non_embedding": total - emb}
 
 
 def _models(cfg: DictConfig, home: Path) -> Tuple[Any, Any, Any, Any, list]:
@@ -118,9 +111,10 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     """Run GD into ``out_dir`` (student/, projections.pt, checkpoints/); returns (metrics, student dir).
     Every process of a distributed run calls it; only the main one writes the outputs."""
     from tinyfw import fingerprint
-    from tinyfw.data.collate import PadCollate
+    from tinyfw.data.collate import Collator
     from tinyfw.data.corpus import segment_stats
     from tinyfw.distill.steps import feature_loss_fn
+    from tinyfw.models.card import param_counts
     from tinyfw.train.loop import fit, make_accelerator
 
     out_dir = Path(out_dir)
@@ -128,14 +122,14 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
         raise ValueError("a streaming corpus has no length, so epochs cannot be counted: "
                          "set general.train.max_steps > 0 (or corpus.streaming=false)")
     teacher, tok, student, distiller, mapping = _models(cfg, home)
-    # a zero loss weight leaves parameters out of the loss (W_h and the top layer without hidn,
-    # W_e without embd): DDP must then look for unused parameters, which costs a graph walk
-    unused = any(float(cfg.distill.weights[k]) == 0 for k in ("embd", "attn", "hidn"))
+    # a zero loss weight leaves parameters out of the loss (W_h and the top layer's value, output
+    # and FFN without hidn, W_e without embd): DDP must then look for unused parameters
+    unused = any(float(cfg.distill.weights[k]) <= 0 for k in ("embd", "attn", "hidn"))
     acc = make_accelerator(cfg.precision, find_unused_parameters=unused)
     c = cfg.corpus
     train_ds, held = corpus_segments(c, tok, home, cfg.general.seed, c.heldout_fraction, c.streaming,
                                      rank=acc.process_index, world_size=acc.num_processes)
-    collate = PadCollate(tok.pad_token_id or 0)
+    collate = Collator(tok.pad_token_id)
     loss_fn = feature_loss_fn(need_scores=float(cfg.distill.weights["attn"]) > 0, mapping=mapping)
     evaluate = None
     if held is not None and not c.streaming and len(held) > 0:
@@ -163,8 +157,8 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
         "train_wall_time_s": round(res.wall_time_s, 2),
         "resumed_from": res.resumed_from,
         "mapping": mapping,
-        "student_params": _n_params(student),
-        "teacher_params": _n_params(teacher),
+        "student_params": {k: n for k, n in param_counts(student).items() if k != "embedding"},
+        "teacher_params": {k: n for k, n in param_counts(teacher).items() if k != "embedding"},
         "corpus": corpus_stats,
         "precision": plain(cfg.precision),
     }
@@ -175,30 +169,22 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     return metrics, student_dir
 
 
-def _register_into(src: Path, tmp: Path) -> None:
-    shutil.copytree(src / "student", tmp / "student")
-    for name in ("projections.pt", "projections.json", "gd_metrics.json"):
-        if (src / name).exists():
-            shutil.copy2(src / name, tmp / name)
+OUTPUTS = ("student", "projections.pt", "projections.json", "gd_metrics.json")  # what the cache entry holds
 
 
 def register(cfg: DictConfig, home: Path, out_dir: Path) -> Path:
     """Copy a finished GD run's student + projections into the cache (once); the entry."""
-    return cache.ensure(home, KIND, gd_cache_parts(cfg, home), lambda tmp: _register_into(out_dir, tmp))
+    return cache.register(home, KIND, gd_cache_parts(cfg, home), out_dir, OUTPUTS)
 
 
 def ensure_gd_student(cfg: DictConfig, home: Path, tracker: Any = None) -> Path:
     """The GD student directory (HF format) for ``cfg``: from the cache when present, else
-    trained now (same code as ``stage=general``) and cached. Its projections lie beside it
-    (``<dir>/../projections.pt``). In a distributed run every process must call this: all
-    ranks train (``cache.ensure``'s ``prepare``), rank 0 copies the result into the cache."""
+    trained now (same code as ``stage=general``; its checkpoints in ``gd-work/<key>`` make it
+    resumable) and cached. Its projections lie beside it (``<dir>/../projections.pt``). In a
+    distributed run every process must call this: all ranks train, rank 0 copies the result
+    into the cache."""
     parts = gd_cache_parts(cfg, home)
-    work = home / "cache" / "gd-work" / cache.key_of(parts)  # keeps checkpoints: resumable
-
-    def prepare() -> None:
-        train_gd(cfg, home, work, tracker)
-
-    entry = cache.ensure(home, KIND, parts, lambda tmp: _register_into(work, tmp), prepare=prepare)
-    if work.exists() and int(os.environ.get("RANK", "0")) == 0:
-        shutil.rmtree(work, ignore_errors=True)
+    entry = cache.ensure_made(home, KIND, parts, lambda work: train_gd(cfg, home, work, tracker),
+                              lambda work, tmp: cache.copy_outputs(work, tmp, OUTPUTS),
+                              work=cache.work_path(home, "gd", parts))
     return entry / "student"
