@@ -212,6 +212,23 @@ def test_other_swept_setting_splits_rows(tmp_path):
                       "GD+TD+DA (full) [augmenter.p_replace=0.4]"]
 
 
+def test_settings_a_run_does_not_use_do_not_split_rows():
+    """The fine-tune's lr of the w/o TD runs (td=off) differs from the value the runs with TD
+    carry unused: no row label; two w/o TD runs with different fine-tune lrs do split."""
+    def rec(flags, seed, lr, step2_lr=3e-4):
+        d = result(flags, seed)
+        d["config"]["task_distill"] = {"finetune": {"lr": lr}, "step2": {"lr": step2_lr}}
+        return records.from_result(d, f"{flags}{seed}{lr}", "x")
+
+    full, wo_td = ("on", "on", "on"), ("on", "off", "on")
+    recs = [rec(full, s, 3e-4) for s in (1, 2)] + [rec(wo_td, s, 1e-4, step2_lr=1e-3) for s in (1, 2)]
+    assert [label for label, _ in table.build(recs).rows] == ["teacher", "GD+TD+DA (full)", "w/o TD"]
+    recs.append(rec(wo_td, 3, 5e-4))
+    assert [label for label, _ in table.build(recs).rows] == [
+        "teacher", "GD+TD+DA (full)", "w/o TD [task_distill.finetune.lr=0.0001]",
+        "w/o TD [task_distill.finetune.lr=0.0005]"]
+
+
 def write_wandb_runs(root: Path, cases) -> None:
     """Runs logged exactly as the runner does: tracking.start, summary of flat metrics, finish."""
     from tinyfw import tracking

@@ -125,23 +125,41 @@ def from_result(d: Dict[str, Any], name: str, path: str) -> RunRecord:
                    error=d.get("error", "") if status != "ok" else "")
 
 
+# settings a run does not use, by switch: a w/o TD run never reads TD's step settings, a run
+# with TD never reads the hard-label fine-tune's, a w/o DA run never reads the augmenter's
+_INERT = {("td", "off"): ("task_distill.step1.", "task_distill.step2."),
+          ("td", "on"): ("task_distill.finetune.",),
+          ("da", "off"): ("augmenter.",)}
+
+
+def used(r: RunRecord, key: str) -> bool:
+    """Whether the run used config ``key`` (False for a switched-off part's settings)."""
+    if not r.flags:
+        return True
+    return not any(key.startswith(pre) for (flag, on), pres in _INERT.items()
+                   if r.flags.get(flag) == on for pre in pres)
+
+
 def extra_keys(records: Iterable[RunRecord]) -> List[str]:
     """Config keys (outside the table's own axes) that differ between runs: other swept settings.
 
     They become part of the row label, so runs that differ in e.g. ``augmenter.p_replace``
-    are not averaged together.
+    are not averaged together. A key counts only among the runs that use it (``_INERT``): a
+    fine-tune setting of the w/o TD runs does not split the runs with TD (nor label them).
     """
     values: Dict[str, set] = {}
+    users: Dict[str, int] = {}
     recs = [r for r in records if r.config]
     for r in recs:
         for k, v in r.config.items():
-            values.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
+            if used(r, k):
+                values.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
+                users[k] = users.get(k, 0) + 1
     keys = []
     for k, vals in values.items():
         if k in CELL_KEYS or k.startswith(CELL_PREFIXES):
             continue
-        present = sum(k in r.config for r in recs)
-        if len(vals) > 1 or present != len(recs):
+        if len(vals) > 1 or users[k] != sum(used(r, k) for r in recs):
             keys.append(k)
     return sorted(keys)
 

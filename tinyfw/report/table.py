@@ -20,7 +20,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from tinyfw.report.records import FLAGS, RunRecord, extra_keys
+from tinyfw.report.records import FLAGS, RunRecord, extra_keys, used
 
 # metric names tried, in order, when a run does not name its main metric
 KNOWN_METRICS = ("accuracy", "acc", "matthews_correlation", "mcc", "f1", "pearson", "spearmanr",
@@ -119,7 +119,7 @@ def variant(rec: RunRecord, extras: Sequence[str]) -> Tuple[Tuple, str]:
     label = ("w/o " + ", ".join(parts)) if parts else ("GD+TD+DA" if odd else FULL)
     if odd:
         label += ("; " if parts else ", ") + ", ".join(odd)
-    extra = {k: _norm(rec.config.get(k)) for k in extras}
+    extra = {k: _norm(rec.config.get(k)) for k in extras if used(rec, k)}
     if extra:
         label += " [" + ", ".join(f"{k}={v}" for k, v in extra.items()) + "]"
     flag_rank = [FLAGS.index(f.lower()) for f in off]
