@@ -4,10 +4,9 @@ error bars = std over seeds; failed/missing/collapsed cells are written where th
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
+from tinyfw.fsutil import atomic_write_bytes
 from tinyfw.report.table import TEACHER, Table
 
 
@@ -63,14 +62,4 @@ def render(table: Table, title: str = "") -> bytes:
 
 def save(table: Table, path: Path, title: str = "") -> Path:
     """Write the chart to ``path`` atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(render(table, title))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, render(table, title))
