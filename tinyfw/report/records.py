@@ -148,18 +148,16 @@ def extra_keys(records: Iterable[RunRecord]) -> List[str]:
     fine-tune setting of the w/o TD runs does not split the runs with TD (nor label them).
     """
     values: Dict[str, set] = {}
-    users: Dict[str, int] = {}
     recs = [r for r in records if r.config]
     for r in recs:
         for k, v in r.config.items():
             if used(r, k):
                 values.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
-                users[k] = users.get(k, 0) + 1
     keys = []
     for k, vals in values.items():
         if k in CELL_KEYS or k.startswith(CELL_PREFIXES):
             continue
-        if len(vals) > 1 or users[k] != sum(used(r, k) for r in recs):
+        if len(vals) > 1 or any(k not in r.config for r in recs if used(r, k)):
             keys.append(k)
     return sorted(keys)
 
