@@ -159,15 +159,18 @@ def test_atomic_writes_leave_no_half_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
-def test_atomic_write_gives_the_mode_of_a_plain_write(tmp_path):
-    """mkstemp makes 0600 files; a published report must be readable like any written file."""
-    old = os.umask(0o022)
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_atomic_write_gives_the_mode_of_a_plain_write(tmp_path, umask, mode):
+    """mkstemp makes 0600 files; a published report must be readable like any written file.
+    The umask is read, not changed: it is the same after the write."""
+    old = os.umask(umask)
     try:
         atomic_write_json(tmp_path / "r.json", {"a": 1})
         (tmp_path / "plain.txt").write_text("x")
+        assert os.umask(umask) == umask
     finally:
         os.umask(old)
-    assert (tmp_path / "r.json").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 == mode
 
 
 def test_cli_unknown_stage_exits_nonzero_naming_stages(tmp_path):

@@ -212,6 +212,26 @@ def test_other_swept_setting_splits_rows(tmp_path):
                       "GD+TD+DA (full) [augmenter.p_replace=0.4]"]
 
 
+def test_one_shared_teacher_counts_once_and_per_seed_teachers_each():
+    """Runs of three seeds distilled from one teacher (same teacher settings and score): the
+    teacher cell is that teacher, n=1. With ``teacher_ft.seed`` following the run seed, or the
+    same settings scoring differently (another cache): one teacher each."""
+    def rec(seed, teacher_seed, teacher_acc):
+        d = result(("on", "on", "on"), seed)
+        d["metrics"]["teacher"]["test"]["accuracy"] = teacher_acc
+        d["config"]["teacher"] = {"name_or_path": "minilm-l6", "seed": 42}
+        d["config"]["teacher_ft"] = {"seed": teacher_seed, "train": {"lr": 5e-5}}
+        return records.from_result(d, f"s{seed}", "x")
+
+    shared = table.build([rec(s, 42, 0.905) for s in (1, 2, 3)])
+    assert cells(shared)["teacher"] == ["90.5 (n=1)"]
+    assert cells(shared)["GD+TD+DA (full)"] == ["81.0 ± 1.0 (n=3)"]
+    per_seed = table.build([rec(s, s, 0.90 + 0.01 * (s - 1)) for s in (1, 2, 3)])
+    assert cells(per_seed)["teacher"] == ["91.0 ± 1.0 (n=3)"]
+    elsewhere = table.build([rec(1, 42, 0.905), rec(2, 42, 0.915)])  # same settings, another score
+    assert cells(elsewhere)["teacher"] == ["91.0 ± 0.7 (n=2)"]
+
+
 def test_settings_a_run_does_not_use_do_not_split_rows():
     """The fine-tune's lr of the w/o TD runs (td=off) differs from the value the runs with TD
     carry unused: no row label; two w/o TD runs with different fine-tune lrs do split."""

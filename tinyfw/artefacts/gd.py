@@ -124,13 +124,14 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     teacher, tok, student, distiller, mapping = _models(cfg, home)
     # a zero loss weight leaves parameters out of the loss (W_h and the top layer's value, output
     # and FFN without hidn, W_e without embd): DDP must then look for unused parameters
-    unused = any(float(cfg.distill.weights[k]) <= 0 for k in ("embd", "attn", "hidn"))
+    weights = distiller.weights
+    unused = any(weights[k] <= 0 for k in ("embd", "attn", "hidn"))
     acc = make_accelerator(cfg.precision, find_unused_parameters=unused)
     c = cfg.corpus
     train_ds, held = corpus_segments(c, tok, home, cfg.general.seed, c.heldout_fraction, c.streaming,
                                      rank=acc.process_index, world_size=acc.num_processes)
     collate = Collator(tok.pad_token_id)
-    loss_fn = feature_loss_fn(need_scores=float(cfg.distill.weights["attn"]) > 0, mapping=mapping)
+    loss_fn = feature_loss_fn(need_scores=weights["attn"] > 0, mapping=mapping)
     evaluate = None
     if held is not None and not c.streaming and len(held) > 0:
         evaluate = _heldout_eval(loss_fn, held, collate, cfg.general.train.batch_size)

@@ -242,6 +242,18 @@ def task_columns(records: Sequence[RunRecord], metric: str) -> List[Tuple[str, s
     return cols
 
 
+TEACHER_KEYS = ("teacher.", "teacher_ft.", "task.")  # the settings a fine-tuned teacher depends on
+
+
+def teacher_identity(r: RunRecord, score: float) -> Any:
+    """Which teacher a run distilled from: its teacher settings and the teacher's ``score`` when
+    the record has settings (the runs of every seed share one teacher unless ``teacher_ft.seed``
+    follows the run seed; equal settings with another score, e.g. from another cache, are
+    another teacher), else the run seed (one teacher per seed: nothing says otherwise)."""
+    items = tuple(sorted((k, repr(v)) for k, v in r.config.items() if k.startswith(TEACHER_KEYS)))
+    return (items, score) if any(k.startswith("teacher") for k, _ in items) else ("seed", r.seed)
+
+
 def build(records: Sequence[RunRecord], metric: str = "", percent: bool = True,
           digits: int = 1) -> Table:
     """Aggregate run records into the ablation table (see the module docstring)."""
@@ -256,7 +268,7 @@ def build(records: Sequence[RunRecord], metric: str = "", percent: bool = True,
         by_task.setdefault(task, []).append((name, key))
 
     rows: Dict[str, Tuple[Tuple, Dict[str, Cell]]] = {}
-    teacher: Dict[str, Dict[Optional[int], float]] = {name: {} for name, _, _ in cols}
+    teacher: Dict[str, Dict[Any, Tuple[Optional[int], float]]] = {name: {} for name, _, _ in cols}
     problems: List[Problem] = []
     n_ok = n_failed = n_missing = n_collapsed = 0
     for r in records:
@@ -279,7 +291,7 @@ def build(records: Sequence[RunRecord], metric: str = "", percent: bool = True,
                 cell.seeds.append(r.seed)
                 tv = _num(r.metrics.get(f"teacher/{key}"))
                 if tv is not None:
-                    teacher[name].setdefault(r.seed, tv * scale)  # one teacher per (task, seed)
+                    teacher[name].setdefault(teacher_identity(r, tv), (r.seed, tv * scale))
             elif status == "missing":
                 cell.missing += 1
             elif status == "collapsed":
@@ -299,7 +311,8 @@ def build(records: Sequence[RunRecord], metric: str = "", percent: bool = True,
     columns = [name for name, _, _ in cols]
     ordered = [(label, cells) for label, (_, cells) in sorted(rows.items(), key=lambda kv: _sortable(kv[1][0]))]
     if any(teacher.values()):
-        tcells = {c: Cell(values=list(v.values()), seeds=list(v)) for c, v in teacher.items()}
+        tcells = {c: Cell(values=[tv for _, tv in v.values()], seeds=[s for s, _ in v.values()])
+                  for c, v in teacher.items()}
         ordered.insert(0, (TEACHER, tcells))
     for _, cells in ordered:
         for c in columns:
