@@ -345,3 +345,32 @@ def test_distilbert_gd_trains_the_mlm_losses_and_hidden_cosine(tmp_path, shared_
     final = gd["metrics"]["final"]
     assert set(final) == {"hidn", "mlm", "mlm_soft", "total"} and all(math.isfinite(v) for v in final.values())
     assert gd["metrics"]["initial"]["mlm"] > final["mlm"]
+
+
+# ---- the report: recipe rows with their Δ to TinyBERT ------------------------------------------------------
+
+
+def test_report_rows_per_recipe_with_delta_to_tinybert():
+    from tinyfw.report import records, table
+
+    sets = {"tinybert": ({}, {}, 0.80), "minilm": ({"embd": 0.0, "attn": 0.0, "hidn": 0.0, "rel_attn": 1.0},
+                                                   {"attn_loss": "mse"}, 0.78),
+            "distilbert": ({"embd": 0.0, "attn": 0.0, "mlm": 2.0}, {"hidn_loss": "cosine"}, 0.75)}
+    recs = []
+    for name, (w, extra, base) in sets.items():
+        for seed in (1, 2, 3):
+            acc = base + 0.01 * seed + (0.002 * seed if name == "minilm" else 0)
+            cfg = {"stage": "task", "gd": "on", "td": "on", "augment": "on", "seed": seed, "task": {"name": "mr"},
+                   "distill": {"recipe": name, "weights": {"embd": 1.0, "attn": 1.0, "hidn": 1.0, "pred": 1.0, **w},
+                               **extra},
+                   "task_distill": {"intermediate": name == "tinybert"}}
+            d = {"stage": "task", "status": "ok", "flags": {"gd": "on", "td": "on", "da": "on"}, "config": cfg,
+                 "metrics": {"main_metric": "accuracy", "test": {"accuracy": acc}, "teacher": {"test": {"accuracy": 0.9}}}}
+            recs.append(records.from_result(d, f"{name}{seed}", "x"))
+    tab = table.build(recs)
+    assert [label for label, _ in tab.rows] == ["teacher", "GD+TD+DA (full)", "recipe=distilbert", "recipe=minilm"]
+    deltas = dict(table.deltas(tab))
+    col = tab.columns[0]
+    assert deltas["recipe=distilbert"][col].mean == pytest.approx(-0.05 * 100, abs=1e-6)
+    lo, hi = deltas["recipe=minilm"][col].ci95()
+    assert deltas["recipe=minilm"][col].mean == pytest.approx(-1.6, abs=1e-6) and lo < -1.6 < hi
