@@ -54,7 +54,8 @@ class TeacherCfg:
 class StudentCfg:
     # all three set by the `student` group (conf/student/)
     shape: ShapeCfg = MISSING
-    # random | teacher_layers | path to a checkpoint directory (HF format)
+    # random | teacher_layers | every_other (DistilBERT: teacher layers 1,3,5,.. when widths match, else
+    # random; GD only) | path to a checkpoint directory (HF format)
     init: str = MISSING
     # uniform (m*N/M) | nearest (ceil(m*N/M): uniform when exact, any N, M) | top | bottom |
     # explicit list of teacher layers (1-based), one per student layer
