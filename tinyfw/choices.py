@@ -87,3 +87,25 @@ class WandbMode(_StrEnum):
 class LayerReduction(_StrEnum):
     sum = "sum"  # the reference: sum over mapped layers (each layer weighs as much as the embedding term)
     mean = "mean"  # mean over mapped layers (the embedding term then weighs M x a layer)
+
+
+class Recipe(_StrEnum):
+    tinybert = "tinybert"  # the default: embedding + attention scores MSE + hidden MSE; TD steps 1 and 2
+    distilbert = "distilbert"  # GD: teacher MLM soft targets + student MLM + hidden cosine; TD: soft CE
+    minilm = "minilm"  # GD: last-layer attention + value relations (any head count); TD: soft CE
+
+
+class PredLoss(_StrEnum):
+    soft_ce = "soft_ce"  # −softmax(z_T/t)·log_softmax(z_S/t) (TinyBERT)
+    kl = "kl"  # KL(softmax(z_T/t) ‖ softmax(z_S/t)): soft CE minus the teacher's entropy
+    mse = "mse"  # MSE of the logits
+
+
+class AttnLoss(_StrEnum):
+    mse = "mse"  # MSE of the pre-softmax scores (TinyBERT)
+    kl = "kl"  # KL(teacher ‖ student) of the attention probabilities over valid cells
+
+
+class HidnLoss(_StrEnum):
+    mse = "mse"  # MSE(H_S W_h, H_T) (TinyBERT)
+    cosine = "cosine"  # 1 − cos(H_S [W_h], H_T) per real token (DistilBERT); W_h only when widths differ

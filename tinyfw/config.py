@@ -23,6 +23,7 @@ from tinyfw.choices import (  # noqa: F401 - the schema's choices (tinyfw/choice
     AttnKernel, AttnMode, AugmentMode, Budget, Device, GdOffInit, LayerReduction, Precision, Schedule, Stage,
     Switch, TargetRule, WandbMode,
 )
+from tinyfw.choices import AttnLoss, HidnLoss, PredLoss, Recipe  # noqa: F401 - the recipes' choices (issue 23)
 
 
 @dataclass
@@ -53,7 +54,8 @@ class TeacherCfg:
 class StudentCfg:
     # all three set by the `student` group (conf/student/)
     shape: ShapeCfg = MISSING
-    # random | teacher_layers | path to a checkpoint directory (HF format)
+    # random | teacher_layers | every_other (DistilBERT: teacher layers 1,3,5,.. when widths match, else
+    # random; GD only) | path to a checkpoint directory (HF format)
     init: str = MISSING
     # uniform (m*N/M) | nearest (ceil(m*N/M): uniform when exact, any N, M) | top | bottom |
     # explicit list of teacher layers (1-based), one per student layer
@@ -66,6 +68,12 @@ class LossWeights:
     attn: float = 1.0
     hidn: float = 1.0
     pred: float = 1.0
+    # the other recipes' losses (0: off; at 0 they enter no cache key): MiniLM's last-layer
+    # attention and value relations, DistilBERT's student masked LM and teacher-MLM soft targets (GD)
+    rel_attn: float = 0.0
+    rel_value: float = 0.0
+    mlm: float = 0.0
+    mlm_soft: float = 0.0
 
 
 @dataclass
@@ -78,6 +86,17 @@ class DistillCfg:
     # reference: the reference code (scores <= -100 zeroed, plain means incl. padding); all token losses
     attn_mode: AttnMode = AttnMode.masked
     temperature: float = 1.0
+    # Loss variants and recipes (tinyfw/distill/recipes.py; `recipe=` sets them). At their
+    # defaults (TinyBERT's) these keys enter no cache key, so the default path keeps its keys.
+    recipe: Recipe = Recipe.tinybert  # the label the report groups by (`recipe=` group sets it)
+    pred_loss: PredLoss = PredLoss.soft_ce  # TD step 2: soft_ce | kl | mse
+    attn_loss: AttnLoss = AttnLoss.mse  # scores MSE | probabilities KL (teacher ‖ student)
+    hidn_loss: HidnLoss = HidnLoss.mse  # MSE through W_h | cosine
+    hard_label_weight: float = 0.0  # α: + α·(the task's hard-label loss) in TD step 2
+    # MiniLM relation heads shared by teacher and student (Q/K/V split into this many): 0 = the
+    # largest count <= the teacher's heads that divides both widths
+    relation_heads: int = 0
+    mlm_temperature: float = 2.0  # DistilBERT's soft targets over the teacher's MLM distribution
 
 
 @dataclass
@@ -205,6 +224,9 @@ class TaskDistillCfg:
     # td=off ("w/o TD"): the student is fine-tuned on hard labels with these settings (conf/config.yaml)
     finetune: TrainCfg = field(default_factory=TrainCfg)
     eval_batch_size: int = 128
+    # TD step 1 (intermediate layers) runs; false: TD is prediction distillation alone (the
+    # distilbert and minilm recipes). At its default it enters no cache key.
+    intermediate: bool = True
 
 
 @dataclass

@@ -107,9 +107,13 @@ def for_task(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     phases = ({"step1": training_parts(td.step1), "step2": training_parts(td.step2)} if on(cfg.td)
               else {"finetune": training_parts(td.finetune)})
     own = {k: plain(td[k]) for k in ("max_train_examples", "budget", "group_by_length", "precision")}
+    if not td.get("intermediate", True):  # the recipes without TD step 1 (at its default: not in the key)
+        own["intermediate"] = False
     fp.update({"task": plain(cfg.task), "task_distill": {**own, **phases},
                "gd": str(cfg.gd), "td": str(cfg.td), "augment": str(cfg.augment), "seed": int(cfg.seed),
                "precision": plain(cfg.precision)})
     if on(cfg.td):
-        fp["distill"] = plain(cfg.distill)
+        from tinyfw.distill.recipes import key_view
+
+        fp["distill"] = key_view(plain(cfg.distill))  # the recipes' keys enter only when set
     return fp

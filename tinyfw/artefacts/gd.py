@@ -28,16 +28,25 @@ from tinyfw.fsutil import atomic_dir, atomic_write_json
 
 log = logging.getLogger("tinyfw.general")
 KIND = "gd-student"
-LOSSES = ("embd", "attn", "hidn", "total")
+LOSSES = ("embd", "attn", "hidn", "rel_attn", "rel_value", "mlm", "mlm_soft", "total")
 
 
 def gd_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
     """Everything the GD student depends on (the cache key). With ``home``, local corpus
     files enter by path, size and mtime."""
     corpus = corpus_parts(cfg.corpus, home)
-    distill = plain(cfg.distill)
+    from tinyfw.distill.recipes import key_view
+
+    distill = key_view(plain(cfg.distill))  # the recipes' keys enter only when set
     distill["weights"].pop("pred", None)  # no prediction loss in GD
-    return {
+    for k in ("pred_loss", "hard_label_weight"):  # TD step 2's (recipes): not GD's
+        distill.pop(k, None)
+    extra = {}
+    if float(cfg.distill.weights.get("mlm_soft", 0.0)) > 0:  # the teacher is then stage=mlm's masked LM
+        from tinyfw.artefacts.mlm import mlm_cache_parts
+
+        extra["teacher_mlm"] = mlm_cache_parts(cfg, home)
+    return {**extra,
         "teacher": plain(cfg.teacher),
         "student": {"shape": plain(cfg.student.shape), "init": str(cfg.student.init),
                     "layer_map": plain(cfg.student.layer_map)},
@@ -72,22 +81,67 @@ def _models(cfg: DictConfig, home: Path) -> Tuple[Any, Any, Any, Any, list]:
     from tinyfw.models.load import check_tokenizer, load_teacher
     from tinyfw.models.student import build_student, layer_mapping, student_config, validate_pair
 
-    weights = {k: float(cfg.distill.weights[k]) for k in ("embd", "attn", "hidn")}
+    from tinyfw.distill import recipes
+
+    weights = recipes.feature_weights(cfg.distill, gd=True)
     teacher, tok = load_teacher(cfg.teacher, home)
+    if weights["mlm_soft"] > 0:  # DistilBERT: the teacher with its MLM head (stage=mlm's masked LM)
+        teacher = _teacher_mlm(cfg, home, tok)
     teacher.eval().requires_grad_(False)
     tcfg = teacher.config  # load_teacher checked that the tokenizer is the teacher's
     shape = cfg.student.shape
     mapping = layer_mapping(plain(cfg.student.layer_map), shape.num_layers, tcfg.num_hidden_layers)
+    recipes.check(cfg.distill, student_config(shape, tcfg), tcfg, weights["attn"])
     validate_pair(student_config(shape, tcfg), tcfg, mapping, weights["attn"])
+    init, init_layers, note = recipes.resolve_init(str(cfg.student.init), shape, tcfg, mapping)
+    if note:
+        log.info("GD student init %s", note)
     torch.manual_seed(cfg.general.seed)
-    student = build_student(shape, teacher, str(cfg.student.init), mapping)
+    student = build_student(shape, teacher, init, init_layers)
     validate_pair(student.config, tcfg, mapping, weights["attn"])
     if os.path.isdir(str(cfg.student.init)):  # a checkpoint: it must know the teacher's tokenizer too
         check_tokenizer(tok, student.config, f"student.init={cfg.student.init}", str(cfg.student.init))
     distiller = Distiller(shape.hidden_size, tcfg.hidden_size, mapping, {**weights, "pred": 0.0},
                           share_projection=cfg.distill.share_projection, attn_mode=cfg.distill.attn_mode,
-                          temperature=cfg.distill.temperature, layer_reduction=cfg.distill.layer_reduction)
+                          temperature=cfg.distill.temperature, layer_reduction=cfg.distill.layer_reduction,
+                          **recipes.distiller_kwargs(cfg.distill, student.config, tcfg))
     return teacher, tok, student, distiller, mapping
+
+
+def _teacher_mlm(cfg: DictConfig, home: Path, tok: Any) -> Any:
+    """The teacher as a masked LM (DistilBERT's soft targets): the masked LM ``stage=mlm`` makes
+    from the teacher (cached, trained now when missing), checked against the teacher's tokenizer."""
+    from tinyfw.artefacts.mlm import ensure_mlm
+    from tinyfw.models.load import check_tokenizer, load_strict
+
+    from transformers import AutoModelForMaskedLM
+
+    if str(cfg.mlm.base) != "teacher":
+        raise ValueError(f"distill.weights.mlm_soft > 0 distils the teacher's own masked LM, but mlm.base="
+                         f"{cfg.mlm.base}: set mlm.base=teacher (or distill.weights.mlm_soft=0)")
+    path = str(ensure_mlm(cfg, home))
+    model = load_strict(AutoModelForMaskedLM, path)
+    check_tokenizer(tok, model.config, f"teacher masked LM {path}", path)
+    if getattr(model, "cls", None) is None:
+        raise TypeError(f"teacher masked LM {path} has no BERT-style `cls` head")
+    return model
+
+
+def _recipe_step(cfg: DictConfig, tok: Any, weights: Dict[str, float], mapping: list, collate: Any, loss_fn: Any):
+    """(collate, loss_fn) for the other recipes' GD losses: Q/K/V capture for MiniLM's relations;
+    ``stage=mlm``'s masking for DistilBERT's masked-LM losses. The defaults otherwise."""
+    from tinyfw.distill.recipes import needs_extra
+    from tinyfw.distill.steps import recipe_loss_fn
+
+    if not needs_extra(weights):
+        return collate, loss_fn
+    mlm = weights["mlm"] > 0 or weights["mlm_soft"] > 0
+    if mlm:
+        from tinyfw.artefacts.mlm import masking_collate
+
+        collate = masking_collate(tok, float(cfg.mlm.mask_prob))
+    return collate, recipe_loss_fn(weights["attn"] > 0, weights["rel_attn"] > 0 or weights["rel_value"] > 0,
+                                   mapping, mlm=mlm)
 
 
 def _save(cfg: DictConfig, out_dir: Path, student: Any, tok: Any, distiller: Any, teacher: Any, mapping: list) -> Path:
@@ -132,6 +186,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
                                      rank=acc.process_index, world_size=acc.num_processes)
     collate = Collator(tok.pad_token_id)
     loss_fn = feature_loss_fn(need_scores=weights["attn"] > 0, mapping=mapping)
+    collate, loss_fn = _recipe_step(cfg, tok, weights, mapping, collate, loss_fn)
     evaluate = None
     if held is not None and not c.streaming and len(held) > 0:
         evaluate = _heldout_eval(loss_fn, held, collate, cfg.general.train.batch_size)

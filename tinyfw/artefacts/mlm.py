@@ -57,10 +57,22 @@ def base_path_and_tokenizer(cfg: DictConfig, home: Path) -> Tuple[str, Any]:
     return path, load_tokenizer(path, home)
 
 
-def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -> Tuple[Dict[str, Any], Path]:
-    """Adapt the base encoder into a masked LM in ``out_dir`` (mlm/, checkpoints/)."""
+def masking_collate(tok: Any, mask_prob: float):
+    """The masked-LM collate: ``mask_prob`` of the tokens (80% [MASK], 10% random, 10% kept;
+    ``DataCollatorForLanguageModeling``) -> input_ids, attention_mask, labels (-100 elsewhere).
+    Shared by ``stage=mlm`` and DistilBERT-style GD."""
     from transformers import DataCollatorForLanguageModeling
 
+    collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=mask_prob)
+
+    def collate(rows):
+        return collator([{"input_ids": r["input_ids"]} for r in rows])
+
+    return collate
+
+
+def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -> Tuple[Dict[str, Any], Path]:
+    """Adapt the base encoder into a masked LM in ``out_dir`` (mlm/, checkpoints/)."""
     from tinyfw import fingerprint
     from tinyfw.data.corpus import segment_stats
     from tinyfw.models.load import check_tokenizer
@@ -78,10 +90,7 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     acc = make_accelerator(precision)
     train_ds, held = corpus_segments(cfg.corpus, tok, home, cfg.mlm.seed, max(cfg.corpus.heldout_fraction, 1e-9),
                                      streaming=False)
-    collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=cfg.mlm.mask_prob)
-
-    def collate(rows):
-        return collator([{"input_ids": r["input_ids"]} for r in rows])
+    collate = masking_collate(tok, cfg.mlm.mask_prob)
 
     def loss_fn(modules, batch):
         return modules["mlm"](**batch), {}

@@ -83,7 +83,19 @@ def step1_cache_parts(cfg: DictConfig, teacher_dir: Path, init: str, enc, mappin
         "train": training_parts(train_cfg, "eval_every"),
         "group_by_length": bool(cfg.task_distill.group_by_length),
         "precision": str(precision), "seed": int(cfg.seed), "v": 1,
+        **_recipe_parts(distill),
     }
+
+
+def _recipe_parts(distill: Dict[str, Any]) -> Dict[str, Any]:
+    """The recipes' step-1 settings (attention/hidden variants, MiniLM relations), only those
+    not at their defaults: the default path's step-1 key stays the same."""
+    from tinyfw.distill.recipes import key_view
+
+    view = key_view(distill)
+    own = {k: view[k] for k in ("attn_loss", "hidn_loss", "relation_heads") if k in view}
+    rel = {k: view["weights"][k] for k in ("rel_attn", "rel_value") if k in view["weights"]}
+    return {"recipe": {**own, **({"weights": rel} if rel else {})}} if (own or rel) else {}
 
 
 def cached_step1(home: Path, parts: Dict[str, Any], student: Any, train: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:

@@ -21,6 +21,7 @@ tensor for backward, so they mix with the student's autograd graph.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -108,3 +109,110 @@ def soft_loss(s_logits: Tensor, t_logits: Tensor, temperature: float = 1.0) -> T
     if t_logits.shape[-1] == 1:
         return regression_loss(s_logits, t_logits)
     return prediction_loss(s_logits, t_logits, temperature)
+
+
+# ---- the other recipes' loss variants (issue 23; tinyfw/distill/recipes.py picks them) -------------
+# Each is masked like the default: only real tokens (attention: valid query rows x key columns)
+# count, so padding the same batch longer leaves it unchanged.
+
+
+def _kl_rows(t_logits: Tensor, s_logits: Tensor, keep_cols: Tensor) -> Tensor:
+    """KL(softmax(t) ‖ softmax(s)) per row over the columns ``keep_cols`` (broadcast bool) only."""
+    t = t_logits.float().masked_fill(~keep_cols, -1e9)  # finite: no inf - inf in the masked cells
+    s = s_logits.float().masked_fill(~keep_cols, -1e9)
+    p_t, logp_t, logp_s = F.softmax(t, -1), F.log_softmax(t, -1), F.log_softmax(s, -1)
+    return torch.where(keep_cols, p_t * (logp_t - logp_s), 0.0).sum(-1)
+
+
+def prediction_kl(s_logits: Tensor, t_logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """KL(softmax(z_T/t) ‖ softmax(z_S/t)), summed over classes, mean over the batch (no t² factor)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    logp_t = F.log_softmax(t_logits.float() / temperature, dim=-1)
+    logp_s = F.log_softmax(s_logits.float() / temperature, dim=-1)
+    return (logp_t.exp() * (logp_t - logp_s)).sum(-1).mean()
+
+
+def logits_mse(s_logits: Tensor, t_logits: Tensor) -> Tensor:
+    """MSE of the student's logits to the teacher's, mean over batch × classes."""
+    if s_logits.shape != t_logits.shape:
+        raise ValueError(f"student {tuple(s_logits.shape)} and teacher {tuple(t_logits.shape)} logits differ")
+    return (s_logits.float() - t_logits.float()).pow(2).mean()
+
+
+PRED_LOSSES = ("soft_ce", "kl", "mse")
+
+
+def prediction_variant(s_logits: Tensor, t_logits: Tensor, temperature: float = 1.0, kind: str = "soft_ce") -> Tensor:
+    """The prediction loss ``kind`` (soft_ce: :func:`soft_loss`, kl, mse); a one-output head
+    (regression) always takes MSE to the teacher's output."""
+    kind = str(kind)
+    if kind == "soft_ce" or t_logits.shape[-1] == 1:
+        return soft_loss(s_logits, t_logits, temperature)
+    if kind == "kl":
+        return prediction_kl(s_logits, t_logits, temperature)
+    if kind == "mse":
+        return logits_mse(s_logits, t_logits)
+    raise ValueError(f"unknown distill.pred_loss {kind!r}: use one of {', '.join(PRED_LOSSES)}")
+
+
+def attention_kl(s_scores: Tensor, t_scores: Tensor, mask: Tensor) -> Tensor:
+    """KL(teacher ‖ student) of the attention probabilities of one mapped layer pair: each
+    valid query row's softmax over the valid key columns of the pre-softmax scores [B,h,T,T];
+    mean over valid rows × heads."""
+    if s_scores.shape != t_scores.shape:
+        raise ValueError(
+            f"attention scores differ in shape: student {tuple(s_scores.shape)} vs teacher "
+            f"{tuple(t_scores.shape)} (equal head counts are required; or set distill.weights.attn=0)"
+        )
+    keep = mask.to(device=s_scores.device, dtype=torch.bool)
+    kl = _kl_rows(t_scores, s_scores, keep[:, None, None, :])  # [B,h,T]
+    rows = keep[:, None, :].expand_as(kl)
+    return torch.where(rows, kl, 0.0).sum() / rows.sum().clamp_min(1)
+
+
+def hidden_cosine(s_h: Tensor, t_h: Tensor, proj: Optional[nn.Module], mask: Tensor) -> Tensor:
+    """Mean over real tokens of 1 − cos(proj(H_S), H_T) (DistilBERT's cosine loss; ``proj``
+    None = identity, for equal widths)."""
+    s = proj(s_h) if proj is not None else s_h
+    if s.shape != t_h.shape:
+        raise ValueError(f"student {tuple(s.shape)} and teacher {tuple(t_h.shape)} shapes differ (projection?)")
+    cos = F.cosine_similarity(s.float(), t_h.float(), dim=-1)  # [B,T]
+    valid = mask.to(device=cos.device, dtype=torch.bool)
+    return torch.where(valid, 1.0 - cos, 0.0).sum() / valid.sum().clamp_min(1)
+
+
+def _relation_heads(x: Tensor, heads: int) -> Tensor:
+    b, t, d = x.shape
+    if d % heads:
+        raise ValueError(f"width {d} is not divisible by {heads} relation heads (distill.relation_heads)")
+    return x.float().view(b, t, heads, d // heads).transpose(1, 2)  # [B,r,T,d/r]
+
+
+def relation_logits(x: Tensor, y: Tensor, heads: int) -> Tensor:
+    """x_r y_rᵀ / √d_r per relation head r: [B,T,D] x2 -> [B,r,T,T] (D split into ``heads``)."""
+    xr, yr = _relation_heads(x, heads), _relation_heads(y, heads)
+    return xr @ yr.transpose(-1, -2) / math.sqrt(xr.shape[-1])
+
+
+def relation_kl(s_x: Tensor, s_y: Tensor, t_x: Tensor, t_y: Tensor, mask: Tensor, heads: int) -> Tensor:
+    """MiniLM(-v2) relation transfer: KL(softmax(t_x t_yᵀ/√d_t) ‖ softmax(s_x s_yᵀ/√d_s)) per
+    relation head, the concatenated [B,T,D] projections (Q and K: attention; V and V: value
+    relation) split into the same ``heads`` on both sides (so head counts and widths may
+    differ); mean over valid query rows × heads, padded key columns excluded."""
+    s, t = relation_logits(s_x, s_y, heads), relation_logits(t_x, t_y, heads)
+    keep = mask.to(device=s.device, dtype=torch.bool)
+    kl = _kl_rows(t, s, keep[:, None, None, :])
+    rows = keep[:, None, :].expand_as(kl)
+    return torch.where(rows, kl, 0.0).sum() / rows.sum().clamp_min(1)
+
+
+def mlm_soft_loss(s_logits: Tensor, t_logits: Tensor, temperature: float = 2.0) -> Tensor:
+    """DistilBERT's soft-target loss at the masked positions ([N, vocab] rows):
+    KL(softmax(z_T/t) ‖ softmax(z_S/t)) · t², mean over rows."""
+    return prediction_kl(s_logits, t_logits, temperature) * temperature ** 2
+
+
+def mlm_loss(s_logits: Tensor, labels: Tensor) -> Tensor:
+    """The student's masked-LM cross-entropy at the masked positions ([N, vocab] vs [N])."""
+    return F.cross_entropy(s_logits.float(), labels)

@@ -12,10 +12,11 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from tinyfw.distill import losses as L
 from tinyfw.distill.losses import MODES, attention_loss, embedding_loss, hidden_loss, soft_loss
 from tinyfw.models.capture import Features
 
-WEIGHT_KEYS = ("embd", "attn", "hidn", "pred")
+WEIGHT_KEYS = ("embd", "attn", "hidn", "pred", "rel_attn", "rel_value", "mlm", "mlm_soft")
 REDUCTIONS = ("sum", "mean")
 
 
@@ -50,6 +51,11 @@ class Distiller(nn.Module):
         attn_mode: str = "masked",
         temperature: float = 1.0,
         layer_reduction: str = "sum",
+        attn_loss: str = "mse",
+        hidn_loss: str = "mse",
+        relation_heads: int = 0,
+        mlm_temperature: float = 2.0,
+        vocab_size: int = 0,
     ) -> None:
         super().__init__()
         unknown = set(weights) - set(WEIGHT_KEYS)
@@ -72,7 +78,12 @@ class Distiller(nn.Module):
         self.share_projection = bool(share_projection)
         self.attn_mode = attn_mode
         self.temperature = float(temperature)
+        self.attn_loss, self.hidn_loss = str(attn_loss), str(hidn_loss)
+        self.relation_heads, self.mlm_temperature = int(relation_heads), float(mlm_temperature)
         use_e, use_h = self.weights["embd"] > 0, self.weights["hidn"] > 0
+        if self.hidn_loss == "cosine" and student_hidden == teacher_hidden:
+            use_h = False  # DistilBERT: cosine of equal widths, no W_h
+        self.mlm_head = self._recipe_modules(student_hidden, vocab_size)
         self.proj_e: Optional[nn.Linear] = None
         self.proj_h: Optional[nn.Linear] = None
         if self.share_projection and (use_e or use_h):
@@ -107,7 +118,8 @@ class Distiller(nn.Module):
         stacked = torch.stack(per_layer)
         return stacked.sum() if self.layer_reduction == "sum" else stacked.mean()
 
-    def forward(self, s: Features, t: Features) -> Tuple[Tensor, Dict[str, Tensor]]:
+    def forward(self, s: Features, t: Features, mlm: Optional[Tuple[Tensor, ...]] = None
+                ) -> Tuple[Tensor, Dict[str, Tensor]]:
         """``(total, {"embd", "attn", "hidn", ["pred"], "total"})``; values unweighted except total."""
         mask, mode = s.mask, self.attn_mode
         if tuple(s.mask.shape) != tuple(t.mask.shape):
@@ -118,13 +130,14 @@ class Distiller(nn.Module):
             losses["embd"] = embedding_loss(s.embeddings, t.embeddings, self.projection("embd"), mask, mode=mode)
         if w["attn"] > 0:
             pairs = self._layers(s, t, "scores")
-            losses["attn"] = self._reduce([attention_loss(a, b, mask, mode=mode) for a, b in pairs])
+            losses["attn"] = self._reduce([self._attn_pair(a, b, mask, mode) for a, b in pairs])
         if w["hidn"] > 0:
             proj = self.projection("hidn")
             pairs = self._layers(s, t, "hidden")
-            losses["hidn"] = self._reduce([hidden_loss(a, b, proj, mask, mode=mode) for a, b in pairs])
+            losses["hidn"] = self._reduce([self._hidn_pair(a, b, proj, mask, mode) for a, b in pairs])
         if w["pred"] > 0 and s.logits is not None and t.logits is not None:
             losses["pred"] = soft_loss(s.logits, t.logits, self.temperature)
+        losses.update(self._recipe_losses(s, t, mlm))
         if not losses:
             raise ValueError(
                 "no distillation loss is active: every weight is 0 (or pred is the only one and the "
@@ -133,6 +146,76 @@ class Distiller(nn.Module):
         total = sum(w[k] * v for k, v in losses.items())
         losses["total"] = total
         return total, losses
+
+
+    # ---- the other recipes' losses (issue 23): variants of attn/hidn, MiniLM relations, MLM ----
+
+    def _recipe_modules(self, student_hidden: int, vocab_size: int) -> Optional[nn.Module]:
+        if self.attn_loss not in ("mse", "kl") or self.hidn_loss not in ("mse", "cosine"):
+            raise ValueError(f"unknown distill.attn_loss {self.attn_loss!r} (mse | kl) or "
+                             f"distill.hidn_loss {self.hidn_loss!r} (mse | cosine)")
+        if self.attn_loss == "kl" and self.attn_mode == "reference" and self.weights["attn"] > 0:
+            raise ValueError("distill.attn_mode=reference reproduces the reference code's scores MSE only: "
+                             "use distill.attn_mode=masked with distill.attn_loss=kl")
+        if (self.weights["rel_attn"] > 0 or self.weights["rel_value"] > 0) and self.relation_heads < 1:
+            raise ValueError("MiniLM's relation losses need distill.relation_heads >= 1 (resolved from 0 = auto "
+                             "by tinyfw.distill.recipes.relation_heads)")
+        if self.weights["mlm"] > 0 or self.weights["mlm_soft"] > 0:
+            if vocab_size < 1:
+                raise ValueError("the masked-LM losses (distill.weights.mlm, mlm_soft) need the vocabulary size")
+            return StudentMLMHead(student_hidden, vocab_size)
+        return None
+
+    def _attn_pair(self, a: Tensor, b: Tensor, mask: Tensor, mode: str) -> Tensor:
+        return L.attention_kl(a, b, mask) if self.attn_loss == "kl" else attention_loss(a, b, mask, mode=mode)
+
+    def _hidn_pair(self, a: Tensor, b: Tensor, proj: Optional[nn.Module], mask: Tensor, mode: str) -> Tensor:
+        return L.hidden_cosine(a, b, proj, mask) if self.hidn_loss == "cosine" else hidden_loss(a, b, proj, mask, mode=mode)
+
+    def _recipe_losses(self, s: Features, t: Features, mlm: Optional[Tuple[Tensor, ...]]) -> Dict[str, Tensor]:
+        """MiniLM's last-layer relations (``rel_attn``: Q·K, ``rel_value``: V·V; from
+        ``Features.qkv``) and DistilBERT's masked-LM losses (``mlm``: the student's, ``mlm_soft``:
+        soft targets of the teacher's MLM; ``mlm`` = (the student's last hidden states and the
+        teacher's MLM logits at the masked positions, the student's word embeddings, the labels)
+        as (s_hidden, word_embeddings, t_logits, labels))."""
+        w, out = self.weights, {}
+        if w["rel_attn"] > 0 or w["rel_value"] > 0:
+            if s.qkv is None or t.qkv is None:
+                raise ValueError("MiniLM's relation losses need the last layer's Q/K/V: capture(need_qkv=True)")
+            (sq, sk, sv), (tq, tk, tv), r = s.qkv, t.qkv, self.relation_heads
+            if w["rel_attn"] > 0:
+                out["rel_attn"] = L.relation_kl(sq, sk, tq, tk, s.mask, r)
+            if w["rel_value"] > 0:
+                out["rel_value"] = L.relation_kl(sv, sv, tv, tv, s.mask, r)
+        if w["mlm"] > 0 or w["mlm_soft"] > 0:
+            if mlm is None:
+                raise ValueError("the masked-LM losses need the masked positions' logits and labels (GD with masking)")
+            s_hidden, word_embeddings, t_logits, labels = mlm
+            if labels.numel() == 0:  # no token masked in this batch: a zero that keeps the graph
+                zero = s_hidden.sum() * 0.0 + self.mlm_head.bias.sum() * 0.0
+                return {**out, **{k: zero for k in ("mlm", "mlm_soft") if w[k] > 0}}
+            s_logits = self.mlm_head(s_hidden, word_embeddings)
+            if w["mlm"] > 0:
+                out["mlm"] = L.mlm_loss(s_logits, labels)
+            if w["mlm_soft"] > 0:
+                out["mlm_soft"] = L.mlm_soft_loss(s_logits, t_logits, self.mlm_temperature)
+        return out
+
+
+class StudentMLMHead(nn.Module):
+    """The student's masked-LM head during GD (DistilBERT): dense + GELU + LayerNorm, then the
+    decoder tied to the student's word embeddings (passed at call time) plus an own bias. It
+    lives in the :class:`Distiller` (saved in ``projections.pt``), never in the student."""
+
+    def __init__(self, hidden: int, vocab_size: int) -> None:
+        super().__init__()
+        self.dense = _projection(hidden, hidden)
+        self.norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, h: Tensor, word_embeddings: Tensor) -> Tensor:
+        x = self.norm(nn.functional.gelu(self.dense(h)))
+        return nn.functional.linear(x, word_embeddings, self.bias)
 
 
 def carry_over_projections(distiller: Distiller, gd_dir: Optional[str | Path]) -> Dict[str, Any]:

@@ -95,3 +95,55 @@ def soft_entropy(logits: np.ndarray, temperature: float) -> float:
     z = z - z.max(-1, keepdims=True)
     p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
     return float(-(p * np.log(np.clip(p, 1e-12, None))).sum(-1).mean())
+
+
+def recipe_loss_fn(need_scores: bool, need_qkv: bool, mapping: Optional[Sequence[int]] = None, mlm: bool = False,
+                   log_total: bool = True):
+    """:func:`feature_loss_fn` for the other recipes' losses (``tinyfw.distill.recipes``):
+    with ``need_qkv`` both sides also capture the last layer's Q/K/V (MiniLM's relations);
+    with ``mlm`` the batch carries masked inputs and ``labels`` (``stage=mlm``'s masking), the
+    teacher is a masked LM (its ``cls`` head gives the soft targets at the masked positions)
+    and the Distiller's student MLM head reads the student's last hidden states there."""
+    from tinyfw.models.capture import unwrap
+
+    def loss_fn(modules: Dict[str, torch.nn.Module], batch: Dict[str, torch.Tensor]):
+        args = (batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        where = batch["labels"] != -100 if mlm else None
+        with torch.inference_mode():
+            t = capture(modules["teacher"], *args, need_scores=need_scores, need_qkv=need_qkv)
+            t_mlm = unwrap(modules["teacher"]).cls(t.hidden[-1][where]) if mlm else None
+        qkv = tuple(x.clone() for x in t.qkv) if t.qkv is not None else None
+        t = clone_features(t, mapping)
+        t.qkv = qkv
+        s = capture(modules["student"], *args, need_scores=need_scores, need_qkv=need_qkv)
+        extra = None
+        if mlm:
+            emb = unwrap(modules["student"]).get_input_embeddings().weight
+            extra = (s.hidden[-1][where], emb, t_mlm.clone(), batch["labels"][where])
+        total, losses = modules["distiller"](s, t, mlm=extra)
+        return total, {k: float(v.detach()) for k, v in losses.items() if log_total or k != "total"}
+
+    return loss_fn
+
+
+def prediction_variant_loss_fn(pred_weight: float, temperature: float, regression: bool, kind: str = "soft_ce",
+                               hard_label_weight: float = 0.0):
+    """:func:`prediction_loss_fn` with the prediction loss ``kind`` (soft_ce | kl | mse,
+    :func:`~tinyfw.distill.losses.prediction_variant`) and the task's hard-label loss mixed in
+    with weight ``hard_label_weight`` (α): pred_weight·soft + α·hard, each logged unweighted."""
+    from tinyfw.distill.losses import prediction_variant
+
+    def loss_fn(mods, batch):
+        logits = mods["student"](**_model_inputs(batch)).logits
+        if pred_weight <= 0:  # "w/o Pred": hard labels
+            return _hard_loss(logits, batch["labels"], regression), {}
+        soft = prediction_variant(logits, batch["t_logits"].to(logits.device), temperature, kind)
+        logs = {"pred": float(soft.detach())}
+        total = pred_weight * soft
+        if hard_label_weight > 0:
+            hard = _hard_loss(logits, batch["labels"], regression)
+            logs["hard"] = float(hard.detach())
+            total = total + hard_label_weight * hard
+        return total, logs
+
+    return loss_fn

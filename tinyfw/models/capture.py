@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,9 @@ class Features:
     scores: List[Tensor]  # L x [B,heads,T,T]: pre-softmax QKᵀ/√d_k, no mask added ([] if not asked)
     mask: Tensor  # [B,T] attention mask (1 = real token) the scores belong to
     logits: Optional[Tensor] = None  # [B,C] sequence classification/regression logits, if any
+    # the last layer's query, key and value projections [B,T,H] (heads concatenated), only when
+    # capture(need_qkv=True): MiniLM's relation losses
+    qkv: Optional[Tuple[Tensor, Tensor, Tensor]] = None
 
 
 def _capture_attention(
@@ -104,6 +107,7 @@ def capture(
     attention_mask: Optional[Tensor],
     token_type_ids: Optional[Tensor] = None,
     need_scores: bool = True,
+    need_qkv: bool = False,
 ) -> Features:
     """Run ``model`` once and return its :class:`Features`.
 
@@ -112,12 +116,14 @@ def capture(
     wrapped by DDP/Accelerate. Does not change the model's outputs. The caller chooses the
     grad mode: ``torch.inference_mode()`` for the teacher, autograd for the student.
     ``logits`` is filled only for 2-D (sequence-level) logits; MLM logits are left out.
+    ``need_qkv``: also the last layer's Q/K/V projections (forward hooks, only then).
     """
     enable_capture(model)
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     sink: Optional[List[Tensor]] = [] if need_scores else None
     token = _SINK.set(sink)
+    qkv, hooks = _hook_last_qkv(model) if need_qkv else ({}, [])
     try:
         out = model(
             input_ids=input_ids,
@@ -128,6 +134,8 @@ def capture(
         )
     finally:
         _SINK.reset(token)
+        for h in hooks:
+            h.remove()
     states = out.hidden_states
     if states is None:
         raise RuntimeError(f"{type(unwrap(model)).__name__} returned no hidden states")
@@ -142,5 +150,25 @@ def capture(
     if logits is not None and logits.dim() != 2:
         logits = None
     return Features(
-        embeddings=states[0], hidden=list(states[1:]), scores=list(scores), mask=attention_mask, logits=logits
+        embeddings=states[0], hidden=list(states[1:]), scores=list(scores), mask=attention_mask, logits=logits,
+        qkv=(qkv["query"], qkv["key"], qkv["value"]) if need_qkv else None,
     )
+
+
+def last_self_attention(model: nn.Module) -> nn.Module:
+    """The last layer's self-attention module (with ``query``, ``key``, ``value`` linears)."""
+    base = getattr(unwrap(model), "base_model", unwrap(model))
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    attn = getattr(getattr(layers[-1], "attention", None), "self", None) if layers else None
+    if attn is None or not all(isinstance(getattr(attn, n, None), nn.Module) for n in ("query", "key", "value")):
+        raise TypeError(f"{type(unwrap(model)).__name__} has no BERT-style encoder.layer[-1].attention.self."
+                        "{query,key,value}: MiniLM's relation losses cannot read its Q/K/V")
+    return attn
+
+
+def _hook_last_qkv(model: nn.Module):
+    """Forward hooks stashing the last layer's Q/K/V projection outputs ({name: [B,T,H]})."""
+    attn, out = last_self_attention(model), {}
+    def keep(name):
+        return lambda _mod, _inp, y: out.__setitem__(name, y)
+    return out, [getattr(attn, n).register_forward_hook(keep(n)) for n in ("query", "key", "value")]

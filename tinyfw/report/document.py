@@ -57,7 +57,9 @@ def markdown(tab: table.Table, source: str, kind: str, percent: bool, png_name: 
             "",
             "Per seed, ablation minus full recipe (same seed), then the mean and its 95% confidence "
             "interval (Student t over the paired seeds, n - 1 degrees of freedom; none for n < 2). "
-            "An interval below 0 says the removed part helped on this task at this budget.",
+            "An interval below 0 says the removed part helped on this task at this budget."
+            + (" Rows `recipe=...`: another distillation recipe minus TinyBERT's full recipe (Δ to TinyBERT)."
+               if any(label.startswith("recipe=") for label, _ in tab.rows) else ""),
             "",
             diff,
             "",

@@ -55,7 +55,8 @@ FLAGS = ("gd", "td", "da")
 OBJECTIVES = ("embd", "attn", "hidn", "pred")
 TASK_STAGE = "task"  # the only stage whose runs are ablation results
 # keys that define a table cell (not "other swept settings"); see RunRecord.extra_keys
-CELL_KEYS = {"seed", "gd", "td", "augment", "home", "stage"}
+CELL_KEYS = {"seed", "gd", "td", "augment", "home", "stage", "distill.recipe"}
+RECIPE_KEY, DEFAULT_RECIPE = "distill.recipe", "tinybert"  # recipe=... rows (tinyfw/distill/recipes.py)
 CELL_PREFIXES = ("report.", "pipeline.", "logging.", "task.", "distill.weights.", "hydra.")
 
 
@@ -147,8 +148,13 @@ def extra_keys(records: Iterable[RunRecord]) -> List[str]:
     are not averaged together. A key counts only among the runs that use it (``_INERT``): a
     fine-tune setting of the w/o TD runs does not split the runs with TD (nor label them).
     """
-    values: Dict[str, set] = {}
     recs = [r for r in records if r.config]
+    by_recipe: Dict[str, List[RunRecord]] = {}
+    for r in recs:
+        by_recipe.setdefault(str(r.config.get(RECIPE_KEY, DEFAULT_RECIPE)), []).append(r)
+    if len(by_recipe) > 1:  # what a recipe sets is its row's axis: only keys varying within one recipe count
+        return sorted(set().union(*(extra_keys(group) for group in by_recipe.values())))
+    values: Dict[str, set] = {}
     for r in recs:
         for k, v in r.config.items():
             if used(r, k):

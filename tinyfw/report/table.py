@@ -20,7 +20,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from tinyfw.report.records import FLAGS, RunRecord, extra_keys, used
+from tinyfw.report.records import DEFAULT_RECIPE, FLAGS, RECIPE_KEY, RunRecord, extra_keys, used
 
 # metric names tried, in order, when a run does not name its main metric
 KNOWN_METRICS = ("accuracy", "acc", "matthews_correlation", "mcc", "f1", "pearson", "spearmanr",
@@ -110,6 +110,8 @@ def variant(rec: RunRecord, extras: Sequence[str]) -> Tuple[Tuple, str]:
     """(sort key, label) of the table row a run belongs to."""
     if rec.flags is None:
         return (9,), "unknown (no config)"
+    if str(rec.config.get(RECIPE_KEY, DEFAULT_RECIPE)) != DEFAULT_RECIPE:
+        return recipe_variant(rec, extras)
     off = [f.upper() for f in FLAGS if rec.flags.get(f) == "off"]
     zero = [OBJECTIVE_NAMES[k] for k, v in rec.weights.items() if v == 0]
     if "Attn" in zero and "Hidn" in zero:
@@ -135,6 +137,25 @@ def variant(rec: RunRecord, extras: Sequence[str]) -> Tuple[Tuple, str]:
     if odd:  # other loss weights: after the paper's rows
         group = 6
     return (group, len(parts), flag_rank, obj_rank, bool(odd), label), label
+
+
+RECIPE_ORDER = ("distilbert", "minilm")
+
+
+def recipe_variant(rec: RunRecord, extras: Sequence[str]) -> Tuple[Tuple, str]:
+    """(sort key, label) of a run of another recipe (``distill.recipe``): ``recipe=minilm``, its
+    switched-off parts (``w/o GD``, ``w/o Pred``) and other swept settings; after TinyBERT's rows.
+    Its loss weights are the recipe's, so they name no row of their own."""
+    name = str(rec.config.get(RECIPE_KEY))
+    parts = [f.upper() for f in FLAGS if rec.flags.get(f) == "off"]
+    if rec.weights.get("pred", 1.0) == 0:
+        parts.append("Pred")
+    label = f"recipe={name}" + (f", w/o {', '.join(parts)}" if parts else "")
+    extra = {k: _norm(rec.config.get(k)) for k in extras if used(rec, k)}
+    if extra:
+        label += " [" + ", ".join(f"{k}={v}" for k, v in extra.items()) + "]"
+    rank = RECIPE_ORDER.index(name) if name in RECIPE_ORDER else len(RECIPE_ORDER)
+    return (7, rank, name, len(parts), label), label
 
 
 @dataclass

@@ -110,6 +110,7 @@ class Trained:
     projections: Dict[str, Any] = field(default_factory=dict)
     step1: Dict[str, Any] = field(default_factory=dict)
     loss_floor: float = 0.0  # the lowest loss the last phase can reach (its health check)
+    loss_check: bool = True  # the health check reads the last phase's loss (soft CE or hard CE)
     best_step: Optional[int] = None
     last: Any = None  # the last phase's FitResult
 
@@ -194,7 +195,12 @@ def build(cfg: DictConfig, ctx: RunContext, s: Setup) -> Tuple[Any, List[int], s
     student, mapping = build_classifier(shape, plain(cfg.student.layer_map), s.teacher, src, s.task)
     check_tokenizer(s.tok, student.config, f"student {init}", init[3:] if init.startswith("gd:") else None,
                     fix="start from a student distilled with this teacher's tokenizer")
-    validate_pair(student.config, s.teacher.config, mapping, _weights(cfg).get("attn", 0.0))
+    from tinyfw.distill.recipes import check
+
+    inter = bool(cfg.task_distill.get("intermediate", True))  # TD step 1 runs (the recipes' switch)
+    attn = _weights(cfg).get("attn", 0.0) if inter else 0.0
+    check(cfg.distill, student.config, s.teacher.config, attn, intermediate=inter)
+    validate_pair(student.config, s.teacher.config, mapping, attn)
     return student, mapping, init
 
 
@@ -219,14 +225,17 @@ def step1(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: Lis
     from tinyfw.distill.steps import feature_loss_fn
     from tinyfw.train.loop import fit
 
+    from tinyfw.distill import recipes
+
     w = _weights(cfg)
-    inter = {k: w.get(k, 0.0) for k in ("embd", "attn", "hidn")}
-    if not any(v > 0 for v in inter.values()):
+    inter = recipes.feature_weights(cfg.distill, gd=False)
+    if not any(v > 0 for v in inter.values()) or not cfg.task_distill.get("intermediate", True):
         return
     d = cfg.distill
     distiller = Distiller(student.config.hidden_size, s.teacher.config.hidden_size, mapping, inter,
                           share_projection=d.share_projection, attn_mode=d.attn_mode, temperature=d.temperature,
-                          layer_reduction=d.layer_reduction)
+                          layer_reduction=d.layer_reduction,
+                          **recipes.distiller_kwargs(d, student.config, s.teacher.config))
     gd = init[3:] if init.startswith("gd:") else None
     out.projections = carry_over_projections(distiller, gd)
     if out.projections["loaded"]:
@@ -236,6 +245,10 @@ def step1(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: Lis
         log.warning("TD step 1: fresh random projections %s: %s", out.projections["fresh"], out.projections["reason"])
     log.info("TD step 1 (intermediate layers, weights %s) on %d examples", inter, len(s.train))
     loss_fn = feature_loss_fn(inter["attn"] > 0, mapping, log_total=False)
+    if recipes.needs_extra(inter):  # MiniLM's relations in step 1 (task_distill.intermediate=true)
+        from tinyfw.distill.steps import recipe_loss_fn
+
+        loss_fn = recipe_loss_fn(inter["attn"] > 0, True, mapping, log_total=False)
 
     def train() -> Dict[str, Any]:
         r1 = fit({"student": student, "distiller": distiller}, loss_fn, s.train, s.collate, phase,
@@ -266,7 +279,15 @@ def step2(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, phase: Any, 
         if not s.task.regression:  # the soft targets' entropy: the lowest step-2 loss possible
             out.loss_floor = soft_entropy(logits, float(temperature))
     log.info("TD step 2 (prediction layer, pred weight %s, T=%s)", pred, temperature)
-    r2 = fit({"student": student}, prediction_loss_fn(pred, temperature, s.task.regression), train, s.collate, phase,
+    loss_fn = prediction_loss_fn(pred, temperature, s.task.regression)
+    kind, alpha = str(cfg.distill.get("pred_loss", "soft_ce")), float(cfg.distill.get("hard_label_weight", 0.0))
+    if kind != "soft_ce" or alpha > 0:  # the recipes' variants (tinyfw/distill/recipes.py)
+        from tinyfw.distill.steps import prediction_variant_loss_fn
+
+        loss_fn = prediction_variant_loss_fn(pred, temperature, s.task.regression, kind, alpha)
+        out.loss_check = kind == "soft_ce"  # ln C is soft CE's scale, not KL's or MSE's
+        log.info("TD step 2: %s prediction loss, + %s x hard-label loss", kind, alpha)
+    r2 = fit({"student": student}, loss_fn, train, s.collate, phase,
              out_dir=ctx.run_dir / "step2", evaluate=_dev_eval(s, bs), desc="TD step 2", eval_key=s.task.main_metric,
              restore_best=True, keep_checkpoints=1, log_prefix="step2/", **common)
     out.record("step2", r2, phase)
@@ -305,7 +326,8 @@ def evaluate_student(cfg: DictConfig, s: Setup, student: Any, init: str,
         s_metrics = evaluate_all(student, task, s.enc, s.collate, bs)
         loss_key = "pred" if any("pred" in h for h in last.history) else "loss"
         health = check_health(predict_logits(student, s.dev, s.collate, bs), task.regression, task.num_labels,
-                              [h[loss_key] for h in last.history if loss_key in h], out.loss_floor)
+                              [h[loss_key] for h in last.history if loss_key in h] if out.loss_check else None,
+                              out.loss_floor)
         speed_s = throughput(student, s.dev, s.collate, bs)
         speed_t = throughput(s.teacher, s.dev, s.collate, bs)
     if health["collapsed"]:
