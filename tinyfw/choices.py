@@ -24,6 +24,7 @@ class Stage(_StrEnum):
     pipeline = "pipeline"  # the whole embedded-default story in one command
     bench = "bench"  # size / latency / throughput benchmark
     export = "export"  # pruned vocabulary, ONNX and int8 forms of a student, with their accuracy
+    prune = "prune"  # structured pruning (heads, FFN neurons) of a student, recovery, then export
 
 
 class Switch(_StrEnum):
@@ -87,3 +88,8 @@ class WandbMode(_StrEnum):
 class LayerReduction(_StrEnum):
     sum = "sum"  # the reference: sum over mapped layers (each layer weighs as much as the embedding term)
     mean = "mean"  # mean over mapped layers (the embedding term then weighs M x a layer)
+
+
+class Importance(_StrEnum):
+    gradient = "gradient"  # |dL/d gate| per head / FFN neuron summed over batches (Michel et al. 2019)
+    weight = "weight"  # L2 norm of the weights a head / neuron owns (no data)

@@ -50,7 +50,9 @@ def from_path(path: str) -> Callable[[], Tuple[Any, Any]]:
 
         archs = AutoConfig.from_pretrained(path).architectures or []
         if any(a.endswith("ForSequenceClassification") for a in archs):
-            model = load_strict(AutoModelForSequenceClassification, path)
+            from tinyfw.prune.structure import classifier_class
+
+            model = load_strict(classifier_class(path, AutoModelForSequenceClassification), path)
             try:
                 tok = AutoTokenizer.from_pretrained(path)
             except (OSError, ValueError):
@@ -114,11 +116,17 @@ def describe(e: Entry, b: Any) -> Tuple[Any, Any, Dict[str, Any]]:
     labels = c.num_labels if hasattr(torch_model, "classifier") else 0
     flops = measure.analytic_flops(c.num_hidden_layers, c.hidden_size, c.intermediate_size,
                                    b.seq_len, pooler=has_pooler, num_labels=labels)
+    from tinyfw.prune.structure import flops as pruned_flops, is_pruned, structure
+
+    if is_pruned(c):  # heads / FFN widths per layer (stage=prune)
+        flops = pruned_flops(c, b.seq_len, pooler=has_pooler, num_labels=labels)
     size = model.size_bytes() if onnx else measure.disk_size(model)
     rec: Dict[str, Any] = {
         "label": e.label, "group": e.group, "class": type(model).__name__,
         "shape": {"layers": c.num_hidden_layers, "hidden": c.hidden_size,
-                  "ffn": c.intermediate_size, "heads": c.num_attention_heads, "vocab": c.vocab_size},
+                  "ffn": c.intermediate_size, "heads": c.num_attention_heads, "vocab": c.vocab_size,
+                  **({"ffn": "/".join(map(str, structure(c)["ffn"])),
+                      "heads": "/".join(map(str, structure(c)["heads"]))} if is_pruned(c) else {})},
         "params_total": params["total"], "params_embedding": params["embedding"],
         "params_non_embedding": params["non_embedding"],
         "size_bytes": size, "size_mb": size / 1e6,

@@ -68,6 +68,12 @@ def meta_model(config: Any) -> Any:
     """A model built from ``config`` on the meta device (no memory): its parameter counts."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
+    from tinyfw.prune.structure import PrunedBertForSequenceClassification, is_pruned
+
     cls = AutoModelForSequenceClassification if getattr(config, "num_labels", 0) else AutoModel
+    if is_pruned(config):
+        cls = PrunedBertForSequenceClassification
+        with torch.device("meta"):
+            return cls(config)
     with torch.device("meta"):
         return cls.from_config(config)
