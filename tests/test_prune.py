@@ -225,3 +225,43 @@ def test_serve_labels_texts_from_a_pytorch_and_an_onnx_dir(tmp_path):
         p = subprocess.run([sys.executable, "-m", "tinyfw.serve", str(o)], input="\n".join(texts) + "\n",
                            capture_output=True, text=True, check=True).stdout.splitlines()
         assert [x.split("\t")[0] for x in p] == [r["label"] for r in rows]
+
+
+@pytest.mark.slow
+def test_stage_prune_recovers_and_exports(tmp_path, shared_home):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from conftest import run_tinyfw
+    from tinyfw.models.load import tiny_vocab
+    from tinyfw.prune.structure import load_pruned
+
+    src = tmp_path / "task" / "student"  # a 2-layer student with the smoke teacher's tiny vocabulary
+    src.mkdir(parents=True)
+    (src / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
+    BertTokenizerFast(vocab=str(src / "vocab.txt"), do_lower_case=True).save_pretrained(src)
+    (src / "vocab.txt").unlink()
+    torch.manual_seed(0)
+    BertForSequenceClassification(BertConfig(vocab_size=len(tiny_vocab()), hidden_size=H, num_hidden_layers=2,
+                                             num_attention_heads=HEADS, intermediate_size=FFN, num_labels=2,
+                                             pad_token_id=0)).save_pretrained(src)
+    rec = run_tinyfw("stage=prune", "experiment=smoke", f"prune.student={src}", "prune.heads=5", "prune.ffn_size=40",
+                     "prune.recover_steps=2", run_dir=tmp_path / "run", home=shared_home)
+    m = rec["metrics"]
+    assert m["structure"]["after"]["ffn"] == [40, 40] and sum(m["structure"]["after"]["heads"]) == 5
+    assert m["params"]["before"]["total"] - m["params"]["after"]["total"] == 3 * (3 * (H * D + D) + H * D) + 2 * 24 * (2 * H + 1)
+    assert set(m["phases"]) == {"original", "pruned", "recovered"} and m["recovery"]["steps"] == 2
+    assert 0 <= m["removed"]["head_overlap_gradient_vs_weight"] <= 1
+    model = load_pruned(rec["outputs"]["student"])
+    assert [layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer] == m["structure"]["after"]["heads"]
+    assert list(m["export"]) == ["fp32", "pruned", "onnx", "onnx_int8"]
+    assert m["export"]["onnx"]["size_bytes"] > m["export"]["onnx_int8"]["size_bytes"]
+    table = (tmp_path / "run" / "prune.md").read_text()
+    assert "| student (recovered) |" in table and "ONNX Runtime int8" in table
+    exported = json.loads((tmp_path / "run" / "exported" / "export" / "export.json").read_text())
+    assert exported["checks"]["onnx_max_abs_diff"] < 1e-4
+
+    bad = run_tinyfw("stage=prune", "experiment=smoke", f"prune.student={src}", "prune.heads=2", "prune.heads_per_layer=1",
+                     run_dir=tmp_path / "bad", home=shared_home, expect_ok=False)
+    assert "not both" in bad["error"]

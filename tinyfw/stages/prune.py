@@ -172,6 +172,9 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         reloaded = st.load_pruned(str(out))
         if param_counts(reloaded) != after["params"]:
             raise RuntimeError(f"{out} reloads with other parameter counts than the pruned model")
+        import shutil
+
+        shutil.rmtree(ctx.run_dir / "step2" / "checkpoints", ignore_errors=True)  # only for resuming
     metrics = {"structure": {"before": before["structure"], "after": after["structure"]},
                "params": {"before": before["params"], "after": after["params"]},
                "flops_per_seq": {"before": before["flops"], "after": after["flops"],
@@ -190,7 +193,37 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
                  ctx.run_dir)
         metrics["export"] = json.loads((edir / "result.json").read_text())["metrics"].get("forms")
         outputs["export"] = str(edir / "export")
+    if ctx.is_main:
+        from tinyfw.fsutil import atomic_write_text
+
+        table = prune_table(metrics)
+        atomic_write_text(ctx.run_dir / "prune.md", f"# Structured pruning of `{student_dir}` (task {task.name})\n\n{table}")
+        print(table)
+        outputs["markdown"] = str(ctx.run_dir / "prune.md")
     return StageResult(metrics=metrics, outputs=outputs)
+
+
+def prune_table(m: Dict[str, Any]) -> str:
+    """``prune.md``: the structure before and after, then the main metric of the original
+    student, the pruned one, the recovered one and every exported form (points vs the original)."""
+    main, s = m["main_metric"], m["structure"]
+    orig = m["phases"]["original"]
+    ref = "test" if "test" in orig else "dev"
+    lines = [f"- heads per layer {s['before']['heads']} -> {s['after']['heads']}; FFN per layer "
+             f"{s['before']['ffn']} -> {s['after']['ffn']}; criterion {m['criterion']}",
+             f"- parameters {m['params']['before']['total']:,} -> {m['params']['after']['total']:,} "
+             f"(non-embedding {m['params']['before']['non_embedding']:,} -> {m['params']['after']['non_embedding']:,}); "
+             f"FLOPs per sequence / {m['flops_per_seq']['ratio']:.2f}", "",
+             f"| model | dev {main} | test {main} | Δ vs original (points, {ref}) |", "|---|---|---|---|"]
+    rows = [(f"student ({k})", v) for k, v in m["phases"].items()]
+    from tinyfw.export.forms import LABELS
+
+    rows += [(f"pruned student, {LABELS[k]}", f) for k, f in (m.get("export") or {}).items() if k != "fp32"]
+    for label, f in rows:
+        cell = lambda sp: "—" if sp not in f else f"{100 * f[sp][main]:.1f}"  # noqa: E731
+        delta = "—" if ref not in f else f"{100 * (f[ref][main] - orig[ref][main]):+.1f}"
+        lines.append(f"| {label} | {cell('dev')} | {cell('test')} | {delta} |")
+    return "\n".join(lines) + "\n"
 
 
 def _origin_teacher(student_dir: Path) -> Any:
