@@ -253,6 +253,11 @@ class BenchCfg:
     # ONNX Runtime fp32 and int8 rows for the paper TinyBERT4 shape (random weights, exported on
     # the fly; vocabulary: the export_dir's pruned one when given, else 30522); needs `.[export]`
     onnx: bool = True
+    # CPU: each model timed in its own worker process, rounds alternating between them (no other
+    # runtime's threads busy; tinyfw/bench/isolated.py); false: all in this process (bench.interleave)
+    isolate: bool = True
+    dynamic_rounds: int = 40  # isolate: + batch 1 at this many lengths of the task's dev texts (0: off)
+    ort_tune: int = 10  # isolate: ONNX Runtime threads x graph level tried, this many calls each (0: off)
 
 
 @dataclass
