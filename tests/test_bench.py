@@ -111,6 +111,8 @@ COLUMNS = ["model", "layers×hidden", "params M total / non-emb", "size MB", "GF
 
 
 def _table_rows(md: str) -> list[list[str]]:
+    """The rows of the main (first) table; the isolated timing's sections follow it."""
+    md = md.split("## CPU, each model in its own worker process")[0]
     rows = [ln for ln in md.splitlines() if ln.startswith("| ")]
     return [[c.strip() for c in ln.strip("|").split("|")] for ln in rows]
 

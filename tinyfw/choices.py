@@ -24,6 +24,7 @@ class Stage(_StrEnum):
     pipeline = "pipeline"  # the whole embedded-default story in one command
     bench = "bench"  # size / latency / throughput benchmark
     export = "export"  # pruned vocabulary, ONNX and int8 forms of a student, with their accuracy
+    prune = "prune"  # structured pruning (heads, FFN neurons) of a student, recovery, then export
 
 
 class Switch(_StrEnum):
@@ -109,3 +110,8 @@ class AttnLoss(_StrEnum):
 class HidnLoss(_StrEnum):
     mse = "mse"  # MSE(H_S W_h, H_T) (TinyBERT)
     cosine = "cosine"  # 1 − cos(H_S [W_h], H_T) per real token (DistilBERT); W_h only when widths differ
+
+
+class Importance(_StrEnum):
+    gradient = "gradient"  # |dL/d gate| per head / FFN neuron summed over batches (Michel et al. 2019)
+    weight = "weight"  # L2 norm of the weights a head / neuron owns (no data)

@@ -20,8 +20,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from tinyfw.choices import (  # noqa: F401 - the schema's choices (tinyfw/choices.py), importable from here too
-    AttnKernel, AttnMode, AugmentMode, Budget, Device, GdOffInit, LayerReduction, Precision, Schedule, Stage,
-    Switch, TargetRule, WandbMode,
+    AttnKernel, AttnMode, AugmentMode, Budget, Device, GdOffInit, Importance, LayerReduction, Precision, Schedule,
+    Stage, Switch, TargetRule, WandbMode,
 )
 from tinyfw.choices import AttnLoss, HidnLoss, PredLoss, Recipe  # noqa: F401 - the recipes' choices (issue 23)
 
@@ -275,6 +275,11 @@ class BenchCfg:
     # ONNX Runtime fp32 and int8 rows for the paper TinyBERT4 shape (random weights, exported on
     # the fly; vocabulary: the export_dir's pruned one when given, else 30522); needs `.[export]`
     onnx: bool = True
+    # CPU: each model timed in its own worker process, rounds alternating between them (no other
+    # runtime's threads busy; tinyfw/bench/isolated.py); false: all in this process (bench.interleave)
+    isolate: bool = True
+    dynamic_rounds: int = 40  # isolate: + batch 1 at this many lengths of the task's dev texts (0: off)
+    ort_tune: int = 10  # isolate: ONNX Runtime threads x graph level tried, this many calls each (0: off)
 
 
 @dataclass
@@ -293,6 +298,21 @@ class ExportCfg:
     base_model: str = ""  # card metadata hub id; "" = the student's teacher when it names a hub model
     datasets: List[str] = field(default_factory=list)  # card metadata; [] = the task's hub dataset or name
     push_to_hub: str = ""  # REPO: push the pruned model, tokenizer, card and ONNX files (needs a hub)
+
+
+@dataclass
+class PruneCfg:
+    # the student to prune (stage=task's <run>/student); "" = distil one first (stage=task, same overrides)
+    student: str = ""
+    importance: Importance = Importance.gradient  # gradient (Michel et al.) | weight (L2 norm, no data)
+    data: str = "dev"  # split whose labelled rows score the heads and neurons (gradient): dev | train
+    max_examples: int = 2000  # rows of that split used (-1: all)
+    batch_size: int = 32
+    heads_per_layer: int = 0  # keep this many heads in every layer (0: see prune.heads)
+    heads: int = 0  # keep this many heads in all, ranked across layers (uneven per layer; 0: all)
+    ffn_size: int = 0  # keep this many FFN neurons in every layer (0: all)
+    recover_steps: int = 0  # TD step 2 (task_distill.step2's settings) from the task teacher; 0: none
+    export: bool = True  # then stage=export of the pruned student (export.*: vocabulary, ONNX, int8)
 
 
 @dataclass
@@ -336,6 +356,7 @@ class Config:
     pipeline: PipelineCfg = field(default_factory=PipelineCfg)
     bench: BenchCfg = field(default_factory=BenchCfg)
     export: ExportCfg = field(default_factory=ExportCfg)
+    prune: PruneCfg = field(default_factory=PruneCfg)
     logging: LoggingCfg = field(default_factory=LoggingCfg)
     # Root of assets and cached artefacts; "" = $TINYFW_HOME or ~/.cache/tinyfw.
     home: str = ""

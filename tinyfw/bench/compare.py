@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -33,32 +34,38 @@ class Entry:
 
 
 def random_model(shape: Any, vocab: int, seed: int) -> Callable[[], Tuple[Any, Any]]:
-    """Loader of a ``BertModel`` of ``shape`` with weights from ``seed`` (no tokenizer)."""
-    def load():
-        from transformers import BertModel
+    """Loader of a ``BertModel`` of ``shape`` with weights from ``seed`` (no tokenizer).
+    Loaders are picklable (``partial`` of module functions): isolated timing loads each model
+    again in its own worker process (:mod:`tinyfw.bench.isolated`)."""
+    return partial(_random_model, shape, vocab, seed)
 
-        torch.manual_seed(seed)
-        return BertModel(bert_config(shape, vocab)), None
 
-    return load
+def _random_model(shape: Any, vocab: int, seed: int) -> Tuple[Any, Any]:
+    from transformers import BertModel
+
+    torch.manual_seed(seed)
+    return BertModel(bert_config(shape, vocab)), None
 
 
 def from_path(path: str) -> Callable[[], Tuple[Any, Any]]:
     """Loader of a checkpoint: a classifier (with the tokenizer saved beside it, if any) or an encoder."""
-    def load():
-        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    return partial(_from_path, path)
 
-        archs = AutoConfig.from_pretrained(path).architectures or []
-        if any(a.endswith("ForSequenceClassification") for a in archs):
-            model = load_strict(AutoModelForSequenceClassification, path)
-            try:
-                tok = AutoTokenizer.from_pretrained(path)
-            except (OSError, ValueError):
-                tok = None
-            return model, tok
-        return load_strict(AutoModel, path), None
 
-    return load
+def _from_path(path: str) -> Tuple[Any, Any]:
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    archs = AutoConfig.from_pretrained(path).architectures or []
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        from tinyfw.prune.structure import classifier_class
+
+        model = load_strict(classifier_class(path, AutoModelForSequenceClassification), path)
+        try:
+            tok = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError):
+            tok = None
+        return model, tok
+    return load_strict(AutoModel, path), None
 
 
 class DevScore:
@@ -114,11 +121,17 @@ def describe(e: Entry, b: Any) -> Tuple[Any, Any, Dict[str, Any]]:
     labels = c.num_labels if hasattr(torch_model, "classifier") else 0
     flops = measure.analytic_flops(c.num_hidden_layers, c.hidden_size, c.intermediate_size,
                                    b.seq_len, pooler=has_pooler, num_labels=labels)
+    from tinyfw.prune.structure import flops as pruned_flops, is_pruned, structure
+
+    if is_pruned(c):  # heads / FFN widths per layer (stage=prune)
+        flops = pruned_flops(c, b.seq_len, pooler=has_pooler, num_labels=labels)
     size = model.size_bytes() if onnx else measure.disk_size(model)
     rec: Dict[str, Any] = {
         "label": e.label, "group": e.group, "class": type(model).__name__,
         "shape": {"layers": c.num_hidden_layers, "hidden": c.hidden_size,
-                  "ffn": c.intermediate_size, "heads": c.num_attention_heads, "vocab": c.vocab_size},
+                  "ffn": c.intermediate_size, "heads": c.num_attention_heads, "vocab": c.vocab_size,
+                  **({"ffn": "/".join(map(str, structure(c)["ffn"])),
+                      "heads": "/".join(map(str, structure(c)["heads"]))} if is_pruned(c) else {})},
         "params_total": params["total"], "params_embedding": params["embedding"],
         "params_non_embedding": params["non_embedding"],
         "size_bytes": size, "size_mb": size / 1e6,
@@ -130,9 +143,10 @@ def describe(e: Entry, b: Any) -> Tuple[Any, Any, Dict[str, Any]]:
 
 
 def measure_group(group: List[Entry], b: Any, precision: str, devices: List[torch.device],
-                  score: DevScore) -> Dict[str, Dict[str, Any]]:
-    """Describe, time (interleaved when ``b.interleave``; ``b`` = ``cfg.bench``, autocast to
-    ``precision``) and score one group of models."""
+                  score: DevScore, lengths: List[int] = ()) -> Dict[str, Dict[str, Any]]:
+    """Describe, time (on the CPU in worker processes when ``b.isolate``, else interleaved when
+    ``b.interleave``; ``b`` = ``cfg.bench``, autocast to ``precision``) and score one group of
+    models; ``lengths``: the task's text lengths for the dynamic-length timing."""
     loaded = [describe(e, b) for e in tqdm(group, desc=f"bench {group[0].group}: load + size", unit="model")]
     dtype = _AUTOCAST[precision]
     for d in devices:
@@ -140,6 +154,9 @@ def measure_group(group: List[Entry], b: Any, precision: str, devices: List[torc
         for _, (model, _, rec) in here:  # ONNX Runtime forms run on the CPU only
             model.to(d)
             rec["devices"][d.type] = {}
+        if d.type == "cpu" and getattr(b, "isolate", False) and dtype is None:
+            _isolated(here, b, lengths)
+            continue
         for bs in b.batch_sizes:
             models = [m for _, (m, _, _) in here]
             inputs = [measure.example_inputs(bs, b.seq_len, m.config.vocab_size, d) for m in models]
@@ -162,6 +179,31 @@ def measure_group(group: List[Entry], b: Any, precision: str, devices: List[torc
     del loaded, model
     gc.collect()
     return out
+
+
+def _isolated(here: List[Any], b: Any, lengths: List[int]) -> None:
+    """CPU timing of ``here`` ((entry, (model, tok, record))) in worker processes."""
+    from tinyfw.bench import isolated
+
+    onnx = [i for i, (_, (m, _, _)) in enumerate(here) if getattr(m, "is_onnx", False)]
+    check = onnx[-1] if onnx else len(here) - 1  # the last ONNX form (int8), else the last model
+    res = isolated.time_group([e.load for e, _ in here], list(b.batch_sizes), b.seq_len, b.repeats, b.warmup,
+                              lengths, attn=str(b.attn), tune=int(b.ort_tune), check=check)
+    for i, (e, (_, _, rec)) in enumerate(here):
+        for bk, t in res["fixed"][i].items():
+            bs = int(bk[1:])
+            t.update(ms_per_example=1000 * t["median_s"] / bs, examples_per_s=bs / t["median_s"],
+                     load_average_before=measure.load_average())
+            rec["devices"]["cpu"][bk] = t
+            log.info("bench %-28s cpu b=%-3d %9.2f ms/batch (median, own process)", e.label, bs, 1000 * t["median_s"])
+        rec["timing"] = "isolated"
+        if res["dynamic"]:
+            rec["dynamic"] = {**res["dynamic"][i], "lengths": {"n": len(lengths), "median": sorted(lengths)[len(lengths) // 2],
+                                                              "min": min(lengths), "max": max(lengths)}}
+        if res["ort_options"][i]:
+            rec["ort_options"] = res["ort_options"][i]
+        if i == check:
+            rec["isolated_check"] = res["check"]
 
 
 def bench_devices(names: List[Any]) -> List[torch.device]:
@@ -188,3 +230,5 @@ def add_ratios(results: Dict[str, Dict[str, Any]]) -> None:
         for name, stat in (("speedup", "median_s"), ("speedup_min", "min_s")):  # min: least load-sensitive
             r[name] = {dev: {bk: ref["devices"][dev][bk][stat] / t[stat] for bk, t in per_b.items()}
                        for dev, per_b in r["devices"].items()}
+        if r.get("dynamic") and ref.get("dynamic"):
+            r["speedup_dynamic"] = ref["dynamic"]["median_s"] / r["dynamic"]["median_s"]

@@ -40,7 +40,7 @@ def render(results: Dict[str, Dict[str, Any]], b: Any, prec: str, devices: List[
         import onnxruntime
 
         lines.append(f"- ONNX Runtime {onnxruntime.__version__} rows: CPU execution provider, graph optimisations "
-                     f"ORT_ENABLE_ALL, {torch.get_num_threads()} intra-op threads (as torch); int8 = dynamic "
+                     f"ORT_ENABLE_ALL, {torch.get_num_threads()} intra-op threads (as torch; with bench.isolate the options chosen by measurement below); int8 = dynamic "
                      "quantization (quantize_dynamic); parameters and FLOPs from the model's config")
     for d in devices:
         lines += ["", f"## {device_name(d)}", "",
@@ -59,4 +59,42 @@ def render(results: Dict[str, Dict[str, Any]], b: Any, prec: str, devices: List[
                 f"| {1 / t[f'b{hi}']['examples_per_s']:.5f} "
                 f"| {r['speedup'][d.type][f'b{lo}']:.2f}× / {r['speedup'][d.type][f'b{hi}']:.2f}× "
                 f"| {r['flops_ratio']:.2f}× ({r['flops_ratio_linear']:.2f}×) | {acc} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_isolated(results: Dict[str, Dict[str, Any]], len_note: str) -> str:
+    """The isolated CPU timing's extra sections: batch 1 at the task's real lengths (median and
+    quartiles), the interleaved-vs-isolated check and the ONNX Runtime options measured."""
+    lines = ["", "## CPU, each model in its own worker process", "",
+             "Rounds alternate between the models; while one is timed no other runtime has work "
+             "(tinyfw/bench/isolated.py). Latency/throughput above are these figures.", ""]
+    dyn = [r for r in results.values() if r.get("dynamic")]
+    if dyn:
+        lines += [f"Batch 1 at the task's real lengths (dynamic length, no padding): {len_note}.", "",
+                  "| model | median ms | p25–p75 ms | speed-up (median) |", "|---|---|---|---|"]
+        for r in dyn:
+            t = r["dynamic"]
+            sp = r.get("speedup_dynamic")
+            lines.append(f"| {r['label']} | {1000 * t['median_s']:.2f} | {1000 * t['p25_s']:.2f}–{1000 * t['p75_s']:.2f} "
+                         f"| {'—' if sp is None else f'{sp:.2f}×'} |")
+    else:
+        lines.append(f"Dynamic length: {len_note}.")
+    for r in results.values():
+        c = r.get("isolated_check")
+        if c:
+            lines += ["", f"Check, {r['label']} at batch {c['batch']}, seq {c['seq_len']}: median "
+                      f"{1000 * c['interleaved_median_s']:.2f} ms in alternating rounds vs "
+                      f"{1000 * c['isolated_median_s']:.2f} ms back to back: difference "
+                      f"{100 * c['relative_difference']:.1f}% (tolerance {100 * c['tolerance']:.1f}%: the larger "
+                      f"interquartile range, at least 10%) — {'agree' if c['agree'] else 'DISAGREE'}."]
+    tuned = [r for r in results.values() if r.get("ort_options")]
+    if tuned:
+        lines += ["", "ONNX Runtime session options, chosen by measurement (batch 1, median ms per option):", "",
+                  "| model | chosen | tried (threads/level: ms) |", "|---|---|---|"]
+        for r in tuned:
+            o = r["ort_options"]
+            tried = ", ".join(f"{t['intra_op_threads']}/{t['graph_optimization']}: {1000 * t['median_s']:.2f}"
+                              for t in o["tried"])
+            ch = o["chosen"]
+            lines.append(f"| {r['label']} | {ch['intra_op_threads']} threads, {ch['graph_optimization']} | {tried} |")
     return "\n".join(lines) + "\n"

@@ -67,13 +67,16 @@ def opset_of(path: Path) -> int:
     return next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def session(path: Path, threads: int = 0) -> Any:
-    """An ONNX Runtime CPU session, graph optimisations at ``ORT_ENABLE_ALL``, ``threads``
-    intra-op threads (0: as many as torch uses)."""
+GRAPH_LEVELS = ("basic", "extended", "all")  # ORT_ENABLE_BASIC / _EXTENDED / _ALL
+
+
+def session(path: Path, threads: int = 0, level: str = "all") -> Any:
+    """An ONNX Runtime CPU session, graph optimisations at ``level`` (``ORT_ENABLE_ALL`` by
+    default), ``threads`` intra-op threads (0: as many as torch uses)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{level.upper()}")
     so.intra_op_num_threads = threads or torch.get_num_threads()
     so.inter_op_num_threads = 1
     so.log_severity_level = 3  # errors only
@@ -87,10 +90,11 @@ class OrtClassifier(torch.nn.Module):
 
     is_onnx = True
 
-    def __init__(self, path: Path, config: Any = None, threads: int = 0):
+    def __init__(self, path: Path, config: Any = None, threads: int = 0, level: str = "all"):
         super().__init__()
         self.path = Path(path)
-        self.session = session(self.path, threads)
+        self.session = session(self.path, threads, level)
+        self.options = {"intra_op_threads": threads or torch.get_num_threads(), "graph_optimization": level}
         self.feeds = [i.name for i in self.session.get_inputs()]
         if config is None:
             from transformers import AutoConfig
@@ -111,6 +115,11 @@ class OrtClassifier(torch.nn.Module):
             given["token_type_ids"] = torch.zeros_like(input_ids)
         feeds = {k: given[k].detach().cpu().numpy() for k in self.feeds}
         return SimpleNamespace(logits=torch.from_numpy(self.session.run(None, feeds)[0]))
+
+    def reconfigure(self, threads: int, level: str) -> None:
+        """A new session over the same file with these options (``options`` records them)."""
+        self.session = session(self.path, threads, level)
+        self.options = {"intra_op_threads": threads, "graph_optimization": level}
 
     def size_bytes(self) -> int:
         """The ONNX file plus any external-data files beside it."""

@@ -38,8 +38,10 @@ def load_classifier(path: str, task: Optional[TaskData] = None, new_head: bool =
 
     from tinyfw.models.load import load_strict
 
+    from tinyfw.prune.structure import classifier_class
+
     kwargs = head_kwargs(task) if (new_head and task is not None) else {}
-    model = load_strict(AutoModelForSequenceClassification, path,
+    model = load_strict(classifier_class(path, AutoModelForSequenceClassification), path,
                         allow_new=ALLOW_NEW_HEAD if new_head else (), **kwargs)
     if task is not None and model.config.num_labels != task.num_labels:
         raise ValueError(f"{path} has {model.config.num_labels} outputs but task '{task.name}' needs "

@@ -43,6 +43,7 @@ STAGES = {
     "pipeline": "tinyfw.stages.pipeline",
     "bench": "tinyfw.stages.bench",
     "export": "tinyfw.stages.export",
+    "prune": "tinyfw.stages.prune",
 }
 
 

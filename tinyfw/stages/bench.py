@@ -88,6 +88,31 @@ def entries(cfg: DictConfig, home: Path, work: Path) -> List[Entry]:
     return out
 
 
+def task_lengths(cfg: DictConfig, home: Path) -> tuple:
+    """``bench.dynamic_rounds`` token lengths of the task's dev texts (seeded sample, the
+    teacher's tokenizer, truncated at ``task.max_seq_len``) and a note; ``([], why)`` when the
+    task does not load."""
+    import random
+
+    from tinyfw.data.tasks import load_task
+    from tinyfw.models.load import teacher_tokenizer
+
+    try:
+        task = load_task(cfg.task, home)
+        tpath = teacher_path(cfg.teacher, home)
+        tok = teacher_tokenizer(cfg.teacher, home, tpath)
+        split = task.splits[task.dev_split]
+        cols = [list(split[c]) for c in task.text_columns]
+        enc = tok(*cols, truncation=True, max_length=cfg.task.max_seq_len)["input_ids"]
+    except Exception as exc:  # a missing asset or hub: report it, keep measuring
+        return [], f"not measured (task {cfg.task.name}: {type(exc).__name__}: {exc})"
+    lengths = [len(x) for x in enc]
+    rng = random.Random(cfg.seed)
+    sample = [rng.choice(lengths) for _ in range(int(cfg.bench.dynamic_rounds))]
+    return sample, (f"{len(sample)} lengths drawn from the {len(lengths)} {task.dev_split} texts of task {task.name} "
+                    f"(median {sorted(lengths)[len(lengths) // 2]}, max {max(lengths)} tokens, cut at {cfg.task.max_seq_len})")
+
+
 def _existing(p: str, key: str) -> str:
     path = Path(p).expanduser()
     if not path.is_dir():
@@ -114,9 +139,11 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     results: Dict[str, Dict[str, Any]] = {}
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # per-model load/save bars would drown the table
+    lengths, len_note = task_lengths(cfg, ctx.home) if b.isolate and b.dynamic_rounds > 0 else ([], "off")
     try:
         for group in dict.fromkeys(e.group for e in todo):
-            results.update(measure_group([e for e in todo if e.group == group], b, precision, devices, score))
+            results.update(measure_group([e for e in todo if e.group == group], b, precision, devices, score,
+                                         lengths))
     finally:
         work.cleanup()
         if bars:
@@ -126,6 +153,10 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     acc_note = score.note or (f"dev {score.main} of classifier checkpoints on task {cfg.task.name}"
                               if score.main else "no classifier checkpoint among the models (— in the column)")
     table = render(results, b, precision, devices, load, acc_note)
+    if b.isolate:
+        from tinyfw.bench.render import render_isolated
+
+        table += render_isolated(results, len_note)
     print(table)
     out = ctx.run_dir / "bench.md"
     if ctx.is_main:

@@ -1,0 +1,24 @@
+"""Isolated CPU timing: every model in its own worker process, rounds alternating; the
+agreement check's arithmetic. (No speed is asserted: speed targets live in benchmarks.)"""
+
+from __future__ import annotations
+
+from tinyfw.bench.compare import random_model
+from tinyfw.bench.isolated import agreement, time_group
+from tinyfw.config import ShapeCfg
+
+
+def test_agreement_within_the_spread():
+    a = {"median_s": 1.0, "p25_s": 0.9, "p75_s": 1.2}
+    assert agreement(a, {"median_s": 1.15, "p25_s": 1.1, "p75_s": 1.2}, 1, 128)["agree"]  # 15% <= IQR 30%
+    c = agreement(a, {"median_s": 2.0, "p25_s": 1.9, "p75_s": 2.1}, 1, 128)
+    assert not c["agree"] and c["relative_difference"] == 1.0 and abs(c["tolerance"] - 0.3) < 1e-9
+
+
+def test_time_group_runs_each_model_in_a_worker():
+    loaders = [random_model(ShapeCfg(1, 16, 32, 2, 64), 50, s) for s in (0, 1)]
+    res = time_group(loaders, [1, 2], 8, repeats=3, warmup=1, lengths=[3, 5, 7, 4], threads=1, check=1)
+    assert [sorted(f) for f in res["fixed"]] == [["b1", "b2"], ["b1", "b2"]]
+    assert all(f["b1"]["repeats"] == 3 and f["b1"]["median_s"] > 0 for f in res["fixed"])
+    assert [d["repeats"] for d in res["dynamic"]] == [4, 4]
+    assert res["check"]["batch"] == 1 and isinstance(res["check"]["agree"], bool)

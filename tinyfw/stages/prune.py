@@ -1,0 +1,241 @@
+"""``stage=prune``: structured pruning of a distilled student — attention heads and FFN
+neurons removed for real — an optional recovery by TD step 2, then its exported forms.
+
+``python -m tinyfw stage=prune task=mr prune.student=<run>/student prune.heads=24 prune.ffn_size=600
+prune.recover_steps=300`` (``prune.student=""``: a ``stage=task`` run with the same overrides
+distils the student first, so distil → prune → recover → export → int8 is one command):
+
+1. importance of every head and FFN neuron (``prune.importance``: ``gradient``, |∂L/∂ξ| of a
+   gate per head / neuron summed over batches of ``prune.data``'s labelled rows; ``weight``,
+   the L2 norm of their weights). Both criteria's choices are recorded, with their overlap;
+2. removal of the least important (``prune.heads_per_layer`` or ``prune.heads`` in all, ranked
+   across layers; ``prune.ffn_size`` per layer) — :mod:`tinyfw.prune.structure`;
+3. ``prune.recover_steps`` > 0: TD step 2 (``stage=task``'s own code: soft cross-entropy to the
+   fine-tuned teacher's cached logits, ``task_distill.step2``'s settings with that many steps;
+   the best dev weights kept);
+4. ``<run>/student``: HF format + tokenizer (loads with ``from_pretrained(dir,
+   trust_remote_code=True)``, or :func:`tinyfw.prune.structure.load_pruned`); with
+   ``prune.export``, ``stage=export`` of it into ``<run>/exported/export/``.
+
+Metrics: ``structure`` (heads and FFN width per layer, before/after), ``params``,
+``flops_per_seq`` (seq ``task.max_seq_len``), ``removed`` (per criterion: heads and neurons
+removed, and their overlap), ``dev``/``test`` per phase (``original``, ``pruned``,
+``recovered``), ``export`` (the forms' metrics when exported). Sequence classification only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List
+
+from omegaconf import DictConfig, OmegaConf
+
+from tinyfw.config import plain
+from tinyfw.stages import RunContext, StageResult
+
+log = logging.getLogger("tinyfw")
+
+
+def _check(cfg: DictConfig) -> None:
+    p = cfg.prune
+    if p.heads_per_layer < 0 or p.heads < 0 or p.ffn_size < 0 or p.recover_steps < 0:
+        raise ValueError("prune.heads_per_layer, prune.heads, prune.ffn_size and prune.recover_steps must be >= 0")
+    if p.heads_per_layer and p.heads:
+        raise ValueError("set prune.heads_per_layer (every layer) or prune.heads (in all), not both")
+    if str(p.data) not in ("dev", "train"):
+        raise ValueError(f"prune.data={p.data}: use dev or train")
+
+
+def _student(cfg: DictConfig, ctx: RunContext) -> Path:
+    if cfg.prune.student:
+        path = Path(cfg.prune.student).expanduser().resolve()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"prune.student={cfg.prune.student} is not an HF model directory (no config.json)")
+        return path
+    from tinyfw.stages.pipeline import passthrough_overrides, run_step, tinyfw_cmd
+
+    skip = ("export.", "bench.")
+    extra = [o for o in passthrough_overrides() if not o.startswith(skip)]
+    run_step("distil", tinyfw_cmd("stage=task", *extra, f"hydra.run.dir={ctx.run_dir / 'distil'}"), ctx.run_dir)
+    return ctx.run_dir / "distil" / "student"
+
+
+def _batches(task: Any, tok: Any, split: str, n: int, bs: int, seq: int) -> List[Dict[str, Any]]:
+    from tinyfw.data.collate import Collator
+    from tinyfw.data.tasks import tokenize
+
+    name = task.dev_split if split == "dev" else "train"
+    ds = task.splits[name]
+    if not task.labelled(name):
+        raise ValueError(f"prune.data={split}: the task's {name} split has no labels; use the other split")
+    ds = ds.select(range(min(n, len(ds)))) if n > 0 else ds
+    enc = tokenize(ds, task.text_columns, tok, seq)
+    rows = [dict(zip(enc.column_names, vals)) for vals in zip(*[enc[c] for c in enc.column_names])]
+    collate = Collator(tok.pad_token_id, task.regression)
+    return [collate(rows[i:i + bs]) for i in range(0, len(rows), bs)]
+
+
+def _choose(scores: Any, model: Any, p: Any):
+    from tinyfw.prune import importance as imp
+    from tinyfw.prune.structure import heads_per_layer
+
+    h, f = scores
+    return (imp.heads_to_remove(h, heads_per_layer(model), per_layer=p.heads_per_layer, total=p.heads),
+            imp.neurons_to_keep(f, p.ffn_size))
+
+
+def _overlap(a: Dict[int, List[int]], b: Dict[int, List[int]]) -> float:
+    sa = {(i, j) for i, v in a.items() for j in v}
+    sb = {(i, j) for i, v in b.items() for j in v}
+    return len(sa & sb) / len(sa) if sa else 1.0
+
+
+def _recover(cfg: DictConfig, ctx: RunContext, student: Any, student_dir: Path) -> Dict[str, Any]:
+    """TD step 2 of ``stage=task`` on the pruned student, from the teacher its run recorded."""
+    from tinyfw import fingerprint
+    from tinyfw.stages import task as td
+    from tinyfw.stages.export import student_origin
+
+    origin = student_origin(student_dir)
+    rcfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    if origin.get("teacher_dir") and Path(origin["teacher_dir"]).is_dir() and not cfg.teacher_ft.path:
+        rcfg.teacher_ft.path = origin["teacher_dir"]  # the teacher the student was distilled from
+    s = td.load(rcfg, ctx)
+    phase = OmegaConf.merge(rcfg.task_distill.step2, {"max_steps": int(cfg.prune.recover_steps), "epochs": 1.0})
+    prec = rcfg.task_distill.precision if rcfg.task_distill.precision is not None else rcfg.precision
+    fp = {**fingerprint.for_task(rcfg, ctx.home), "prune": plain(cfg.prune), "student": str(student_dir)}
+    common = dict(precision=str(prec), tracker=ctx.tracker, seed=cfg.seed, resume=cfg.resume, fingerprint=fp,
+                  group_by_length=bool(rcfg.task_distill.group_by_length))
+    out = td.Trained()
+    student.train()
+    td.step2(rcfg, ctx, s, student, phase, common, out)
+    return {"steps": out.steps.get("step2", 0), "best_step": out.best_step, "teacher": str(s.teacher_dir),
+            "teacher_logits": out.logits}
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
+    from transformers import AutoTokenizer
+
+    from tinyfw.data.collate import Collator
+    from tinyfw.data.tasks import encode_splits, load_task
+    from tinyfw.models.card import param_counts
+    from tinyfw.models.classifier import evaluate_all, load_classifier
+    from tinyfw.prune import importance as imp
+    from tinyfw.prune import structure as st
+
+    _check(cfg)
+    p = cfg.prune
+    student_dir = _student(cfg, ctx)
+    task = load_task(cfg.task, ctx.home)
+    tok = AutoTokenizer.from_pretrained(str(student_dir))
+    model = load_classifier(str(student_dir), task)
+    seq, bs = cfg.task.max_seq_len, cfg.task_distill.eval_batch_size
+    enc = encode_splits(task, tok, seq, task.eval_splits)
+    collate = Collator(tok.pad_token_id, task.regression)
+    before = {"structure": st.structure(model.config), "params": param_counts(model),
+              "flops": st.flops(model.config, seq, num_labels=model.config.num_labels)}
+    phases = {"original": evaluate_all(model, task, enc, collate, bs)}
+
+    batches = _batches(task, tok, str(p.data), p.max_examples, p.batch_size, seq)
+    scores = {"weight": imp.weight_scores(model)}
+    if str(p.importance) == "gradient":
+        scores["gradient"] = imp.gradient_scores(model, batches, task.regression)
+    chosen = {k: _choose(v, model, p) for k, v in scores.items()}
+    heads, neurons = chosen[str(p.importance)]
+    removed = {k: {"heads": {str(i): v for i, v in h.items()}, "ffn_removed": {
+        str(i): st.ffn_sizes(model)[i] - len(v) for i, v in n.items()}} for k, (h, n) in chosen.items()}
+    if "gradient" in chosen:
+        removed["head_overlap_gradient_vs_weight"] = _overlap(chosen["gradient"][0], chosen["weight"][0])
+    model = st.prune(model, heads, neurons)
+    after = {"structure": st.structure(model.config), "params": param_counts(model),
+             "flops": st.flops(model.config, seq, num_labels=model.config.num_labels)}
+    log.info("pruned: heads %s -> %s, FFN %s -> %s, params %d -> %d", before["structure"]["heads"],
+             after["structure"]["heads"], before["structure"]["ffn"], after["structure"]["ffn"],
+             before["params"]["total"], after["params"]["total"])
+    phases["pruned"] = evaluate_all(model, task, enc, collate, bs)
+    recovery: Dict[str, Any] = {}
+    if p.recover_steps > 0:
+        recovery = _recover(cfg, ctx, model, student_dir)
+        phases["recovered"] = evaluate_all(model, task, enc, collate, bs)
+    out = ctx.run_dir / "student"
+    if ctx.is_main:
+        from tinyfw.fsutil import atomic_dir
+
+        model.eval()
+        with atomic_dir(out, overwrite=True) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            (tmp / "pruning.json").write_text(json.dumps({"source": str(student_dir), "removed": removed,
+                                                          "criterion": str(p.importance)}, indent=1) + "\n")
+        reloaded = st.load_pruned(str(out))
+        if param_counts(reloaded) != after["params"]:
+            raise RuntimeError(f"{out} reloads with other parameter counts than the pruned model")
+        import shutil
+
+        shutil.rmtree(ctx.run_dir / "step2" / "checkpoints", ignore_errors=True)  # only for resuming
+    metrics = {"structure": {"before": before["structure"], "after": after["structure"]},
+               "params": {"before": before["params"], "after": after["params"]},
+               "flops_per_seq": {"before": before["flops"], "after": after["flops"],
+                                 "ratio": before["flops"]["total"] / after["flops"]["total"]},
+               "removed": removed, "criterion": str(p.importance), "phases": phases,
+               "main_metric": task.main_metric, "recovery": recovery}
+    outputs = {"student": str(out), "source": str(student_dir),
+               "teacher": recovery.get("teacher") or (_origin_teacher(student_dir))}
+    if p.export and ctx.is_main:
+        from tinyfw.stages.pipeline import passthrough_overrides, run_step, tinyfw_cmd
+
+        extra = [o for o in passthrough_overrides() if not o.startswith(("prune.", "bench."))]
+        edir = ctx.run_dir / "exported"
+        _write_origin(ctx.run_dir, cfg, outputs)  # stage=export reads the task and teacher beside the student
+        run_step("export", tinyfw_cmd("stage=export", *extra, f"export.student={out}", f"hydra.run.dir={edir}"),
+                 ctx.run_dir)
+        metrics["export"] = json.loads((edir / "result.json").read_text())["metrics"].get("forms")
+        outputs["export"] = str(edir / "export")
+    if ctx.is_main:
+        from tinyfw.fsutil import atomic_write_text
+
+        table = prune_table(metrics)
+        atomic_write_text(ctx.run_dir / "prune.md", f"# Structured pruning of `{student_dir}` (task {task.name})\n\n{table}")
+        print(table)
+        outputs["markdown"] = str(ctx.run_dir / "prune.md")
+    return StageResult(metrics=metrics, outputs=outputs)
+
+
+def prune_table(m: Dict[str, Any]) -> str:
+    """``prune.md``: the structure before and after, then the main metric of the original
+    student, the pruned one, the recovered one and every exported form (points vs the original)."""
+    main, s = m["main_metric"], m["structure"]
+    orig = m["phases"]["original"]
+    ref = "test" if "test" in orig else "dev"
+    lines = [f"- heads per layer {s['before']['heads']} -> {s['after']['heads']}; FFN per layer "
+             f"{s['before']['ffn']} -> {s['after']['ffn']}; criterion {m['criterion']}",
+             f"- parameters {m['params']['before']['total']:,} -> {m['params']['after']['total']:,} "
+             f"(non-embedding {m['params']['before']['non_embedding']:,} -> {m['params']['after']['non_embedding']:,}); "
+             f"FLOPs per sequence / {m['flops_per_seq']['ratio']:.2f}", "",
+             f"| model | dev {main} | test {main} | Δ vs original (points, {ref}) |", "|---|---|---|---|"]
+    rows = [(f"student ({k})", v) for k, v in m["phases"].items()]
+    from tinyfw.export.forms import LABELS
+
+    rows += [(f"pruned student, {LABELS[k]}", f) for k, f in (m.get("export") or {}).items() if k != "fp32"]
+    for label, f in rows:
+        cell = lambda sp: "—" if sp not in f else f"{100 * f[sp][main]:.1f}"  # noqa: E731
+        delta = "—" if ref not in f else f"{100 * (f[ref][main] - orig[ref][main]):+.1f}"
+        lines.append(f"| {label} | {cell('dev')} | {cell('test')} | {delta} |")
+    return "\n".join(lines) + "\n"
+
+
+def _origin_teacher(student_dir: Path) -> Any:
+    from tinyfw.stages.export import student_origin
+
+    return student_origin(student_dir).get("teacher_dir")
+
+
+def _write_origin(run_dir: Path, cfg: DictConfig, outputs: Dict[str, Any]) -> None:
+    """A preliminary ``result.json`` (the runner overwrites it at the end) so that ``stage=export``
+    of ``<run>/student`` finds its task and teacher, as for a ``stage=task`` student."""
+    from tinyfw.fsutil import atomic_write_json
+
+    atomic_write_json(run_dir / "result.json", {"stage": "prune", "status": "running", "outputs": outputs,
+                                                "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)})
