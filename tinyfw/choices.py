@@ -87,3 +87,8 @@ class WandbMode(_StrEnum):
 class LayerReduction(_StrEnum):
     sum = "sum"  # the reference: sum over mapped layers (each layer weighs as much as the embedding term)
     mean = "mean"  # mean over mapped layers (the embedding term then weighs M x a layer)
+
+
+class TaskType(_StrEnum):
+    sequence = "sequence"  # one label (or value) per text or text pair
+    token = "token"  # one tag per word: NER, POS (tokens column = words, tags column = one tag per word)
