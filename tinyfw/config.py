@@ -248,6 +248,9 @@ class PipelineCfg:
     steps: List[str] = field(
         default_factory=lambda: ["assets", "teacher", "mlm", "general", "augment", "grid", "report"]
     )
+    # the study over several tasks (e.g. [mr,conll2003]): teacher and augment per task, one grid
+    # sweeping `task=` too, one report with a column per task; [] = the run's own task (task=, default mr)
+    tasks: List[str] = field(default_factory=list)
 
 
 @dataclass
