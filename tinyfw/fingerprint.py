@@ -88,7 +88,7 @@ def for_teacher(cfg: DictConfig) -> Dict[str, Any]:
 def for_task(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     """A ``stage=task`` run: the teacher, the student's starting point (the GD student's key
     when ``gd=on``), the augmented data, the objective and the phases it runs."""
-    from tinyfw.config import is_on as on, plain
+    from tinyfw.config import is_on as on, plain, task_key
 
     td = cfg.task_distill
     fp: Dict[str, Any] = {"teacher_ft.path": cfg.teacher_ft.path} if cfg.teacher_ft.path else for_teacher(cfg)
@@ -109,7 +109,7 @@ def for_task(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     own = {k: plain(td[k]) for k in ("max_train_examples", "budget", "group_by_length", "precision")}
     if not td.get("intermediate", True):  # the recipes without TD step 1 (at its default: not in the key)
         own["intermediate"] = False
-    fp.update({"task": plain(cfg.task), "task_distill": {**own, **phases},
+    fp.update({"task": task_key(cfg.task), "task_distill": {**own, **phases},
                "gd": str(cfg.gd), "td": str(cfg.td), "augment": str(cfg.augment), "seed": int(cfg.seed),
                "precision": plain(cfg.precision)})
     if on(cfg.td):

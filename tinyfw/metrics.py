@@ -71,3 +71,41 @@ def compute(names: Iterable[str], predictions: Sequence, labels: Sequence) -> Di
             out[name] = (_corr(pearsonr, p.astype(float), y.astype(float))
                          + _corr(spearmanr, p.astype(float), y.astype(float))) / 2
     return out
+
+
+TOKEN = ("token_accuracy", "entity_f1", "entity_precision", "entity_recall")
+
+
+def token_compute(names: Iterable[str], predictions: Sequence[Sequence[str]], labels: Sequence[Sequence[str]],
+                  scheme: str = None) -> Dict[str, float]:
+    """Token-task metrics over sentences of tag names: ``token_accuracy`` (scikit-learn, over
+    words) and ``entity_precision`` / ``entity_recall`` / ``entity_f1`` (micro over entities,
+    seqeval in strict mode with ``scheme`` ``IOB2`` or ``IOBES``: an entity counts when its
+    type and both boundaries match)."""
+    from sklearn.metrics import accuracy_score
+
+    names = list(names)
+    unknown = [n for n in names if n not in TOKEN]
+    if unknown:
+        raise ValueError(f"unknown token metric(s) {unknown}; valid: {list(TOKEN)}")
+    if len(predictions) != len(labels) or any(len(p) != len(y) for p, y in zip(predictions, labels)):
+        raise ValueError("predicted and gold sentences differ in number or length")
+    flat_y = [t for s in labels for t in s]
+    if not flat_y:
+        raise ValueError("cannot compute metrics on an empty split")
+    out: Dict[str, float] = {}
+    if "token_accuracy" in names:
+        out["token_accuracy"] = float(accuracy_score(flat_y, [t for s in predictions for t in s]))
+    entity = [n for n in names if n.startswith("entity_")]
+    if entity:
+        from seqeval.metrics import f1_score, precision_score, recall_score
+        from seqeval.scheme import IOB2, IOBES
+
+        if scheme not in ("IOB2", "IOBES"):
+            raise ValueError(f"entity metrics need an IOB2 or IOBES tag set, got scheme {scheme}")
+        kw = dict(mode="strict", scheme=IOB2 if scheme == "IOB2" else IOBES, zero_division=0)
+        y, p = [list(s) for s in labels], [list(s) for s in predictions]
+        fns = {"entity_f1": f1_score, "entity_precision": precision_score, "entity_recall": recall_score}
+        for n in entity:
+            out[n] = float(fns[n](y, p, **kw))
+    return out

@@ -17,6 +17,8 @@ ASSETS = {
     "glove-50d": "glove-50d/vectors.kv",  # gensim KeyedVectors
     "mr": "mr",  # movie-review polarity task (datasets DatasetDict on disk)
     "offline": "corpus/corpus.txt",  # unlabeled corpus, one paragraph per line
+    "conll2003": "conll2003",  # CoNLL-2003 English NER (datasets DatasetDict on disk: tokens, ner_tags)
+    "pos": "pos",  # OANC part-of-speech sentences + WSJ as test_wsj (DatasetDict: tokens, pos_tags)
 }
 
 

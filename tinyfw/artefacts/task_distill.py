@@ -49,9 +49,18 @@ def model_id(path: Path) -> str:
 
 def teacher_logits(teacher: Any, teacher_dir: Path, enc, collate: Collator, home: Path,
                    batch_size: int) -> Tuple[np.ndarray, bool]:
-    """Teacher logits for every row of ``enc`` (float32 [N, C]) and whether they came from
-    the cache. Cache key: teacher identity + digest of the tokenised rows."""
+    """Teacher logits for every row of ``enc`` (float32 [N, C]; a token classifier: [P, C] over
+    the word-initial positions, rows in order) and whether they came from the cache. Cache
+    key: teacher identity + digest of the tokenised rows (+ of the word-initial positions)."""
+    from tinyfw.data.tokens import IGNORE, is_words, positions_per_row
+
     parts = {"teacher": model_id(teacher_dir), "data": data_digest(enc), "rows": len(enc)}
+    per_token = "labels" in enc.column_names and is_words(enc, ["labels"])
+    expected = len(enc)
+    if per_token:  # a token classifier: the logits of the word-initial positions, rows concatenated
+        parts["positions"] = cache.digest(np.asarray([v != IGNORE for v in row], dtype=np.int8).tobytes()
+                                          for row in enc["labels"])
+        expected = int(positions_per_row(enc["labels"]).sum())
     built = {"now": False}
 
     def build(tmp: Path) -> None:
@@ -61,8 +70,9 @@ def teacher_logits(teacher: Any, teacher_dir: Path, enc, collate: Collator, home
 
     entry = cache.ensure(home, LOGITS_KIND, parts, build)
     logits = np.load(entry / "logits.npy")
-    if logits.shape[0] != len(enc):
-        raise RuntimeError(f"cached teacher logits {entry} have {logits.shape[0]} rows for {len(enc)} examples")
+    if logits.shape[0] != expected:
+        raise RuntimeError(f"cached teacher logits {entry} have {logits.shape[0]} rows for {expected} "
+                           f"{'word-initial positions' if per_token else 'examples'}")
     return logits, not built["now"]
 
 

@@ -1,5 +1,5 @@
 """The fine-tuned teacher: the pre-trained teacher encoder (``teacher=...``) with a
-sequence-classification head (``num_labels`` classes, or one output with
+sequence-classification head (a token-classification head for ``task.type=token``) (``num_labels`` classes, or one output with
 ``problem_type="regression"``), trained with ``teacher_ft.train`` on the original (not
 augmented) train split through the shared loop, evaluated on dev every ``eval_every`` steps and
 at the end; the best weights by the task's main dev metric are kept and evaluated on every
@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from tinyfw import cache, dist, paths
+from tinyfw.config import task_key
 from tinyfw.data.collate import Collator
 from tinyfw.data.tasks import encode_splits, evaluate, load_task
 from tinyfw.models.classifier import evaluate_all, load_classifier
@@ -41,7 +42,7 @@ def teacher_identity(cfg: DictConfig) -> Dict[str, Any]:
 def cache_key(cfg: DictConfig) -> Dict[str, Any]:
     return {
         "teacher": teacher_identity(cfg),
-        "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "task": task_key(cfg.task),
         "train": OmegaConf.to_container(cfg.teacher_ft.train, resolve=True, enum_to_str=True),
         "precision": str(cfg.precision),
         "seed": int(cfg.teacher_ft.seed),
@@ -68,6 +69,11 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     bs = cfg.task_distill.eval_batch_size
 
     def loss_fn(mods, batch):
+        if task.token:  # per-token cross-entropy over gold tags (-1: untagged, ignored like -100)
+            from tinyfw.distill.steps import hard_loss
+
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            return hard_loss(mods["model"](**inputs).logits, batch["labels"]), {}
         return mods["model"](**batch).loss, {}
 
     def dev_eval(mods):

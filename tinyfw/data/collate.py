@@ -20,7 +20,9 @@ class Collator:
     """``rows`` -> a batch of ``input_ids`` (padded with ``pad_token_id``), ``attention_mask``
     and ``token_type_ids`` (padded with 0; built from the lengths, resp. zeros, when the rows
     have none) to the batch's longest row; ``labels`` as long (float32 with ``regression``);
-    every other numeric column (teacher logits, row ids) stacked."""
+    every other numeric column (teacher logits, row ids) stacked. Token tasks: ``labels`` (a
+    tag per position) padded with -100; ``t_logits`` (a [words, C] list per row) concatenated
+    over the rows' word-initial positions in order."""
 
     def __init__(self, pad_token_id: Any = 0, regression: bool = False):
         self.pad = int(pad_token_id or 0)
@@ -41,7 +43,12 @@ class Collator:
             if k in PAD_KEYS:
                 continue
             vals = [r[k] for r in rows]
-            if k == "labels":
+            if k == "labels" and isinstance(vals[0], list):  # token task: a tag per position, -100 = none
+                out[k] = torch.tensor([list(v) + [-100] * (n - len(v)) for v in vals], dtype=torch.long)
+            elif k == "t_logits" and any(isinstance(v, list) and v and isinstance(v[0], list) for v in vals):
+                # token task: the teacher's logits at each row's word-initial positions, rows concatenated
+                out[k] = torch.tensor([x for v in vals for x in v], dtype=torch.float32)
+            elif k == "labels":
                 out[k] = torch.tensor(vals, dtype=torch.float32 if self.regression else torch.long)
             elif isinstance(vals[0], (int, float, list)) and not isinstance(vals[0], bool):
                 out[k] = torch.tensor(vals)

@@ -100,6 +100,11 @@ class TaskData:
     main_metric: str = "accuracy"
     dev_split: str = "validation"
     source: str = ""
+    type: str = "sequence"  # `token`: one tag per word (tinyfw/data/tokens.py)
+
+    @property
+    def token(self) -> bool:
+        return self.type == "token"
 
     @property
     def num_labels(self) -> int:
@@ -115,12 +120,15 @@ class TaskData:
         ds = self.splits[split]
         if self.regression:
             return len(ds) > 0 and not all(np.isnan(ds["label"]))
+        if self.token:
+            return any(v >= 0 for row in ds["label"] for v in row)
         return any(v >= 0 for v in ds["label"])
 
     def describe(self) -> Dict[str, Any]:
         return {"name": self.name, "source": self.source, "text_columns": self.text_columns,
                 "labels": self.label_names, "regression": self.regression,
-                "sizes": {k: len(v) for k, v in self.splits.items()}, "main_metric": self.main_metric}
+                "sizes": {k: len(v) for k, v in self.splits.items()}, "main_metric": self.main_metric,
+                **({"type": self.type} if self.token else {})}
 
 
 def metrics_for(name: str, regression: bool) -> tuple:
@@ -338,7 +346,15 @@ def _subset(ds, n: int):
 
 def load_task(task_cfg: Any, home: Path) -> TaskData:
     """Load the task described by ``task_cfg`` (``tinyfw.config.TaskCfg``)."""
+    from tinyfw.data import tokens
+
     name = task_cfg.name
+    if name in tokens.TOKEN_TASKS or str(getattr(task_cfg, "type", "sequence")) == "token":
+        task = tokens.load_token_task(task_cfg, home)
+        for s in list(task.splits):
+            task.splits[s] = _subset(task.splits[s], task_cfg.max_train_examples if s == "train"
+                                     else task_cfg.max_eval_examples)
+        return task
     files = dict(task_cfg.get("files") or {}) if hasattr(task_cfg, "get") else dict(task_cfg.files or {})
     label_column = task_cfg.label_column or "label"
     cfg_labels = [str(x) for x in (task_cfg.labels or [])]
@@ -400,6 +416,10 @@ def tokenize(ds, text_columns: Sequence[str], tokenizer: Any, max_seq_len: int, 
     """Tokenised copy of ``ds``: ``input_ids`` / ``attention_mask`` / ``token_type_ids`` and
     ``labels``; text columns and ``label`` are dropped, any other column is kept."""
     cols = list(text_columns)
+    from tinyfw.data import tokens
+
+    if tokens.is_words(ds, cols):  # a token task: words -> pieces, a tag per word's first piece
+        return tokens.tokenize_words(ds, cols[0], tokenizer, max_seq_len, num_proc)
 
     def enc(batch):
         args = [batch[c] for c in cols]
@@ -415,16 +435,22 @@ def tokenize(ds, text_columns: Sequence[str], tokenizer: Any, max_seq_len: int, 
 def predict_logits(model: Any, ds, collate: Collator, batch_size: int = 64, device: Any = None,
                    desc: str = "predict") -> np.ndarray:
     """Logits of ``model`` (a ``...ForSequenceClassification``) for every row of tokenised
-    ``ds``, in row order. Rows are batched by length (less padding) and put back in order."""
+    ``ds``, in row order. Rows are batched by length (less padding) and put back in order.
+    A token classifier (per-token logits): the logits of every word-initial position
+    (``labels != -100``, which ``ds`` must then hold), rows in order: [positions, C]."""
     import torch
     from tqdm.auto import tqdm
 
     device = device or next((p.device for p in model.parameters()), torch.device("cpu"))  # ONNX: none
     lengths = np.array([len(x) for x in ds["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
+    from tinyfw.data.tokens import IGNORE, is_words
+
+    per_token = "labels" in ds.column_names and is_words(ds, ["labels"])
     keep = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in ds.column_names]
-    view = ds.select_columns(keep)
+    view = ds.select_columns(keep + (["labels"] if per_token else []))
     out = np.zeros((len(ds), model.config.num_labels), dtype=np.float32)
+    rows: List[Any] = [None] * len(ds)
     was_training = model.training
     model.eval()
     with torch.inference_mode():
@@ -432,9 +458,19 @@ def predict_logits(model: Any, ds, collate: Collator, batch_size: int = 64, devi
             idx = order[b:b + batch_size]
             cols = view[idx.tolist()]
             batch = collate([dict(zip(cols, vals)) for vals in zip(*cols.values())])
+            labels = batch.pop("labels", None)
             batch = {k: v.to(device) for k, v in batch.items()}
-            out[idx] = model(**batch).logits.float().cpu().numpy()
+            logits = model(**batch).logits.float().cpu()
+            if logits.dim() == 3:
+                if labels is None:
+                    raise ValueError("a token classifier's logits need the rows' labels (word-initial positions)")
+                for j, i in enumerate(idx):
+                    rows[i] = logits[j][labels[j] != IGNORE].numpy()
+            else:
+                out[idx] = logits.numpy()
     model.train(was_training)
+    if per_token and len(ds) and rows[0] is not None:
+        return np.concatenate(rows).astype(np.float32) if rows else out
     return out
 
 
@@ -444,6 +480,10 @@ def evaluate(model: Any, task: TaskData, tok_split, collate: Collator, batch_siz
     from tinyfw import metrics as M
 
     logits = predict_logits(model, tok_split, collate, batch_size, device, desc="eval")
+    if task.token:
+        from tinyfw.data.tokens import evaluate_tokens
+
+        return evaluate_tokens(logits, tok_split["labels"], task)
     labels = np.asarray(tok_split["labels"])
     keep = ~np.isnan(labels) if task.regression else labels >= 0
     preds = M.predictions_from_logits(logits, task.regression)

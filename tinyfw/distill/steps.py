@@ -50,6 +50,11 @@ def feature_loss_fn(need_scores: bool, mapping: Optional[Sequence[int]] = None, 
     return loss_fn
 
 
+def hard_loss(logits, labels, regression: bool = False):
+    """Cross-entropy to hard labels (MSE for ``regression``); per token for [B, T, C] logits."""
+    return _hard_loss(logits, labels, regression)
+
+
 def _model_inputs(batch: Dict[str, Any]) -> Dict[str, Any]:
     return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
 
@@ -57,6 +62,11 @@ def _model_inputs(batch: Dict[str, Any]) -> Dict[str, Any]:
 def _hard_loss(logits, labels, regression: bool):
     import torch.nn.functional as F
 
+    if logits.dim() == 3:  # token task: cross-entropy over the gold tags (-100 and -1 ignored), mean over words
+        labels = labels.to(logits.device).masked_fill(labels.to(logits.device) < 0, -100)
+        if not bool((labels >= 0).any()):
+            return logits.float().sum() * 0.0  # no gold tag in the batch (augmented rows carry none)
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
     if regression:
         return F.mse_loss(logits.view(-1).float(), labels.float())
     return F.cross_entropy(logits.float(), labels)
@@ -66,7 +76,9 @@ def prediction_loss_fn(pred_weight: float, temperature: float, regression: bool)
     """Module ``student``; batches carry the teacher's logits (``t_logits``): the Distiller's
     prediction loss (:func:`~tinyfw.distill.losses.soft_loss`: soft cross-entropy at
     ``temperature``, MSE to the teacher's output for a one-output head) times ``pred_weight``;
-    ``pred_weight`` 0 ("w/o Pred"): the hard labels (``regression``: MSE to them)."""
+    ``pred_weight`` 0 ("w/o Pred"): the hard labels (``regression``: MSE to them). A token
+    classifier: the soft cross-entropy per word-initial position (``labels != -100``; the
+    batch's ``t_logits`` are those positions' teacher logits, concatenated), mean over them."""
     from tinyfw.distill.losses import soft_loss
 
     def loss_fn(mods, batch):
@@ -74,6 +86,8 @@ def prediction_loss_fn(pred_weight: float, temperature: float, regression: bool)
         if pred_weight <= 0:  # "w/o Pred": hard labels
             return _hard_loss(logits, batch["labels"], regression), {}
         t = batch["t_logits"].to(logits.device)
+        if logits.dim() == 3:  # token task: the word-initial positions (labels != -100), in row order
+            logits = logits[batch["labels"].to(logits.device) != -100]
         soft = soft_loss(logits, t, temperature)
         return pred_weight * soft, {"pred": float(soft.detach())}
 

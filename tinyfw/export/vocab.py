@@ -13,7 +13,7 @@ from typing import Any, Iterable, List, Sequence, Tuple, Union
 
 import torch
 
-Text = Union[str, Tuple[str, str]]  # one text or a sentence pair
+Text = Union[str, Tuple[str, str], List[str]]  # one text, a sentence pair or a token task's words
 
 
 def _batches(texts: Iterable[Text], size: int) -> Iterable[List[Text]]:
@@ -30,7 +30,9 @@ def _batches(texts: Iterable[Text], size: int) -> Iterable[List[Text]]:
 def _encode(tokenizer: Any, batch: Sequence[Text], max_length: int = 0) -> List[List[int]]:
     pairs = [t for t in batch if isinstance(t, tuple)]
     trunc = {"truncation": True, "max_length": max_length} if max_length else {}
-    if pairs and len(pairs) == len(batch):
+    if batch and all(isinstance(t, list) for t in batch):  # a token task's sentences: lists of words
+        enc = tokenizer(list(batch), is_split_into_words=True, **trunc)
+    elif pairs and len(pairs) == len(batch):
         enc = tokenizer([a for a, _ in batch], [b for _, b in batch], **trunc)
     else:
         enc = tokenizer(list(batch), **trunc)

@@ -24,6 +24,9 @@ def split_key(task: TaskData, split: str) -> str:
 
 
 def head_kwargs(task: TaskData) -> Dict[str, Any]:
+    if task.token:  # a tag per token: no problem_type (the token head's loss is always cross-entropy)
+        return {"num_labels": task.num_labels, "id2label": dict(enumerate(task.label_names)),
+                "label2id": {n: i for i, n in enumerate(task.label_names)}}
     if task.regression:
         return {"num_labels": 1, "problem_type": "regression"}
     return {"num_labels": task.num_labels, "problem_type": "single_label_classification",
@@ -31,17 +34,28 @@ def head_kwargs(task: TaskData) -> Dict[str, Any]:
             "label2id": {n: i for i, n in enumerate(task.label_names)}}
 
 
+def is_token_model(path: str) -> bool:
+    """Whether the HF model directory ``path`` holds a token classifier (its architectures)."""
+    from transformers import AutoConfig
+
+    return any(a.endswith("ForTokenClassification") for a in AutoConfig.from_pretrained(path).architectures or [])
+
+
 def load_classifier(path: str, task: Optional[TaskData] = None, new_head: bool = False):
-    """A ``AutoModelForSequenceClassification`` from ``path`` (strict: missing/unexpected keys
-    fail). ``new_head``: the checkpoint is a bare encoder and the head is initialised."""
-    from transformers import AutoModelForSequenceClassification
+    """A ``AutoModelForSequenceClassification`` (``AutoModelForTokenClassification`` for a
+    token task, or a token checkpoint when no task is given) from ``path`` (strict:
+    missing/unexpected keys fail). ``new_head``: the checkpoint is a bare encoder and the head
+    is initialised."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     from tinyfw.models.load import load_strict
 
     from tinyfw.prune.structure import classifier_class
 
+    token = task.token if task is not None else is_token_model(path)
     kwargs = head_kwargs(task) if (new_head and task is not None) else {}
-    model = load_strict(classifier_class(path, AutoModelForSequenceClassification), path,
+    cls = AutoModelForTokenClassification if token else classifier_class(path, AutoModelForSequenceClassification)
+    model = load_strict(cls, path,
                         allow_new=ALLOW_NEW_HEAD if new_head else (), **kwargs)
     if task is not None and model.config.num_labels != task.num_labels:
         raise ValueError(f"{path} has {model.config.num_labels} outputs but task '{task.name}' needs "
@@ -91,7 +105,7 @@ def build_classifier(shape: Any, layer_map: Union[str, Sequence[int]], teacher: 
     """The student encoder of ``shape`` (``init``: ``random``, ``teacher_layers`` or a checkpoint
     directory, see :func:`tinyfw.models.student.build_student`) under a fresh classification
     head for ``task``, with eager attention; returns (model, layer mapping)."""
-    from transformers import BertForSequenceClassification
+    from transformers import BertForSequenceClassification, BertForTokenClassification
 
     from tinyfw.models.student import build_student, layer_mapping
 
@@ -101,8 +115,11 @@ def build_classifier(shape: Any, layer_map: Union[str, Sequence[int]], teacher: 
     for k, v in head_kwargs(task).items():
         setattr(config, k, v)
     config.num_labels = task.num_labels
-    model = BertForSequenceClassification(config)
-    model.bert.load_state_dict(encoder.state_dict(), strict=True)
+    model = (BertForTokenClassification if task.token else BertForSequenceClassification)(config)
+    state = encoder.state_dict()
+    if task.token:  # a token head reads every position: the encoder has no pooler there
+        state = {k: v for k, v in state.items() if not k.startswith("pooler.")}
+    model.bert.load_state_dict(state, strict=True)
     model.requires_grad_(True)
     model.set_attn_implementation("eager")
     return model, mapping

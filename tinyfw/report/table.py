@@ -220,8 +220,12 @@ class Table:
     def cell_texts(self) -> List[List[str]]:
         return [[label] + [cells[c].text(self.digits) for c in self.columns] for label, cells in self.rows]
 
+    def header(self, column: str) -> str:
+        """A column's header: its name, with its metric's unless that is plain accuracy."""
+        return header(column, self.metric.get(column))
+
     def markdown(self) -> str:
-        head = "| variant | " + " | ".join(self.columns) + " |"
+        head = "| variant | " + " | ".join(self.header(c) for c in self.columns) + " |"
         sep = "|---" * (len(self.columns) + 1) + "|"
         return "\n".join([head, sep, *("| " + " | ".join(r) + " |" for r in self.cell_texts())])
 
@@ -246,6 +250,16 @@ class Table:
 
 
 MISMATCHED = "validation_mismatched"  # MNLI's second dev set: its own column, as in the paper
+METRIC_NAMES = {"entity_f1": "entity F1", "token_accuracy": "token acc.", "acc_and_f1": "acc./F1", "mcc": "MCC",
+                "corr": "Pearson/Spearman"}
+
+
+def header(column: str, key: Optional[str]) -> str:
+    """``column`` with its metric named (``conll2003 (entity F1)``); plain accuracy is not named."""
+    name = (key or "").split("/")[-1]
+    if not name or name == "accuracy" or column == "avg":
+        return column
+    return f"{column} ({METRIC_NAMES.get(name, name)})"
 
 
 def task_columns(records: Sequence[RunRecord], metric: str) -> List[Tuple[str, str, Optional[str]]]:
@@ -260,6 +274,11 @@ def task_columns(records: Sequence[RunRecord], metric: str) -> List[Tuple[str, s
             mm = f"{MISMATCHED}/{key.split('/', 1)[1]}"
             if any(mm in r.metrics for r in runs if r.status == "ok"):
                 cols.append((f"{t}-mm", t, mm))
+        if key and key.startswith("test/"):  # a second test set (POS: out-of-domain WSJ) gets its own column
+            name = key.split("/", 1)[1]
+            extra = sorted({k for r in runs if r.status == "ok" for k in r.metrics
+                            if k.startswith("test_") and k.endswith(f"/{name}") and not k.startswith("teacher")})
+            cols.extend((f"{t}-{k.split('/')[0][len('test_'):]}", t, k) for k in extra)
     return cols
 
 
@@ -440,7 +459,7 @@ def deltas_markdown(tab: Table, reference: str = FULL) -> str:
     rows = deltas(tab, reference)
     if not rows:
         return ""
-    head = "| variant | " + " | ".join(f"Δ {c}" for c in tab.columns) + " |"
+    head = "| variant | " + " | ".join(f"Δ {tab.header(c)}" for c in tab.columns) + " |"
     sep = "|---" * (len(tab.columns) + 1) + "|"
     body = ["| " + " | ".join([label] + [d[c].text(tab.digits) for c in tab.columns]) + " |" for label, d in rows]
     return "\n".join([head, sep, *body])

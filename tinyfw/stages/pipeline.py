@@ -34,9 +34,13 @@ log = logging.getLogger(__name__)
 STEPS = ["assets", "teacher", "mlm", "general", "augment"]
 
 
-def passthrough_overrides() -> List[str]:
-    """The user's command-line overrides minus those the pipeline sets per step."""
-    skip = ("stage=", "hydra.", "gd=", "td=", "augment=", "ablation=", "pipeline.")
+PER_TASK = ("teacher", "augment")  # steps that depend on the task (run once per task of pipeline.tasks)
+
+
+def passthrough_overrides(tasks: List[str] = ()) -> List[str]:
+    """The user's command-line overrides minus those the pipeline sets per step (``task=`` too
+    when ``pipeline.tasks`` names the tasks)."""
+    skip = ("stage=", "hydra.", "gd=", "td=", "augment=", "ablation=", "pipeline.") + (("task=",) if tasks else ())
     return [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
 
 
@@ -90,7 +94,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     unknown = set(cfg.pipeline.steps) - set(STEPS) - {"grid", "report"}
     if unknown:
         raise ValueError(f"unknown pipeline steps {sorted(unknown)}; valid: {STEPS + ['grid', 'report']}")
-    extra = passthrough_overrides()
+    tasks = [str(t) for t in cfg.pipeline.get("tasks", None) or []]
+    extra = passthrough_overrides(tasks)
     timings, skipped = {}, []
     for name in (s for s in STEPS if s in cfg.pipeline.steps):
         entry = cached_output(name, cfg, ctx.home)
@@ -98,6 +103,11 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
             log.info("pipeline step %s: already in the cache (%s), skipped; delete that entry to "
                      "train it again", name, entry)
             skipped.append(name)
+            continue
+        if tasks and name in PER_TASK:
+            for t in tasks:
+                cmd = tinyfw_cmd(f"stage={name}", f"task={t}", *extra, f"hydra.run.dir={ctx.run_dir / name / t}")
+                timings[f"{name}/{t}"] = run_step(f"{name}-{t}", cmd, ctx.run_dir)
             continue
         cmd = tinyfw_cmd(f"stage={name}", *extra, f"hydra.run.dir={ctx.run_dir / name}")
         timings[name] = run_step(name, cmd, ctx.run_dir)
@@ -107,7 +117,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     if "grid" in cfg.pipeline.steps:
         timings["grid"] = run_step(
             "grid",
-            tinyfw_cmd("-m", "stage=task", *grid_overrides(cfg.pipeline), *extra, f"hydra.sweep.dir={sweep}",
+            tinyfw_cmd("-m", "stage=task", *grid_overrides(cfg.pipeline), *([f"task={','.join(tasks)}"] if tasks else []),
+                       *extra, f"hydra.sweep.dir={sweep}",
                        f"logging.wandb.group={group}"),
             ctx.run_dir,
         )

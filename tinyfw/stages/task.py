@@ -275,9 +275,19 @@ def step2(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, phase: Any, 
     if pred > 0:
         logits, cached = teacher_logits(s.teacher, s.teacher_dir, s.train, s.collate, ctx.home, bs)
         out.logits = {"cached": cached, "computed": 0 if cached else len(s.train)}
-        train = s.train.add_column("t_logits", [row.tolist() for row in logits])
+        if s.task.token:  # [positions, C] -> one [words, C] list per row
+            from tinyfw.data.tokens import positions_per_row
+
+            logits_rows = np.split(logits, np.cumsum(positions_per_row(s.train["labels"]))[:-1])
+            train = s.train.add_column("t_logits", [row.tolist() for row in logits_rows])
+        else:
+            train = s.train.add_column("t_logits", [row.tolist() for row in logits])
         if not s.task.regression:  # the soft targets' entropy: the lowest step-2 loss possible
             out.loss_floor = soft_entropy(logits, float(temperature))
+    elif s.task.token:
+        from tinyfw.data.tokens import gold_rows
+
+        train = gold_rows(train)
     log.info("TD step 2 (prediction layer, pred weight %s, T=%s)", pred, temperature)
     loss_fn = prediction_loss_fn(pred, temperature, s.task.regression)
     kind, alpha = str(cfg.distill.get("pred_loss", "soft_ce")), float(cfg.distill.get("hard_label_weight", 0.0))
@@ -299,8 +309,13 @@ def finetune(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, phase: An
     from tinyfw.distill.steps import finetune_loss_fn
     from tinyfw.train.loop import fit
 
-    log.info("td=off: fine-tuning the student on hard labels (%d examples)", len(s.train))
-    r = fit({"student": student}, finetune_loss_fn(s.task.regression), s.train, s.collate, phase,
+    train = s.train
+    if s.task.token:
+        from tinyfw.data.tokens import gold_rows
+
+        train = gold_rows(train)
+    log.info("td=off: fine-tuning the student on hard labels (%d examples)", len(train))
+    r = fit({"student": student}, finetune_loss_fn(s.task.regression), train, s.collate, phase,
             out_dir=ctx.run_dir / "finetune", evaluate=_dev_eval(s, cfg.task_distill.eval_batch_size),
             desc="fine-tune", eval_key=s.task.main_metric, restore_best=True, keep_checkpoints=1,
             log_prefix="finetune/", **common)
