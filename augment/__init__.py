@@ -7,7 +7,8 @@
 """
 
 from augment.augmenter import Analysis, Augmenter
+from augment.window import Window
 from augment.io import load_masked_lm, load_vectors, random_vectors
 from augment.words import STOPWORDS, TARGET_RULES, split_words
 
-__all__ = ["Analysis", "Augmenter", "load_masked_lm", "load_vectors", "random_vectors", "STOPWORDS", "TARGET_RULES", "split_words"]
+__all__ = ["Analysis", "Augmenter", "Window", "load_masked_lm", "load_vectors", "random_vectors", "STOPWORDS", "TARGET_RULES", "split_words"]
