@@ -101,7 +101,7 @@ def _teacher_tokenizer(cfg: DictConfig, home: Path) -> Any:
         raise ValueError(
             f"augmenter.window: texts are longer than task.max_seq_len={cfg.task.max_seq_len} word pieces, and the "
             f"teacher's tokenizer (to check that augmenter.mlm={cfg.augmenter.mlm} counts pieces as the student "
-            f"does) cannot be loaded ({type(e).__name__}: {e}). Provision the teacher (`stage=assets`) or set "
+            f"does) cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]}). Provision the teacher (`stage=assets`) or set "
             "augmenter.window=false to augment whole texts"
         ) from e
 
