@@ -118,7 +118,7 @@ class Augmenter:
         ``read``: per text, the leading words to augment (None: all; default: the window's)."""
         words = self._split(texts)
         if read is None:
-            read = [r for r, _ in self._read(texts)]
+            read = [r for r, _ in self._read(texts, words=(words, None))]
         return self._analyse(texts, words, read)
 
     def analyse_words(self, sentences: Sequence[Sequence[str]],
@@ -148,11 +148,11 @@ class Augmenter:
             out.append(words)
         return out
 
-    def _read(self, a: Sequence, b: Optional[Sequence] = None):
+    def _read(self, a: Sequence, b: Optional[Sequence] = None, words=None):
         """Per row and segment, the leading words inside the window (None: all)."""
         if self.window is None:
             return [(None, None)] * len(a)
-        return self.window.read(a, b)
+        return self.window.read(a, b, words)
 
     def _analyse(self, texts: Sequence[str], words_of: Sequence[List[str]], read: Sequence[Optional[int]],
                  one_word: bool = False) -> List[Analysis]:
@@ -274,8 +274,10 @@ class Augmenter:
         if len(texts_a) != len(texts_b):
             raise ValueError("texts_a and texts_b must have the same length")
         row_ids = list(range(len(texts_a))) if row_ids is None else list(row_ids)
-        reads = self._read(list(texts_a), list(texts_b))
-        both = self.analyse(list(texts_a) + list(texts_b), [r for r, _ in reads] + [r for _, r in reads])
+        words_a, words_b = self._split(texts_a), self._split(texts_b)
+        reads = self._read(list(texts_a), list(texts_b), (words_a, words_b))
+        both = self._analyse(list(texts_a) + list(texts_b), words_a + words_b,
+                             [r for r, _ in reads] + [r for _, r in reads])
         n = len(texts_a)
         return [
             sampling.pair_variants((a.text, b.text), (a.words, b.words), (a.candidates, b.candidates),

@@ -51,10 +51,12 @@ class Window:
             start += self.n_pieces(w)
         return None
 
-    def read(self, a: Sequence, b: Optional[Sequence] = None) -> List[Read]:
+    def read(self, a: Sequence, b: Optional[Sequence] = None,
+             words: Optional[Tuple[Sequence[List[str]], Optional[Sequence[List[str]]]]] = None) -> List[Read]:
         """Per row, the leading words of each segment the student reads (``None``: all; the
         second is ``None`` without ``b``). ``a`` / ``b``: texts (words as
-        :func:`augment.words.split_words` gives them), or word lists (one segment only)."""
+        :func:`augment.words.split_words` gives them, or as given in ``words``: the words of
+        ``a`` and of ``b`` when already split), or word lists (one segment only)."""
         a = list(a)
         if not a:
             return []
@@ -72,9 +74,9 @@ class Window:
                        max_length=self.max_len, return_special_tokens_mask=True, return_token_type_ids=True, **call)
         for j, i in enumerate(cut):
             seg = self._segments(enc, j)
-            words_a = a[i] if split else split_words(a[i])
+            words_a = a[i] if split else words[0][i] if words else split_words(a[i])
             ra = self._within(words_a, seg.count(0))
-            rb = None if b is None else self._within(split_words(b[i]), seg.count(1))
+            rb = None if b is None else self._within(words[1][i] if words else split_words(b[i]), seg.count(1))
             out[i] = (ra, rb)
         return out
 
