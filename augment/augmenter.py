@@ -8,7 +8,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from augment import sampling
 from augment.candidates import GloveCandidates, MlmCandidates, Query, build_query, cased, group_far_apart
-from augment.words import STOPWORDS, split_words
+from augment.window import Window
+from augment.words import STOPWORDS, join_words, split_words
 from augment.words import eligible as is_eligible
 
 
@@ -19,7 +20,8 @@ class Analysis:
     text: str
     words: List[str]
     candidates: List[List[str]]
-    source: List[str] = field(default_factory=list)  # per word: mlm | glove | "" (not eligible)
+    source: List[str] = field(default_factory=list)  # per word: mlm | glove | "" (not eligible / not read)
+    read: int = -1  # leading words inside the student's window (all of them: len(words))
 
 
 class Augmenter:
@@ -47,13 +49,21 @@ class Augmenter:
             Both modes give the same candidates for the same settings.
         precision: ``fp32`` | ``bf16`` | ``fp16`` autocast for the masked-LM forwards.
         batch_size: masked sequences per forward (exact mode); does not change the output.
+        max_seq_len: the student's window in word pieces (special tokens included): only the
+            words whose first piece falls inside it (as ``window_tokenizer`` truncates the text,
+            or each segment of a pair, ``longest_first``) are augmented, and the masked LM reads
+            only those words; the words beyond stay as they are in every variant. ``None``:
+            whole texts (texts that fit the window get the same variants either way).
+        window_tokenizer: the tokenizer that counts the window (the student's); default
+            ``tokenizer`` — right when the masked LM shares the student's vocabulary.
     """
 
     def __init__(self, mlm_model, tokenizer, vectors, *, n_aug: int = 20, p_replace: float = 0.4,
                  top_k: int = 15, seed: int = 42, targets: str = "reference", stopwords=None,
                  alpha_only: bool = False, second_segment: bool = False, multi_mask: bool = False,
                  multi_mask_gap: int = 8, mode: str = "exact", precision: str = "fp32",
-                 batch_size: int = 128, device: Optional[str] = None, progress: bool = False):
+                 batch_size: int = 128, device: Optional[str] = None, progress: bool = False,
+                 max_seq_len: Optional[int] = None, window_tokenizer=None):
         if mode not in ("exact", "reference"):
             raise ValueError(f"mode must be 'exact' or 'reference', not '{mode}'")
         if not 0.0 <= p_replace <= 1.0:
@@ -89,9 +99,11 @@ class Augmenter:
                             mask_id=tokenizer.mask_token_id)
         if None in self.special.values():
             raise ValueError("the tokenizer needs [CLS]/[SEP]/[MASK] tokens (a BERT-style masked LM)")
+        self.window = Window(window_tokenizer or tokenizer, max_seq_len) if max_seq_len else None
         self._pieces: Dict[str, List[int]] = {}
         self.counts: Dict[str, int] = dict(texts=0, words=0, eligible=0, mlm_words=0, glove_words=0,
-                                           glove_oov=0, with_candidates=0, candidates=0)
+                                           glove_oov=0, with_candidates=0, candidates=0, texts_cut=0,
+                                           words_beyond_window=0)
         self.seconds = 0.0
 
     # -- candidates ------------------------------------------------------------------------
@@ -101,11 +113,31 @@ class Augmenter:
             p = self._pieces[word] = self.tok.convert_tokens_to_ids(self.tok.tokenize(word))
         return p
 
-    def analyse(self, texts: Sequence[str]) -> List[Analysis]:
-        """Words and candidates of every text (masked-LM work batched across all texts)."""
-        t0 = time.perf_counter()
-        unk = self.tok.unk_token_id
-        rows = []
+    def analyse(self, texts: Sequence[str], read: Optional[Sequence[Optional[int]]] = None) -> List[Analysis]:
+        """Words and candidates of every text (masked-LM work batched across all texts).
+        ``read``: per text, the leading words to augment (None: all; default: the window's)."""
+        words = self._split(texts)
+        if read is None:
+            read = [r for r, _ in self._read(texts, words=(words, None))]
+        return self._analyse(texts, words, read)
+
+    def analyse_words(self, sentences: Sequence[Sequence[str]],
+                      read: Optional[Sequence[Optional[int]]] = None) -> List[Analysis]:
+        """:meth:`analyse` for sentences given as words (kept as they are, one for one);
+        candidates that are not one word (contain whitespace) are dropped."""
+        words = []
+        for i, s in enumerate(sentences):
+            if isinstance(s, str) or not s or not all(isinstance(w, str) for w in s):
+                raise ValueError(f"sentence {i} is not a non-empty list of words ({s!r}): give each sentence as "
+                                 "its words, e.g. ['EU', 'rejects', 'German', 'call']")
+            words.append(list(s))
+        if read is None:
+            read = [r for r, _ in self._read(words)]
+        return self._analyse([join_words(w) for w in words], words, read, one_word=True)
+
+    @staticmethod
+    def _split(texts: Sequence[str]) -> List[List[str]]:
+        out = []
         for i, text in enumerate(texts):
             words = split_words(text) if isinstance(text, str) else []
             if not words:
@@ -113,28 +145,50 @@ class Augmenter:
                     f"text {i} is empty ({text!r}): drop empty rows before augmenting "
                     "(e.g. dataset.filter(lambda r: r['text'].strip()))"
                 )
-            pieces = [self.pieces(w) for w in words]
+            out.append(words)
+        return out
+
+    def _read(self, a: Sequence, b: Optional[Sequence] = None, words=None):
+        """Per row and segment, the leading words inside the window (None: all)."""
+        if self.window is None:
+            return [(None, None)] * len(a)
+        return self.window.read(a, b, words)
+
+    def _analyse(self, texts: Sequence[str], words_of: Sequence[List[str]], read: Sequence[Optional[int]],
+                 one_word: bool = False) -> List[Analysis]:
+        t0 = time.perf_counter()
+        unk = self.tok.unk_token_id
+        rows = []
+        for text, words, n in zip(texts, words_of, read):
+            inside = words if n is None else words[:n]  # the masked LM reads these only
+            pieces = [self.pieces(w) for w in inside]
             kinds = []
-            for w, p in zip(words, pieces):
+            for w, p in zip(inside, pieces):
                 if not is_eligible(w, self.rule) or not p:
                     kinds.append("")
                 elif len(p) == 1 and p[0] != unk:
                     kinds.append("mlm")
                 else:
                     kinds.append("glove")
-            rows.append((text, words, pieces, kinds))
+            rows.append((text, inside, pieces, kinds))
         cands = self._reference(rows) if self.mode == "reference" else self._exact(rows)
         out = []
-        for (text, words, _, kinds), c in zip(rows, cands):
-            c = [list(dict.fromkeys(cased(x, w))) for x, w in zip(c, words)]
-            out.append(Analysis(text, words, c, kinds))
+        for (text, inside, _, kinds), c, words in zip(rows, cands, words_of):
+            c = [list(dict.fromkeys(cased(x, w))) for x, w in zip(c, inside)]
+            if one_word:
+                c = [[x for x in xs if x and not any(ch.isspace() for ch in x)] for xs in c]
+            beyond = len(words) - len(inside)
+            out.append(Analysis(text, list(words), c + [[] for _ in range(beyond)], kinds + [""] * beyond,
+                                len(inside)))
             n = self.counts
             n["texts"] += 1
             n["words"] += len(words)
+            n["texts_cut"] += beyond > 0
+            n["words_beyond_window"] += beyond
             n["eligible"] += sum(k != "" for k in kinds)
             n["mlm_words"] += kinds.count("mlm")
             n["glove_words"] += kinds.count("glove")
-            n["glove_oov"] += sum(k == "glove" and self.glove.key(w) is None for k, w in zip(kinds, words))
+            n["glove_oov"] += sum(k == "glove" and self.glove.key(w) is None for k, w in zip(kinds, inside))
             n["with_candidates"] += sum(bool(x) for x in c)
             n["candidates"] += sum(len(x) for x in c)
         self.seconds += time.perf_counter() - t0
@@ -200,6 +254,19 @@ class Augmenter:
             for a, r in zip(self.analyse(texts), row_ids)
         ]
 
+    def augment_words(self, sentences: Sequence[Sequence[str]],
+                      row_ids: Optional[Sequence[int]] = None) -> List[List[List[str]]]:
+        """Sentences given as words (token tasks): per sentence the original words first, then
+        up to ``n_aug`` distinct variants with as many words, each replaced one for one (a
+        candidate with whitespace is dropped), so word boundaries and positions survive."""
+        row_ids = list(range(len(sentences))) if row_ids is None else list(row_ids)
+        if len(row_ids) != len(sentences):
+            raise ValueError("row_ids must have one id per sentence")
+        return [
+            sampling.word_variants(a.words, a.candidates, self.n_aug, self.p, sampling.row_rng(self.seed, r))
+            for a, r in zip(self.analyse_words(sentences), row_ids)
+        ]
+
     def augment_pairs(self, texts_a: Sequence[str], texts_b: Sequence[str],
                       row_ids: Optional[Sequence[int]] = None) -> List[List[Tuple[str, str]]]:
         """Sentence pairs: per pair the original first, then variants that change one side
@@ -207,7 +274,10 @@ class Augmenter:
         if len(texts_a) != len(texts_b):
             raise ValueError("texts_a and texts_b must have the same length")
         row_ids = list(range(len(texts_a))) if row_ids is None else list(row_ids)
-        both = self.analyse(list(texts_a) + list(texts_b))
+        words_a, words_b = self._split(texts_a), self._split(texts_b)
+        reads = self._read(list(texts_a), list(texts_b), (words_a, words_b))
+        both = self._analyse(list(texts_a) + list(texts_b), words_a + words_b,
+                             [r for r, _ in reads] + [r for _, r in reads])
         n = len(texts_a)
         return [
             sampling.pair_variants((a.text, b.text), (a.words, b.words), (a.candidates, b.candidates),

@@ -58,3 +58,17 @@ def pair_variants(originals: Tuple[str, str], words: Tuple[Sequence[str], Sequen
             seen.add(norm)
             out.append(pair)
     return out  # type: ignore[return-value]
+
+
+def word_variants(words: Sequence[str], cands: Sequence[Sequence[str]], n_aug: int, p: float,
+                  rng: np.random.Generator) -> List[List[str]]:
+    """Word lists (token tasks): the original words, then up to ``n_aug`` distinct variants of
+    the same length (draws as :func:`variants`; duplicates and copies of the original dropped)."""
+    out = [list(words)]
+    seen = {tuple(words)}
+    for _ in range(n_aug):
+        v = sample_one(words, cands, p, rng)
+        if tuple(v) not in seen:
+            seen.add(tuple(v))
+            out.append(v)
+    return out

@@ -207,6 +207,9 @@ class AugmentCfg:
     stopwords: bool = True  # drop stop-word masked-LM candidates
     max_examples: int = -1  # augment only the first N training rows (-1: all)
     shard_size: int = 256  # rows per resumable shard
+    # augment only the words TD reads (the first task.max_seq_len word pieces; of a pair, each
+    # segment's longest_first share); words beyond stay as they are. Keys change only when a text is cut
+    window: bool = True
 
 
 @dataclass

@@ -13,6 +13,13 @@ all shards are merged. In a distributed job (``torchrun``) rank r augments shard
 ``i % world == r`` on its own device and rank 0 merges them in order: the entry is byte for
 byte what one process builds with the same settings. :func:`ensure_augmented` is what
 ``stage=task augment=on`` calls, :func:`ensure_augmented_entry` what ``stage=augment`` calls.
+
+Token tasks (a words column of lists, ``task.type=token``): each row's variants replace whole
+words one for one (:meth:`augment.Augmenter.augment_words`) and carry ``label`` = -1 per word
+(no gold tag: TD step 2 labels them with the teacher's soft targets); the key gains
+``type: token``. The window (``augmenter.window``): only the words inside the
+``task.max_seq_len`` word pieces TD reads are augmented (:mod:`tinyfw.artefacts.augwindow`);
+it enters the key only when a text is longer than the window.
 """
 
 from __future__ import annotations
@@ -26,20 +33,25 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import DictConfig
 
 from tinyfw import cache, dist, paths
+from tinyfw.artefacts.augwindow import WindowPlan, is_word_list, window_plan
 from tinyfw.config import plain
 from tinyfw.fsutil import atomic_dir, atomic_write_json
 
 log = logging.getLogger("tinyfw.augment")
 KIND = "augmented"
 NOT_IN_KEY = ("batch_size", "shard_size")
+KEYED_APART = ("window",)  # enters the key as the window's part, only when a text is cut (augwindow.py)
 
 
 def text_columns_of(ds, text_columns: Optional[Sequence[str]] = None) -> List[str]:
-    """The one or two text columns: given, or the dataset's string columns."""
+    """The one or two text columns (or the one words column of a token task): given, or the
+    dataset's string columns."""
     cols = list(text_columns) if text_columns else [
         c for c, f in ds.features.items() if getattr(f, "dtype", None) in ("string", "large_string")
     ]
     missing = [c for c in cols if c not in ds.column_names]
+    if not missing and any(is_word_list(ds.features[c]) for c in cols) and len(cols) != 1:
+        raise ValueError(f"a token task has one words column, got {cols}: set task.text_columns to it alone")
     if missing or not 1 <= len(cols) <= 2:
         raise ValueError(
             f"augmentation needs one or two text columns; got {cols} (dataset columns: {ds.column_names})"
@@ -79,6 +91,16 @@ def vectors_identity(name: str, home: Path) -> Dict[str, Any]:
     return _file_identity(path)
 
 
+def is_token(cfg: DictConfig, ds, text_columns: Sequence[str]) -> bool:
+    """Whether ``ds`` is a token task's split (its one text column holds word lists); a task
+    declared ``task.type=token`` whose column holds text is refused."""
+    words = len(text_columns) == 1 and is_word_list(ds.features[text_columns[0]])
+    if str(cfg.task.get("type", "sequence")) == "token" and not words:
+        raise ValueError(f"task.type=token but column {list(text_columns)} holds text, not lists of words: "
+                         "give the tokens column (task.tokens_column) or set task.type=sequence")
+    return words
+
+
 def load_vectors_cfg(name: str, home: Path, texts: Sequence[str] = ()):
     from augment import load_vectors, random_vectors, split_words
 
@@ -91,10 +113,21 @@ def load_vectors_cfg(name: str, home: Path, texts: Sequence[str] = ()):
     return load_vectors(path)
 
 
-def augment_cache_parts(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str]) -> Dict[str, Any]:
+def augment_cache_parts(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str],
+                        plan: Optional[WindowPlan] = None) -> Dict[str, Any]:
+    """The key's parts; ``plan``: the window (computed here when not given). The token-task
+    and window parts appear only for token tasks / when a text is longer than the window, so
+    the keys of sequence tasks whose texts fit are what they were before either existed."""
     label_cols = [c for c in ds.column_names if c not in text_columns]
-    aug = {k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY}
-    return {
+    aug = {k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY + KEYED_APART}
+    token = is_token(cfg, ds, text_columns)
+    plan = plan if plan is not None else window_plan(cfg, home, ds, text_columns)
+    extra: Dict[str, Any] = {}
+    if token:
+        extra["type"] = "token"
+    if plan is not None and plan.texts_cut:
+        extra["window"] = plan.key()
+    return {**extra,
         "data": data_fingerprint(ds, list(text_columns) + label_cols),
         "rows": len(ds),
         "text_columns": list(text_columns),
@@ -105,8 +138,10 @@ def augment_cache_parts(cfg: DictConfig, home: Path, ds, text_columns: Sequence[
     }
 
 
-def build_augmenter(cfg: DictConfig, home: Path, texts: Sequence[str], tracker: Any = None, progress: bool = True):
-    """The ``augment.Augmenter`` for ``cfg.augmenter`` (masked LM built by stage=mlm if needed)."""
+def build_augmenter(cfg: DictConfig, home: Path, texts: Sequence[str], tracker: Any = None, progress: bool = True,
+                    plan: Optional[WindowPlan] = None):
+    """The ``augment.Augmenter`` for ``cfg.augmenter`` (masked LM built by stage=mlm if needed),
+    windowed by ``plan`` when it cuts a text."""
     from augment import STOPWORDS, Augmenter, load_masked_lm
 
     a = cfg.augmenter
@@ -124,6 +159,7 @@ def build_augmenter(cfg: DictConfig, home: Path, texts: Sequence[str], tracker: 
         targets=str(a.targets), stopwords=STOPWORDS if a.stopwords else None, alpha_only=a.alpha_only,
         second_segment=a.second_segment, multi_mask=a.multi_mask, multi_mask_gap=a.multi_mask_gap,
         mode=str(a.mode), precision=str(a.precision), batch_size=a.batch_size, device=device, progress=progress,
+        **(plan.augmenter_args() if plan is not None and plan.texts_cut else {}),
     )
     return aug, mlm_path
 
@@ -137,6 +173,18 @@ def _augment_rows(aug, ds, text_columns: Sequence[str], start: int):
     others = [c for c in ds.column_names if c not in text_columns]
     out: Dict[str, list] = {c: [] for c in ds.column_names}
     out["source_row"], out["is_original"] = [], []
+    words = len(text_columns) == 1 and is_word_list(ds.features[text_columns[0]])
+    if words:  # token task: variants carry no gold tag (-1 per word)
+        c0 = text_columns[0]
+        groups = aug.augment_words([r[c0] for r in rows], row_ids=ids)
+        for r, rid, g in zip(rows, ids, groups):
+            for j, toks in enumerate(g):
+                out[c0].append(toks)
+                for c in others:
+                    out[c].append(r[c] if j == 0 or c != "label" else [-1] * len(toks))
+                out["source_row"].append(rid)
+                out["is_original"].append(j == 0)
+        return Dataset.from_dict(out, features=None if not len(ds) else _features(ds))
     if len(text_columns) == 1:
         c0 = text_columns[0]
         groups = aug.augment([r[c0] for r in rows], row_ids=ids)
@@ -180,7 +228,7 @@ def _shards(cfg: DictConfig, ds):
 
 
 def augment_shards(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str], work: Path,
-                   tracker: Any = None, rank: int = 0, world: int = 1) -> int:
+                   tracker: Any = None, rank: int = 0, world: int = 1, plan: Optional[WindowPlan] = None) -> int:
     """Augment this rank's shards of ``ds`` (``i % world == rank``) into ``work``, skipping
     finished ones (resumable); each shard's ``stats.json`` records the rank. Returns their count."""
     from tqdm.auto import tqdm
@@ -189,8 +237,9 @@ def augment_shards(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str],
     todo = [i for i in range(rank, n_shards, world) if not (_shard_dir(work, i) / "stats.json").exists()]
     if not todo:
         return 0
-    texts = [t for c in text_columns for t in ds[c]] if cfg.augmenter.vectors == "smoke" else ()
-    aug, _ = build_augmenter(cfg, home, texts, tracker, progress=rank == 0)
+    texts = [t if isinstance(t, str) else " ".join(t) for c in text_columns for t in ds[c]] \
+        if cfg.augmenter.vectors == "smoke" else ()
+    aug, _ = build_augmenter(cfg, home, texts, tracker, progress=rank == 0, plan=plan)
     work.mkdir(parents=True, exist_ok=True)
     rows = sum(min(len(ds), (i + 1) * size) - i * size for i in todo)
     bar = tqdm(total=rows, desc=f"augment (rank 0 of {world})" if world > 1 else "augment", unit="sent",
@@ -212,14 +261,14 @@ def augment_shards(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str],
 
 
 def build_augmented(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str], work: Path, out: Path,
-                    tracker: Any = None, resumed: int = 0) -> Dict[str, Any]:
+                    tracker: Any = None, resumed: int = 0, plan: Optional[WindowPlan] = None) -> Dict[str, Any]:
     """Merge the shards in ``work`` in index order into ``out/data`` (augmenting here any not
     done yet: alone, this is the whole build). ``seconds`` is the augmenting time of the
     busiest rank, ``sentences_per_s`` the rows over it."""
     from datasets import concatenate_datasets, load_from_disk
 
     _, n_shards = _shards(cfg, ds)
-    augment_shards(cfg, home, ds, text_columns, work, tracker)
+    augment_shards(cfg, home, ds, text_columns, work, tracker, plan=plan)
     merged = concatenate_datasets([load_from_disk(str(_shard_dir(work, i) / "data")) for i in range(n_shards)])
     merged.save_to_disk(str(out / "data"))
     per = [json.loads((_shard_dir(work, i) / "stats.json").read_text()) for i in range(n_shards)]
@@ -241,8 +290,11 @@ def build_augmented(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str]
         "rows_by_rank": {k: v["rows"] for k, v in sorted(by_rank.items())},
         "candidates": {k: tot[k] for k in ("words", "eligible", "mlm_words", "glove_words", "glove_oov",
                                            "with_candidates", "candidates", "mlm_forwards", "mlm_tokens",
-                                           "mlm_seconds", "glove_seconds") if k in tot},
+                                           "mlm_seconds", "glove_seconds", "texts_cut", "words_beyond_window")
+                       if k in tot},
     }
+    if plan is not None and plan.texts_cut:
+        stats["window"] = plan.describe()
     c = stats["candidates"]
     c["mean_candidates"] = round(c.get("candidates", 0) / max(1, c.get("with_candidates", 0)), 3)
     c["words_with_candidates"] = round(c.get("with_candidates", 0) / max(1, c.get("eligible", 0)), 4)
@@ -270,8 +322,11 @@ def ensure_augmented_entry(cfg: DictConfig, home: Path, train_dataset, text_colu
     info = info if info is not None else {}
     info.update(waited_s=0.0, resumed_shards=0)
     ds, cols = _prepare(cfg, train_dataset, text_columns)
-    parts = augment_cache_parts(cfg, home, ds, cols)
+    plan = window_plan(cfg, home, ds, cols)
+    parts = augment_cache_parts(cfg, home, ds, cols, plan)
     entry = cache.entry(home, KIND, parts)
+    if plan is not None and plan.texts_cut and dist.rank() == 0:
+        log.info("augment: %s", plan.summary(len(ds)))
     if cache.present(entry):
         return entry, True
     if str(cfg.augmenter.mlm) == "mlm":  # trained by every rank together, before the ranks augment
@@ -288,8 +343,8 @@ def ensure_augmented_entry(cfg: DictConfig, home: Path, train_dataset, text_colu
     # every rank of a distributed run augments its shards; rank 0 merges them
     built: Dict[str, Any] = {}
     cache.ensure_made(home, KIND, parts, lambda w: augment_shards(cfg, home, ds, cols, w, tracker, dist.rank(),
-                                                                  dist.world_size()),
-                      lambda w, tmp: build_augmented(cfg, home, ds, cols, w, tmp, tracker, resumed), work=work,
+                                                                  dist.world_size(), plan),
+                      lambda w, tmp: build_augmented(cfg, home, ds, cols, w, tmp, tracker, resumed, plan), work=work,
                       info=built)
     info.update(waited_s=built["waited_s"], resumed_shards=resumed if built["built"] else 0)
     return entry, not built["built"]

@@ -41,6 +41,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         metrics["build"] = {k: metrics.pop(k) for k in BUILD_TIMINGS if k in metrics}
     if ctx.is_main:
         examples = [ds[i][task.text_columns[0]] for i in range(min(6, len(ds)))]
+        examples = [" ".join(x) if isinstance(x, list) else x for x in examples]  # a token task's words
         atomic_write_json(ctx.run_dir / "examples.json", examples)
         if hit:
             log.info("augmented %s: %d rows -> %d, cache hit%s; %s", task.name, stats["inputs"], stats["outputs"],
