@@ -265,3 +265,15 @@ def test_stage_prune_recovers_and_exports(tmp_path, shared_home):
     bad = run_tinyfw("stage=prune", "experiment=smoke", f"prune.student={src}", "prune.heads=2", "prune.heads_per_layer=1",
                      run_dir=tmp_path / "bad", home=shared_home, expect_ok=False)
     assert "not both" in bad["error"]
+
+
+def test_prune_passes_the_users_overrides_to_its_child_runs():
+    """The distilling stage=task run gets the same overrides (gd/td/augment/ablation included),
+    the stage=export run all but prune.* and bench.*; neither gets stage= or hydra.*."""
+    from tinyfw.runner import passthrough
+    from tinyfw.stages.prune import DISTIL_SKIP, EXPORT_SKIP
+
+    given = ["stage=prune", "task=mr", "gd=off", "augment=off", "ablation=wo_da", "prune.heads=24",
+             "export.int8=false", "bench.repeats=3", "hydra.run.dir=x"]
+    assert passthrough(given, DISTIL_SKIP) == ["task=mr", "gd=off", "augment=off", "ablation=wo_da", "prune.heads=24"]
+    assert passthrough(given, EXPORT_SKIP) == ["task=mr", "gd=off", "augment=off", "ablation=wo_da", "export.int8=false"]
