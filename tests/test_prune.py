@@ -211,6 +211,10 @@ def test_serve_labels_texts_from_a_pytorch_and_an_onnx_dir(tmp_path):
     assert [json.loads(x)["label"] for x in out] == [r["label"] for r in rows]
     bad = subprocess.run([sys.executable, "-m", "tinyfw.serve", str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 2 and "neither a model directory" in bad.stderr
+    missing = subprocess.run([sys.executable, "-m", "tinyfw.serve", str(d), str(tmp_path / "nope.txt")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+        f"error: cannot read {tmp_path / 'nope.txt'}: No such file or directory"]
 
     if pytest.importorskip("onnxruntime") and pytest.importorskip("onnxscript"):
         from tinyfw.export.onnx import export_classifier
