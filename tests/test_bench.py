@@ -193,6 +193,10 @@ def test_bad_bench_config_fails_early(tmp_path):
     with pytest.raises(ValueError, match="bench.batch_sizes"):
         bench.run(cfg, ctx)
     cfg.bench.batch_sizes = [1]
+    cfg.bench.ort_tune = -1
+    with pytest.raises(ValueError, match="bench.ort_tune=-1"):
+        bench.run(cfg, ctx)
+    cfg.bench.ort_tune = 10
     cfg.bench.student_path = str(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="bench.student_path"):
         bench.run(cfg, ctx)

@@ -22,3 +22,16 @@ def test_time_group_runs_each_model_in_a_worker():
     assert all(f["b1"]["repeats"] == 3 and f["b1"]["median_s"] > 0 for f in res["fixed"])
     assert [d["repeats"] for d in res["dynamic"]] == [4, 4]
     assert res["check"]["batch"] == 1 and isinstance(res["check"]["agree"], bool)
+
+
+def test_isolated_sections_only_for_models_timed_that_way():
+    """bench.md claims worker-process timing only when some model was timed so (bench.isolate
+    times fp32 on the CPU; bf16 or a GPU-only run is timed in process)."""
+    from tinyfw.bench.render import render_isolated
+
+    stats = {"median_s": 0.002, "p25_s": 0.001, "p75_s": 0.003}
+    in_process = {"t": {"label": "teacher", "devices": {"cpu": {"b1": stats}}}}
+    assert render_isolated(in_process, "off") == ""
+    isolated = {"t": {**in_process["t"], "timing": "isolated", "dynamic": stats}}
+    md = render_isolated(isolated, "40 lengths")
+    assert "each model in its own worker process" in md and "| teacher | 2.00 | 1.00–3.00 |" in md

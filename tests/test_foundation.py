@@ -191,3 +191,24 @@ def test_cli_help_lists_groups_and_stages(tmp_path):
     assert proc.returncode == 0
     for word in ("teacher:", "student:", "experiment:", "general", "augment", "report", "bench"):
         assert word in proc.stdout
+
+
+# the one documented exception (README "Architecture"): stage=prune's recovery runs stage=task's TD step 2
+STAGE_IMPORT_EXCEPTIONS = {("prune", "task")}
+
+
+def test_no_stage_imports_another():
+    import ast
+
+    stages_dir = Path(entry.__file__).parent / "stages"
+    found = set()
+    for path in stages_dir.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = ([node.module.rsplit(".", 1)[1]] if node.module.startswith("tinyfw.stages.")
+                         else [a.name for a in node.names] if node.module == "tinyfw.stages" else [])
+                found |= {(path.stem, n) for n in names if n in STAGES}
+            elif isinstance(node, ast.Import):
+                found |= {(path.stem, a.name.rsplit(".", 1)[1]) for a in node.names
+                          if a.name.startswith("tinyfw.stages.")}
+    assert found == STAGE_IMPORT_EXCEPTIONS

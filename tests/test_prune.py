@@ -211,6 +211,10 @@ def test_serve_labels_texts_from_a_pytorch_and_an_onnx_dir(tmp_path):
     assert [json.loads(x)["label"] for x in out] == [r["label"] for r in rows]
     bad = subprocess.run([sys.executable, "-m", "tinyfw.serve", str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 2 and "neither a model directory" in bad.stderr
+    missing = subprocess.run([sys.executable, "-m", "tinyfw.serve", str(d), str(tmp_path / "nope.txt")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+        f"error: cannot read {tmp_path / 'nope.txt'}: No such file or directory"]
 
     if pytest.importorskip("onnxruntime") and pytest.importorskip("onnxscript"):
         from tinyfw.export.onnx import export_classifier
@@ -265,3 +269,75 @@ def test_stage_prune_recovers_and_exports(tmp_path, shared_home):
     bad = run_tinyfw("stage=prune", "experiment=smoke", f"prune.student={src}", "prune.heads=2", "prune.heads_per_layer=1",
                      run_dir=tmp_path / "bad", home=shared_home, expect_ok=False)
     assert "not both" in bad["error"]
+
+    # a student that does not read the teacher's tokenizer (e.g. a vocabulary-pruned export) is
+    # refused before the scoring when it is to be recovered
+    other = tmp_path / "other" / "student"
+    other.mkdir(parents=True)
+    (other / "vocab.txt").write_text("\n".join(tiny_vocab()[:-7]) + "\n")
+    BertTokenizerFast(vocab=str(other / "vocab.txt"), do_lower_case=True).save_pretrained(other)
+    (other / "vocab.txt").unlink()
+    BertForSequenceClassification(BertConfig(vocab_size=len(tiny_vocab()) - 7, hidden_size=H, num_hidden_layers=2,
+                                             num_attention_heads=HEADS, intermediate_size=FFN, num_labels=2,
+                                             pad_token_id=0)).save_pretrained(other)
+    bad = run_tinyfw("stage=prune", "experiment=smoke", f"prune.student={other}", "prune.heads=5",
+                     "prune.recover_steps=2", run_dir=tmp_path / "bad_tok", home=shared_home, expect_ok=False)
+    assert "prune.student" in bad["error"] and "prune.recover_steps=0" in bad["error"]
+    assert not (tmp_path / "bad_tok" / "student").exists()
+
+
+def test_prune_passes_the_users_overrides_to_its_child_runs():
+    """The distilling stage=task run gets the same overrides (gd/td/augment/ablation included),
+    the stage=export run all but prune.* and bench.*; neither gets stage= or hydra.*."""
+    from tinyfw.runner import passthrough
+    from tinyfw.stages.prune import DISTIL_SKIP, EXPORT_SKIP
+
+    given = ["stage=prune", "task=mr", "gd=off", "augment=off", "ablation=wo_da", "prune.heads=24",
+             "export.int8=false", "bench.repeats=3", "hydra.run.dir=x"]
+    assert passthrough(given, DISTIL_SKIP) == ["task=mr", "gd=off", "augment=off", "ablation=wo_da", "prune.heads=24"]
+    assert passthrough(given, EXPORT_SKIP) == ["task=mr", "gd=off", "augment=off", "ablation=wo_da", "export.int8=false"]
+
+
+def _prune_cfg(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    import tinyfw.__main__ as entry
+
+    with initialize_config_dir(config_dir=str(entry.CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=["stage=prune", "experiment=smoke", *overrides])
+
+
+def test_impossible_or_empty_prune_targets_are_refused_before_any_work(tmp_path):
+    from tinyfw.prune.structure import check_targets
+    from tinyfw.stages.prune import _check, planned_structure
+
+    heads, ffn = [4, 2], [64, 64]  # layer 1 already lost two heads
+    check_targets(heads, ffn, heads_per_layer=3)  # layer 0 loses one
+    check_targets(heads, ffn, total=2)
+    check_targets(heads, ffn, ffn_size=63)
+    for kw, msg in ((dict(heads_per_layer=5), "prune.heads_per_layer=5 but .* keep at most 4"),
+                    (dict(total=7), r"prune.heads=7 must be between 2 \(one per layer\) and 6"),
+                    (dict(total=1), "prune.heads=1 must be between 2"),
+                    (dict(ffn_size=65), "prune.ffn_size=65 but .* keep at most 64"),
+                    (dict(heads_per_layer=4, ffn_size=64), "remove nothing"),
+                    (dict(total=6), "remove nothing")):
+        with pytest.raises(ValueError, match=msg):
+            check_targets(heads, ffn, **kw)
+
+    for overrides, msg in ((["prune.heads=0"], "nothing to prune"),
+                           (["prune.heads=4", "prune.batch_size=0"], "prune.batch_size=0"),
+                           (["prune.heads=4", "prune.max_examples=0"], "prune.max_examples=0"),
+                           (["prune.heads=4", "prune.max_examples=-2"], "prune.max_examples=-2"),
+                           (["prune.heads=4", "prune.data=test"], "prune.data=test")):
+        with pytest.raises(ValueError, match=msg):
+            _check(_prune_cfg(*overrides))
+    _check(_prune_cfg("prune.heads=4", "prune.max_examples=-1"))
+
+    # the student to distil first: its shape from the config; a given student: its own config
+    cfg = _prune_cfg("prune.heads=4")
+    s = cfg.student.shape
+    assert planned_structure(cfg) == ([s.num_heads] * s.num_layers, [s.intermediate_size] * s.num_layers)
+    d = _saved(tmp_path)
+    assert planned_structure(_prune_cfg(f"prune.student={d}")) == ([4, 2], [FFN, FFN])
+    with pytest.raises(FileNotFoundError, match=r"prune.student=.* \(no config.json\)"):
+        planned_structure(_prune_cfg(f"prune.student={tmp_path}"))

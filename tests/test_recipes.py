@@ -306,6 +306,13 @@ def test_check_names_the_recipe_that_can():
     with pytest.raises(ValueError, match="relation_heads=12 must divide both widths"):
         recipes.check(minilm.distill, s, t, attn_weight=0.0)
     recipes.check(_compose("recipe=minilm").distill, s, t, attn_weight=0.0)
+    for bad, msg in (("distill.relation_heads=-4", r"^distill.relation_heads=-4: must be >= 0 \(0: auto\)$"),
+                     ("distill.hard_label_weight=-1", r"^distill.hard_label_weight=-1.0: must be >= 0$"),
+                     ("distill.mlm_temperature=0", r"^distill.mlm_temperature=0.0: must be > 0$")):
+        with pytest.raises(ValueError, match=msg):
+            recipes.check(_compose("recipe=minilm", bad).distill, s, t, attn_weight=0.0)
+    with pytest.raises(ValueError, match="relation_heads=-4: must be >= 0"):
+        recipes.relation_heads(-4, 16, 64, 48)
 
 
 def test_every_other_init():
@@ -374,3 +381,13 @@ def test_report_rows_per_recipe_with_delta_to_tinybert():
     assert deltas["recipe=distilbert"][col].mean == pytest.approx(-0.05 * 100, abs=1e-6)
     lo, hi = deltas["recipe=minilm"][col].ci95()
     assert deltas["recipe=minilm"][col].mean == pytest.approx(-1.6, abs=1e-6) and lo < -1.6 < hi
+
+
+def test_distilbert_gd_refuses_bad_settings_before_making_the_teachers_masked_lm(tmp_path):
+    from tinyfw.artefacts.gd import _models
+
+    home = tmp_path / "home"
+    cfg = _compose("experiment=smoke", "recipe=distilbert", "distill.mlm_temperature=0")
+    with pytest.raises(ValueError, match=r"^distill.mlm_temperature=0.0: must be > 0$"):
+        _models(cfg, home)
+    assert not (home / "cache" / "mlm").exists() and not (home / "cache" / "mlm-work").exists()

@@ -4,6 +4,10 @@ Before any stage work the composed config is validated (unknown keys, training s
 ``$TINYFW_HOME`` is checked to be writable. An expected user error (bad config or input,
 a missing file, a full or read-only disk) ends the run with one line on the console; the
 traceback goes to result.json and the run's log file. Anything else keeps its traceback.
+
+It also runs other stages as child processes for the stages that chain them (``pipeline``,
+``prune``), since no stage imports another: :func:`run_step`, :func:`tinyfw_cmd`,
+:func:`passthrough_overrides`.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -165,3 +171,40 @@ def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
         elif isinstance(v, (int, float, str, bool)) or v is None:
             out[f"{prefix}{k}"] = v
     return out
+
+
+# --------------------------------------------------------------------------------------
+# other stages as child processes (stage=pipeline, stage=prune)
+
+
+def passthrough(overrides: Sequence[str], skip: Sequence[str]) -> List[str]:
+    """``overrides`` minus ``stage=``, ``hydra.*`` and those starting with one of ``skip``."""
+    drop = ("stage=", "hydra.", *skip)
+    return [o for o in overrides if not o.startswith(drop)]
+
+
+def passthrough_overrides(skip: Sequence[str] = ()) -> List[str]:
+    """This job's command-line overrides for a child step: :func:`passthrough` of them."""
+    return passthrough(HydraConfig.get().overrides.task, skip)
+
+
+def tinyfw_cmd(*args: str) -> List[str]:
+    return [sys.executable, "-m", "tinyfw", *args]
+
+
+def run_step(name: str, cmd: List[str], log_dir: Path) -> float:
+    """Run one step as a subprocess (output teed to ``<log_dir>/<name>.log``); raise on failure."""
+    log.info("step %s: %s", name, " ".join(cmd[2:]))
+    t0 = time.time()
+    log_file = log_dir / f"{name}.log"
+    with log_file.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            f.write(line)
+            sys.stdout.write(f"[{name}] {line}")
+        rc = proc.wait()
+    if rc != 0:
+        raise RuntimeError(f"step '{name}' failed (exit {rc}); see {log_file}")
+    return round(time.time() - t0, 1)

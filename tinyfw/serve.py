@@ -124,12 +124,17 @@ def main(argv: Sequence[str] = None) -> int:
     a = ap.parse_args(argv)
     if a.batch_size < 1:
         ap.error("--batch-size must be >= 1")
+    try:  # the texts first: a missing file fails before the model loads
+        src = sys.stdin if a.file == "-" else open(a.file, encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot read {a.file}: {exc.strerror}", file=sys.stderr)
+        return 2
     try:
         pred = Predictor(a.export_dir, a.form, a.max_length, a.threads)
     except (FileNotFoundError, ValueError) as exc:
+        src.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    src = sys.stdin if a.file == "-" else open(a.file, encoding="utf-8")
     with src:
         batch: List[Text] = []
         for t in read_texts(src):

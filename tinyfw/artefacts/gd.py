@@ -85,13 +85,13 @@ def _models(cfg: DictConfig, home: Path) -> Tuple[Any, Any, Any, Any, list]:
 
     weights = recipes.feature_weights(cfg.distill, gd=True)
     teacher, tok = load_teacher(cfg.teacher, home)
-    if weights["mlm_soft"] > 0:  # DistilBERT: the teacher with its MLM head (stage=mlm's masked LM)
+    shape = cfg.student.shape
+    recipes.check(cfg.distill, student_config(shape, teacher.config), teacher.config, weights["attn"])
+    if weights["mlm_soft"] > 0:  # DistilBERT: the teacher with its MLM head (stage=mlm's masked LM; after the checks)
         teacher = _teacher_mlm(cfg, home, tok)
     teacher.eval().requires_grad_(False)
     tcfg = teacher.config  # load_teacher checked that the tokenizer is the teacher's
-    shape = cfg.student.shape
     mapping = layer_mapping(plain(cfg.student.layer_map), shape.num_layers, tcfg.num_hidden_layers)
-    recipes.check(cfg.distill, student_config(shape, tcfg), tcfg, weights["attn"])
     validate_pair(student_config(shape, tcfg), tcfg, mapping, weights["attn"])
     init, init_layers, note = recipes.resolve_init(str(cfg.student.init), shape, tcfg, mapping)
     if note:

@@ -187,13 +187,14 @@ def _isolated(here: List[Any], b: Any, lengths: List[int]) -> None:
 
     onnx = [i for i, (_, (m, _, _)) in enumerate(here) if getattr(m, "is_onnx", False)]
     check = onnx[-1] if onnx else len(here) - 1  # the last ONNX form (int8), else the last model
+    load = measure.load_average()
     res = isolated.time_group([e.load for e, _ in here], list(b.batch_sizes), b.seq_len, b.repeats, b.warmup,
                               lengths, attn=str(b.attn), tune=int(b.ort_tune), check=check)
     for i, (e, (_, _, rec)) in enumerate(here):
         for bk, t in res["fixed"][i].items():
             bs = int(bk[1:])
             t.update(ms_per_example=1000 * t["median_s"] / bs, examples_per_s=bs / t["median_s"],
-                     load_average_before=measure.load_average())
+                     load_average_before=load)
             rec["devices"]["cpu"][bk] = t
             log.info("bench %-28s cpu b=%-3d %9.2f ms/batch (median, own process)", e.label, bs, 1000 * t["median_s"])
         rec["timing"] = "isolated"

@@ -39,8 +39,10 @@ def render(results: Dict[str, Dict[str, Any]], b: Any, prec: str, devices: List[
     if any(r["class"] == "OrtClassifier" for r in results.values()):
         import onnxruntime
 
-        lines.append(f"- ONNX Runtime {onnxruntime.__version__} rows: CPU execution provider, graph optimisations "
-                     f"ORT_ENABLE_ALL, {torch.get_num_threads()} intra-op threads (as torch; with bench.isolate the options chosen by measurement below); int8 = dynamic "
+        tuned = any(r.get("ort_options") for r in results.values())
+        options = ("session options chosen by measurement (below)" if tuned else
+                   f"graph optimisations ORT_ENABLE_ALL, {torch.get_num_threads()} intra-op threads (as torch)")
+        lines.append(f"- ONNX Runtime {onnxruntime.__version__} rows: CPU execution provider, {options}; int8 = dynamic "
                      "quantization (quantize_dynamic); parameters and FLOPs from the model's config")
     for d in devices:
         lines += ["", f"## {device_name(d)}", "",
@@ -64,7 +66,10 @@ def render(results: Dict[str, Dict[str, Any]], b: Any, prec: str, devices: List[
 
 def render_isolated(results: Dict[str, Dict[str, Any]], len_note: str) -> str:
     """The isolated CPU timing's extra sections: batch 1 at the task's real lengths (median and
-    quartiles), the interleaved-vs-isolated check and the ONNX Runtime options measured."""
+    quartiles), the interleaved-vs-isolated check and the ONNX Runtime options measured; empty
+    when no model was timed that way (``bench.isolate`` times fp32 on the CPU only)."""
+    if not any(r.get("timing") == "isolated" for r in results.values()):
+        return ""
     lines = ["", "## CPU, each model in its own worker process", "",
              "Rounds alternate between the models; while one is timed no other runtime has work "
              "(tinyfw/bench/isolated.py). Latency/throughput above are these figures.", ""]

@@ -124,6 +124,15 @@ def _kl_rows(t_logits: Tensor, s_logits: Tensor, keep_cols: Tensor) -> Tensor:
     return torch.where(keep_cols, p_t * (logp_t - logp_s), 0.0).sum(-1)
 
 
+def _kl_valid_mean(t_logits: Tensor, s_logits: Tensor, mask: Tensor) -> Tensor:
+    """:func:`_kl_rows` of [B,h,T,T] logits over the valid key columns, mean over valid query
+    rows × heads (``mask`` [B,T], 1 = real token)."""
+    keep = mask.to(device=s_logits.device, dtype=torch.bool)
+    kl = _kl_rows(t_logits, s_logits, keep[:, None, None, :])  # [B,h,T]
+    rows = keep[:, None, :].expand_as(kl)
+    return torch.where(rows, kl, 0.0).sum() / rows.sum().clamp_min(1)
+
+
 def prediction_kl(s_logits: Tensor, t_logits: Tensor, temperature: float = 1.0) -> Tensor:
     """KL(softmax(z_T/t) ‖ softmax(z_S/t)), summed over classes, mean over the batch (no t² factor)."""
     if temperature <= 0:
@@ -165,10 +174,7 @@ def attention_kl(s_scores: Tensor, t_scores: Tensor, mask: Tensor) -> Tensor:
             f"attention scores differ in shape: student {tuple(s_scores.shape)} vs teacher "
             f"{tuple(t_scores.shape)} (equal head counts are required; or set distill.weights.attn=0)"
         )
-    keep = mask.to(device=s_scores.device, dtype=torch.bool)
-    kl = _kl_rows(t_scores, s_scores, keep[:, None, None, :])  # [B,h,T]
-    rows = keep[:, None, :].expand_as(kl)
-    return torch.where(rows, kl, 0.0).sum() / rows.sum().clamp_min(1)
+    return _kl_valid_mean(t_scores, s_scores, mask)
 
 
 def hidden_cosine(s_h: Tensor, t_h: Tensor, proj: Optional[nn.Module], mask: Tensor) -> Tensor:
@@ -200,11 +206,7 @@ def relation_kl(s_x: Tensor, s_y: Tensor, t_x: Tensor, t_y: Tensor, mask: Tensor
     relation head, the concatenated [B,T,D] projections (Q and K: attention; V and V: value
     relation) split into the same ``heads`` on both sides (so head counts and widths may
     differ); mean over valid query rows × heads, padded key columns excluded."""
-    s, t = relation_logits(s_x, s_y, heads), relation_logits(t_x, t_y, heads)
-    keep = mask.to(device=s.device, dtype=torch.bool)
-    kl = _kl_rows(t, s, keep[:, None, None, :])
-    rows = keep[:, None, :].expand_as(kl)
-    return torch.where(rows, kl, 0.0).sum() / rows.sum().clamp_min(1)
+    return _kl_valid_mean(relation_logits(t_x, t_y, heads), relation_logits(s_x, s_y, heads), mask)
 
 
 def mlm_soft_loss(s_logits: Tensor, t_logits: Tensor, temperature: float = 2.0) -> Tensor:

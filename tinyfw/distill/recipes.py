@@ -48,6 +48,8 @@ def key_view(distill: Dict[str, Any]) -> Dict[str, Any]:
 def relation_heads(requested: int, teacher_heads: int, teacher_width: int, student_width: int) -> int:
     """The MiniLM relation-head count: ``requested`` when > 0 (it must divide both widths),
     else the largest count <= ``teacher_heads`` dividing both widths."""
+    if requested < 0:
+        raise ValueError(f"distill.relation_heads={requested}: must be >= 0 (0: auto)")
     if requested > 0:
         if teacher_width % requested or student_width % requested:
             g = math.gcd(teacher_width, student_width)
@@ -75,6 +77,8 @@ def check(distill: Any, student_config: Any, teacher_config: Any, attn_weight: f
                          "or distill.weights.attn=0")
     if intermediate and (_w(distill, "rel_attn") > 0 or _w(distill, "rel_value") > 0):
         relation_heads(int(distill.relation_heads), th, tw, sw)  # raises when it does not divide
+    if int(distill.relation_heads) < 0:
+        raise ValueError(f"distill.relation_heads={distill.relation_heads}: must be >= 0 (0: auto)")
     for k in ("hard_label_weight", "mlm_temperature"):
         if float(distill[k]) < 0 or (k == "mlm_temperature" and float(distill[k]) == 0):
             raise ValueError(f"distill.{k}={distill[k]}: must be {'> 0' if k == 'mlm_temperature' else '>= 0'}")

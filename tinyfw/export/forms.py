@@ -4,6 +4,8 @@ Every function takes explicit arguments (no config)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Dict, Iterator
 
 import numpy as np
@@ -15,6 +17,18 @@ from tinyfw.models.classifier import evaluate_all
 LABELS = {"fp32": "student fp32 (PyTorch)", "pruned": "pruned vocabulary (PyTorch)",
           "onnx": "ONNX Runtime fp32", "onnx_int8": "ONNX Runtime int8 (dynamic)"}
 DIRS = {"pruned": "pruned", "onnx": "onnx", "onnx_int8": "onnx-int8"}
+
+
+def student_origin(student: Path) -> Dict[str, Any]:
+    """What the student's own run recorded (``<run>/result.json`` beside ``<run>/student``):
+    its task, teacher setting and fine-tuned teacher; empty when there is none."""
+    res = student.parent / "result.json"
+    if not res.is_file():
+        return {}
+    rec = json.loads(res.read_text())
+    c = rec.get("config") or {}
+    return {"task": (c.get("task") or {}).get("name"), "teacher": (c.get("teacher") or {}).get("name_or_path"),
+            "teacher_dir": (rec.get("outputs") or {}).get("teacher")}
 
 
 def task_texts(task: TaskData) -> Iterator[Any]:

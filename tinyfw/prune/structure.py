@@ -101,6 +101,23 @@ def structure(config: Any) -> Dict[str, Any]:
     return {"heads": heads, "ffn": layer_sizes(config), "head_size": head_size(config)}
 
 
+def check_targets(heads: Sequence[int], ffn: Sequence[int], heads_per_layer: int = 0, total: int = 0,
+                  ffn_size: int = 0) -> None:
+    """Refuse, in one line naming the key, pruning targets (``prune.heads_per_layer``,
+    ``prune.heads``, ``prune.ffn_size``; 0 = not set) that a student with ``heads`` attention
+    heads and ``ffn`` FFN neurons per layer cannot meet, or that remove nothing."""
+    has = f"the student has {list(heads)} heads and {list(ffn)} FFN neurons per layer"
+    if heads_per_layer > max(heads):
+        raise ValueError(f"prune.heads_per_layer={heads_per_layer} but {has}: keep at most {max(heads)} per layer")
+    if total and not len(heads) <= total <= sum(heads):
+        raise ValueError(f"prune.heads={total} must be between {len(heads)} (one per layer) and {sum(heads)}: {has}")
+    if ffn_size > max(ffn):
+        raise ValueError(f"prune.ffn_size={ffn_size} but {has}: keep at most {max(ffn)} per layer")
+    if not (0 < heads_per_layer < max(heads) or 0 < total < sum(heads) or 0 < ffn_size < max(ffn)):
+        raise ValueError(f"prune.heads_per_layer={heads_per_layer}, prune.heads={total}, prune.ffn_size={ffn_size} "
+                         f"remove nothing ({has}): set one below the student's count")
+
+
 def flops(config: Any, seq_len: int, pooler: bool = True, num_labels: int = 0) -> Dict[str, int]:
     """:func:`tinyfw.bench.measure.analytic_flops` for a (possibly) pruned config: per layer
     Q, K, V, output 4·h·(heads·d), FFN 2·h·ffn, attention matmuls 4·seq²·heads·d."""

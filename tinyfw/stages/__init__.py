@@ -1,7 +1,9 @@
 """Stages: short functions that wire artefacts, data, models and the training loop together.
 
 Each module exposes ``run(cfg, ctx) -> StageResult``; the work itself lives in the layers below
-(README "Architecture"), and no stage imports another (``pipeline`` runs them as processes).
+(README "Architecture"), and no stage imports another (``pipeline`` and ``prune`` run them as
+processes with :func:`tinyfw.runner.run_step`; ``prune``'s recovery still calls ``task``'s TD
+step 2, see there).
 They are imported lazily so that ``--help`` and light stages stay fast.
 """
 

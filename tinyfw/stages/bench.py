@@ -125,6 +125,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     if not b.batch_sizes or min(b.batch_sizes) < 1 or b.seq_len < 1:
         raise ValueError(f"bench.batch_sizes must be positive integers and bench.seq_len >= 1 "
                          f"(got {list(b.batch_sizes)}, {b.seq_len})")
+    if b.dynamic_rounds < 0 or b.ort_tune < 0:
+        raise ValueError(f"bench.dynamic_rounds={b.dynamic_rounds} and bench.ort_tune={b.ort_tune} must be >= 0 (0: off)")
     if b.onnx and b.paper_shapes:
         import importlib.util
 
@@ -156,7 +158,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     if b.isolate:
         from tinyfw.bench.render import render_isolated
 
-        table += render_isolated(results, len_note)
+        table += render_isolated(results, len_note)  # only what was timed in worker processes
     print(table)
     out = ctx.run_dir / "bench.md"
     if ctx.is_main:

@@ -31,24 +31,12 @@ from typing import Any, Dict, List
 from omegaconf import DictConfig
 
 from tinyfw.data.tasks import TaskData, load_task
-from tinyfw.export.forms import DIRS, LABELS, checks, evaluate_forms, forms_table, task_texts
+from tinyfw.export.forms import DIRS, LABELS, checks, evaluate_forms, forms_table, student_origin, task_texts
 from tinyfw.fsutil import atomic_dir, atomic_write_json, atomic_write_text, dir_size
 from tinyfw.models.classifier import load_classifier
 from tinyfw.stages import RunContext, StageResult
 
 log = logging.getLogger("tinyfw")
-
-
-def student_origin(student: Path) -> Dict[str, Any]:
-    """What the student's own run recorded (``<run>/result.json`` beside ``<run>/student``):
-    its task, teacher setting and fine-tuned teacher; empty when there is none."""
-    res = student.parent / "result.json"
-    if not res.is_file():
-        return {}
-    rec = json.loads(res.read_text())
-    c = rec.get("config") or {}
-    return {"task": (c.get("task") or {}).get("name"), "teacher": (c.get("teacher") or {}).get("name_or_path"),
-            "teacher_dir": (rec.get("outputs") or {}).get("teacher")}
 
 
 def _check_inputs(cfg: DictConfig) -> Path:

@@ -14,56 +14,24 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import List, Optional
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from tinyfw import cache
+from tinyfw.runner import passthrough_overrides, run_step, tinyfw_cmd
 from tinyfw.stages import RunContext, StageResult
 
 log = logging.getLogger(__name__)
 
 # single-run steps, each the stage of the same name; then the grid and the report
 STEPS = ["assets", "teacher", "mlm", "general", "augment"]
-
-
 PER_TASK = ("teacher", "augment")  # steps that depend on the task (run once per task of pipeline.tasks)
 
-
-def passthrough_overrides(tasks: List[str] = ()) -> List[str]:
-    """The user's command-line overrides minus those the pipeline sets per step (``task=`` too
-    when ``pipeline.tasks`` names the tasks)."""
-    skip = ("stage=", "hydra.", "gd=", "td=", "augment=", "ablation=", "pipeline.") + (("task=",) if tasks else ())
-    return [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
-
-
-def tinyfw_cmd(*args: str) -> List[str]:
-    return [sys.executable, "-m", "tinyfw", *args]
-
-
-def run_step(name: str, cmd: List[str], log_dir: Path) -> float:
-    """Run one step as a subprocess (output teed to ``<log_dir>/<name>.log``); raise on failure."""
-    log.info("pipeline step %s: %s", name, " ".join(cmd[2:]))
-    t0 = time.time()
-    log_file = log_dir / f"{name}.log"
-    with log_file.open("w") as f:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "HYDRA_FULL_ERROR": "1"})
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            f.write(line)
-            sys.stdout.write(f"[{name}] {line}")
-        rc = proc.wait()
-    if rc != 0:
-        raise RuntimeError(f"pipeline step '{name}' failed (exit {rc}); see {log_file}")
-    return round(time.time() - t0, 1)
+# overrides the pipeline sets per step itself (besides stage= and hydra.*; task= too when pipeline.tasks names them)
+SKIP = ("gd=", "td=", "augment=", "ablation=", "pipeline.")
 
 
 def grid_overrides(p: DictConfig) -> List[str]:
@@ -95,7 +63,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     if unknown:
         raise ValueError(f"unknown pipeline steps {sorted(unknown)}; valid: {STEPS + ['grid', 'report']}")
     tasks = [str(t) for t in cfg.pipeline.get("tasks", None) or []]
-    extra = passthrough_overrides(tasks)
+    extra = passthrough_overrides(SKIP + (("task=",) if tasks else ()))
     timings, skipped = {}, []
     for name in (s for s in STEPS if s in cfg.pipeline.steps):
         entry = cached_output(name, cfg, ctx.home)
