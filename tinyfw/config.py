@@ -141,8 +141,9 @@ class MlmCfg:
     seed: int = 42  # masking, data order; the sweep `seed` does not change the masked LM
     base: str = "teacher"  # encoder to adapt: `teacher` (the teacher config) or a name/path
     mask_prob: float = 0.15
-    # "" = the global `precision`; bf16 (default) ~1.6x faster here than fp32 for this fine-tune
-    precision: str = "bf16"
+    # null = the global `precision`; auto (default): bf16 where native (~1.6x faster than fp32 for
+    # this fine-tune on an AVX512-BF16 CPU), else fp32 (tinyfw/precision.py)
+    precision: Optional[Precision] = Precision.auto
     eval_examples: int = 200  # held-out segments for the before/after top-1/top-15
     train: TrainCfg = field(default_factory=TrainCfg)  # the embedded budget: conf/config.yaml
 
@@ -157,7 +158,8 @@ class AugmentCfg:
     top_k: int = 15
     seed: int = 42
     mode: AugmentMode = AugmentMode.exact
-    precision: Precision = Precision.fp32  # autocast of the masked-LM forwards
+    # autocast of the masked-LM forwards; fp32 by default (bf16 changes the candidates); auto accepted
+    precision: Precision = Precision.fp32
     batch_size: int = 128  # masked sequences per forward (exact mode)
     # masked input also carries the original sentence as segment B (the reference's input);
     # off in the embedded default: half the tokens per forward (BENCHMARKS.md: top-15 overlap 0.92)
@@ -198,8 +200,9 @@ class TaskDistillCfg:
     group_by_length: bool = True
     # precision of the TD phases (null = the global `precision`, which also keys the teacher and
     # the GD student): bf16 (default) trains the student in bf16 autocast on the same upstream
-    # artefacts (~2.4x faster TD step 1 on this CPU with length grouping; BENCHMARKS.md)
-    precision: Optional[Precision] = Precision.bf16
+    # artefacts (~2.4x faster TD step 1 on this CPU with length grouping; BENCHMARKS.md); auto
+    # (default): bf16 where the hardware runs it natively, else fp32 (tinyfw/precision.py)
+    precision: Optional[Precision] = Precision.auto
     gd_checkpoint: str = ""  # GD student to start from when gd=on ("" = the cached GD run)
     gd_off_init: GdOffInit = GdOffInit.random  # student init when gd=off
     # td=off ("w/o TD"): the student is fine-tuned on hard labels with these settings (conf/config.yaml)

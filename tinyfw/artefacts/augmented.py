@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 from tinyfw import cache, dist, paths
 from tinyfw.config import plain
 from tinyfw.fsutil import atomic_dir, atomic_write_json
+from tinyfw.precision import key_value, resolved
 
 log = logging.getLogger("tinyfw.augment")
 KIND = "augmented"
@@ -94,6 +95,7 @@ def load_vectors_cfg(name: str, home: Path, texts: Sequence[str] = ()):
 def augment_cache_parts(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str]) -> Dict[str, Any]:
     label_cols = [c for c in ds.column_names if c not in text_columns]
     aug = {k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY}
+    aug["precision"] = key_value(cfg.augmenter.precision, where="augmenter.precision")  # auto: as resolved
     return {
         "data": data_fingerprint(ds, list(text_columns) + label_cols),
         "rows": len(ds),
@@ -123,7 +125,7 @@ def build_augmenter(cfg: DictConfig, home: Path, texts: Sequence[str], tracker: 
         model, tok, vectors, n_aug=a.n_aug, p_replace=a.p_replace, top_k=a.top_k, seed=a.seed,
         targets=str(a.targets), stopwords=STOPWORDS if a.stopwords else None, alpha_only=a.alpha_only,
         second_segment=a.second_segment, multi_mask=a.multi_mask, multi_mask_gap=a.multi_mask_gap,
-        mode=str(a.mode), precision=str(a.precision), batch_size=a.batch_size, device=device, progress=progress,
+        mode=str(a.mode), precision=resolved(a.precision, device, "augmenter.precision"), batch_size=a.batch_size, device=device, progress=progress,
     )
     return aug, mlm_path
 

@@ -30,7 +30,11 @@ KIND = "mlm"
 
 
 def _precision(cfg: DictConfig) -> str:
-    return str(cfg.mlm.get("precision") or plain(cfg.precision))
+    """``mlm.precision`` (null: the global one), ``auto`` resolved (tinyfw/precision.py)."""
+    from tinyfw.precision import resolved
+
+    own = cfg.mlm.get("precision")
+    return resolved(own, where="mlm.precision") if own not in (None, "") else resolved(cfg.precision, where="precision")
 
 
 def base_identity(cfg: DictConfig) -> Dict[str, Any]:

@@ -379,14 +379,22 @@ def save(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: List
         shutil.rmtree(ctx.run_dir / phase / "checkpoints", ignore_errors=True)
 
 
+def td_precision(cfg: DictConfig) -> str:
+    """TD's precision: ``task_distill.precision``, else (null) the global one; ``auto`` resolved."""
+    from tinyfw.precision import resolved
+
+    td = cfg.task_distill.precision
+    return resolved(td, where="task_distill.precision") if td is not None else resolved(cfg.precision, where="precision")
+
+
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     t_start = time.time()
     td = cfg.task_distill
     phases = phase_budgets(td, ("step1", "step2") if is_on(cfg.td) else ("finetune",))  # checked before any work
     s = load(cfg, ctx)
     student, mapping, init = build(cfg, ctx, s)
-    precision = td.precision if td.precision is not None else cfg.precision  # TD's own, else global
-    common = dict(precision=str(precision), tracker=ctx.tracker, seed=cfg.seed, group_by_length=bool(td.group_by_length),
+    precision = td_precision(cfg)
+    common = dict(precision=precision, tracker=ctx.tracker, seed=cfg.seed, group_by_length=bool(td.group_by_length),
                   fingerprint=fingerprint.for_task(cfg, ctx.home), resume=cfg.resume)
     trained = Trained()
     if is_on(cfg.td):
