@@ -299,7 +299,13 @@ class Config:
     # (fine-tuned teacher, masked LM, GD student, augmented set) have their own seeds
     # (teacher_ft.seed, mlm.seed, general.seed, augmenter.seed), so a sweep over `seed` shares them.
     seed: int = 42
+    # GD, teacher fine-tune, stage=bench (mlm.precision, task_distill.precision: their own); auto
+    # accepted (bf16 where native); GD stays fp32 until bf16 GD is shown not to hurt (BENCHMARKS.md)
     precision: Precision = Precision.fp32
+    # the fast training step (fused AdamW; in GD / TD step 1 the teacher without copies, only its
+    # mapped layers' scores, fewer passes over the attention tensors): the same losses up to
+    # rounding (tests/test_fast_path.py), not part of any cache key; false: the former step
+    fast_path: bool = True
     # torch intra-op threads of this run (0: torch's default, one per core); 1 suits jobs run
     # side by side (hydra/launcher=joblib), which then do not fight over the cores
     threads: int = 0

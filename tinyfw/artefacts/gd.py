@@ -87,7 +87,8 @@ def _models(cfg: DictConfig, home: Path) -> Tuple[Any, Any, Any, Any, list]:
         check_tokenizer(tok, student.config, f"student.init={cfg.student.init}", str(cfg.student.init))
     distiller = Distiller(shape.hidden_size, tcfg.hidden_size, mapping, {**weights, "pred": 0.0},
                           share_projection=cfg.distill.share_projection, attn_mode=cfg.distill.attn_mode,
-                          temperature=cfg.distill.temperature, layer_reduction=cfg.distill.layer_reduction)
+                          temperature=cfg.distill.temperature, layer_reduction=cfg.distill.layer_reduction,
+                          fast=bool(cfg.fast_path))
     return teacher, tok, student, distiller, mapping
 
 
@@ -133,7 +134,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     train_ds, held = corpus_segments(c, tok, home, cfg.general.seed, c.heldout_fraction, c.streaming,
                                      rank=acc.process_index, world_size=acc.num_processes)
     collate = Collator(tok.pad_token_id)
-    loss_fn = feature_loss_fn(need_scores=weights["attn"] > 0, mapping=mapping)
+    loss_fn = feature_loss_fn(need_scores=weights["attn"] > 0, mapping=mapping, fast=bool(cfg.fast_path))
     evaluate = None
     if held is not None and not c.streaming and len(held) > 0:
         evaluate = _heldout_eval(loss_fn, held, collate, cfg.general.train.batch_size)
@@ -145,7 +146,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     res = fit({"student": student, "distiller": distiller}, loss_fn, train_ds, collate, cfg.general.train,
               precision=precision, out_dir=out_dir, tracker=tracker, seed=cfg.general.seed,
               frozen={"teacher": teacher}, evaluate=evaluate, desc="GD", accelerator=acc,
-              fingerprint=fingerprint.for_gd(cfg, home), resume=cfg.resume)
+              fingerprint=fingerprint.for_gd(cfg, home), resume=cfg.resume, fast=bool(cfg.fast_path))
     student_dir = out_dir / "student"
     if acc.is_main_process:
         _save(cfg, out_dir, student, tok, distiller, teacher, mapping)

@@ -77,7 +77,8 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
         return evaluate(unwrap(mods["model"]), task, enc[task.dev_split], collate, bs)
 
     log.info("fine-tuning teacher %s on %s (%d examples)", base, task.name, len(enc["train"]))
-    res = fit({"model": model}, loss_fn, enc["train"], collate, cfg.teacher_ft.train, precision=resolved(cfg.precision, where="precision"),
+    res = fit({"model": model}, loss_fn, enc["train"], collate, cfg.teacher_ft.train,
+              precision=resolved(cfg.precision, where="precision"), fast=bool(cfg.fast_path),
               out_dir=work_dir, tracker=tracker, seed=cfg.teacher_ft.seed, evaluate=dev_eval, desc="teacher",
               eval_key=task.main_metric, restore_best=True, keep_checkpoints=1, log_prefix="teacher/",
               fingerprint=fingerprint.for_teacher(cfg), resume=cfg.resume)

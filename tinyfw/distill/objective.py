@@ -12,7 +12,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from tinyfw.distill.losses import MODES, attention_loss, embedding_loss, hidden_loss, soft_loss
+from tinyfw.distill.losses import (MODES, attention_loss, attention_loss_fast, embedding_loss, hidden_loss, soft_loss,
+                                   token_mse_fast, valid_cells)
 from tinyfw.models.capture import Features
 
 WEIGHT_KEYS = ("embd", "attn", "hidn", "pred")
@@ -38,6 +39,8 @@ class Distiller(nn.Module):
     M times a layer). ``pred`` applies only when both sides have logits: soft
     cross-entropy, or MSE to the teacher's output when the head has a single output
     (regression). ``attn_mode`` (masked | reference) applies to all token-level losses.
+    ``fast`` (masked mode): the same losses computed with the valid cells built once per batch
+    (:func:`~tinyfw.distill.losses.valid_cells`; equal up to rounding, tests/test_fast_path.py).
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class Distiller(nn.Module):
         attn_mode: str = "masked",
         temperature: float = 1.0,
         layer_reduction: str = "sum",
+        fast: bool = False,
     ) -> None:
         super().__init__()
         unknown = set(weights) - set(WEIGHT_KEYS)
@@ -72,6 +76,7 @@ class Distiller(nn.Module):
         self.share_projection = bool(share_projection)
         self.attn_mode = attn_mode
         self.temperature = float(temperature)
+        self.fast = bool(fast)
         use_e, use_h = self.weights["embd"] > 0, self.weights["hidn"] > 0
         self.proj_e: Optional[nn.Linear] = None
         self.proj_h: Optional[nn.Linear] = None
@@ -114,6 +119,8 @@ class Distiller(nn.Module):
             raise ValueError(f"student and teacher ran on different batches: masks {tuple(s.mask.shape)} vs {tuple(t.mask.shape)}")
         losses: Dict[str, Tensor] = {}
         w = self.weights
+        if self.fast and mode == "masked":
+            return self._forward_fast(s, t, losses)
         if w["embd"] > 0:
             losses["embd"] = embedding_loss(s.embeddings, t.embeddings, self.projection("embd"), mask, mode=mode)
         if w["attn"] > 0:
@@ -123,6 +130,22 @@ class Distiller(nn.Module):
             proj = self.projection("hidn")
             pairs = self._layers(s, t, "hidden")
             losses["hidn"] = self._reduce([hidden_loss(a, b, proj, mask, mode=mode) for a, b in pairs])
+        return self._total(s, t, losses)
+
+    def _forward_fast(self, s: Features, t: Features, losses: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        w = self.weights
+        tokens, cells = valid_cells(s.mask)
+        if w["embd"] > 0:
+            losses["embd"] = token_mse_fast(s.embeddings, t.embeddings, self.projection("embd"), tokens)
+        if w["attn"] > 0:
+            losses["attn"] = self._reduce([attention_loss_fast(a, b, cells) for a, b in self._layers(s, t, "scores")])
+        if w["hidn"] > 0:
+            proj = self.projection("hidn")
+            losses["hidn"] = self._reduce([token_mse_fast(a, b, proj, tokens) for a, b in self._layers(s, t, "hidden")])
+        return self._total(s, t, losses)
+
+    def _total(self, s: Features, t: Features, losses: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        w = self.weights
         if w["pred"] > 0 and s.logits is not None and t.logits is not None:
             losses["pred"] = soft_loss(s.logits, t.logits, self.temperature)
         if not losses:

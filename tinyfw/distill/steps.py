@@ -32,14 +32,23 @@ def clone_features(feats: Features, layers: Optional[Sequence[int]] = None) -> F
     )
 
 
-def feature_loss_fn(need_scores: bool, mapping: Optional[Sequence[int]] = None, log_total: bool = True):
+def feature_loss_fn(need_scores: bool, mapping: Optional[Sequence[int]] = None, log_total: bool = True,
+                    fast: bool = False):
     """Modules ``teacher`` (frozen), ``student`` and ``distiller``: teacher forward under
     inference_mode, student forward, :class:`Distiller` -> (total, unweighted losses; with
     ``log_total`` the weighted total too, as ``total``). ``mapping``: the teacher layers the
-    distiller reads (only those are copied out of inference mode)."""
+    distiller reads (only those are copied out of inference mode). ``fast``: the teacher under
+    ``no_grad`` (its tensors enter the loss without a copy), only the mapped layers' scores
+    captured, the fast attention (:func:`~tinyfw.models.capture.capture`)."""
 
     def loss_fn(modules: Dict[str, torch.nn.Module], batch: Dict[str, torch.Tensor]):
         args = (batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        if fast:
+            with torch.no_grad():
+                t = capture(modules["teacher"], *args, need_scores=need_scores, fast=True, layers=mapping)
+            s = capture(modules["student"], *args, need_scores=need_scores, fast=True)
+            total, losses = modules["distiller"](s, t)
+            return total, {k: float(v.detach()) for k, v in losses.items() if log_total or k != "total"}
         with torch.inference_mode():
             t = capture(modules["teacher"], *args, need_scores=need_scores)
         t = clone_features(t, mapping)
@@ -54,6 +63,17 @@ def _model_inputs(batch: Dict[str, Any]) -> Dict[str, Any]:
     return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
 
 
+def _forward(model: torch.nn.Module, batch: Dict[str, Any], fast: bool) -> torch.Tensor:
+    """The model's logits; ``fast``: under the fused attention."""
+    if not fast:
+        return model(**_model_inputs(batch)).logits
+    from tinyfw.models.capture import enable_capture, fast_attention
+
+    enable_capture(model)
+    with fast_attention():
+        return model(**_model_inputs(batch)).logits
+
+
 def _hard_loss(logits, labels, regression: bool):
     import torch.nn.functional as F
 
@@ -62,15 +82,16 @@ def _hard_loss(logits, labels, regression: bool):
     return F.cross_entropy(logits.float(), labels)
 
 
-def prediction_loss_fn(pred_weight: float, temperature: float, regression: bool):
+def prediction_loss_fn(pred_weight: float, temperature: float, regression: bool, fast: bool = False):
     """Module ``student``; batches carry the teacher's logits (``t_logits``): the Distiller's
     prediction loss (:func:`~tinyfw.distill.losses.soft_loss`: soft cross-entropy at
     ``temperature``, MSE to the teacher's output for a one-output head) times ``pred_weight``;
-    ``pred_weight`` 0 ("w/o Pred"): the hard labels (``regression``: MSE to them)."""
+    ``pred_weight`` 0 ("w/o Pred"): the hard labels (``regression``: MSE to them). ``fast``: the
+    student's attention through torch's fused kernel (:class:`~tinyfw.models.capture.fast_attention`)."""
     from tinyfw.distill.losses import soft_loss
 
     def loss_fn(mods, batch):
-        logits = mods["student"](**_model_inputs(batch)).logits
+        logits = _forward(mods["student"], batch, fast)
         if pred_weight <= 0:  # "w/o Pred": hard labels
             return _hard_loss(logits, batch["labels"], regression), {}
         t = batch["t_logits"].to(logits.device)

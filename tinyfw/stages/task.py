@@ -226,7 +226,7 @@ def step1(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: Lis
     d = cfg.distill
     distiller = Distiller(student.config.hidden_size, s.teacher.config.hidden_size, mapping, inter,
                           share_projection=d.share_projection, attn_mode=d.attn_mode, temperature=d.temperature,
-                          layer_reduction=d.layer_reduction)
+                          layer_reduction=d.layer_reduction, fast=bool(cfg.fast_path))
     gd = init[3:] if init.startswith("gd:") else None
     out.projections = carry_over_projections(distiller, gd)
     if out.projections["loaded"]:
@@ -235,7 +235,7 @@ def step1(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: Lis
     if out.projections["fresh"] and gd:
         log.warning("TD step 1: fresh random projections %s: %s", out.projections["fresh"], out.projections["reason"])
     log.info("TD step 1 (intermediate layers, weights %s) on %d examples", inter, len(s.train))
-    loss_fn = feature_loss_fn(inter["attn"] > 0, mapping, log_total=False)
+    loss_fn = feature_loss_fn(inter["attn"] > 0, mapping, log_total=False, fast=bool(cfg.fast_path))
 
     def train() -> Dict[str, Any]:
         r1 = fit({"student": student, "distiller": distiller}, loss_fn, s.train, s.collate, phase,
@@ -266,7 +266,7 @@ def step2(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, phase: Any, 
         if not s.task.regression:  # the soft targets' entropy: the lowest step-2 loss possible
             out.loss_floor = soft_entropy(logits, float(temperature))
     log.info("TD step 2 (prediction layer, pred weight %s, T=%s)", pred, temperature)
-    r2 = fit({"student": student}, prediction_loss_fn(pred, temperature, s.task.regression), train, s.collate, phase,
+    r2 = fit({"student": student}, prediction_loss_fn(pred, temperature, s.task.regression, fast=bool(cfg.fast_path)), train, s.collate, phase,
              out_dir=ctx.run_dir / "step2", evaluate=_dev_eval(s, bs), desc="TD step 2", eval_key=s.task.main_metric,
              restore_best=True, keep_checkpoints=1, log_prefix="step2/", **common)
     out.record("step2", r2, phase)
@@ -395,7 +395,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     student, mapping, init = build(cfg, ctx, s)
     precision = td_precision(cfg)
     common = dict(precision=precision, tracker=ctx.tracker, seed=cfg.seed, group_by_length=bool(td.group_by_length),
-                  fingerprint=fingerprint.for_task(cfg, ctx.home), resume=cfg.resume)
+                  fingerprint=fingerprint.for_task(cfg, ctx.home), resume=cfg.resume, fast=bool(cfg.fast_path))
     trained = Trained()
     if is_on(cfg.td):
         step1(cfg, ctx, s, student, mapping, init, phases["step1"], common, trained)
