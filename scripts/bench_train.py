@@ -2,16 +2,23 @@
 
     python scripts/bench_train.py [--phases gd,step1,step2] [--precisions fp32,bf16]
                                   [--group-by-length on,off] [--steps 8] [--warmup 2] [--threads 2]
-                                  [--teacher minilm-l6|bert-base] [--batch N] [--seq N]
-                                  [--device auto|cpu|cuda]
+                                  [--teacher minilm-l6-shape|minilm-l6|bert-base] [--batch N] [--seq N]
+                                  [--device auto|cpu|cuda] [--against-baseline | --path fast|former]
 
-The real steps of the embedded default: MiniLM-L6 teacher (6 x 384; ``--teacher bert-base``: a
-random BERT-base-shaped teacher, 12 x 768, FFN 3072, vocab 30522, the paper's) and
+First line: the machine's capability (CPU ISA, native bf16 or not; what ``precision: auto``
+picks). ``--against-baseline``: each process times the default (fast) step and the former one
+(``fast_path=false``) in turns, the order alternating each round so a shared machine's load hits
+both alike; the last lines are one ``speed-up <phase> <precision>: N.NN×`` per phase (ratio of
+the median s/step). ``--path former`` times the former step alone.
+
+The real steps of the embedded default: a MiniLM-L6-shaped teacher (6 x 384, random weights;
+``--teacher minilm-l6``: the asset; ``--teacher bert-base``: a random BERT-base-shaped teacher,
+12 x 768, FFN 3072, vocab 30522, the paper's) and
 TinyBERT4-shaped student (4 x 312, FFN 1200, 12 heads); student layer m learns from teacher
 layer 2, 3, 5, 6 (MiniLM) or 3, 6, 9, 12 (BERT-base).
 
 * ``gd``: batch 16 (``--batch``) of full-length random-token segments of 128 (``--seq``; the GD
-  corpus is packed): teacher capture under ``inference_mode`` + student capture + Distiller
+  corpus is packed): teacher capture (no grad) + student capture + Distiller
   (embd+attn+hidn) + backward + AdamW.
 * ``step1``: TD step 1 on movie-review training sentences (max 64 word pieces, batch 32, padded
   to the batch's longest): the same losses with the classifier teacher and student.
@@ -24,9 +31,9 @@ TD batches are drawn in the training loop's order, plain or length-grouped
 GFLOP/s = counted FLOPs / measured seconds, set against a square matmul's rate at the same
 precision (n = 1024 on the CPU, at the same thread count; n = 8192 on a GPU: the practical
 peak). ``--device auto`` is the GPU when torch sees one. Each (phase, precision, grouping) runs
-in its own process. Prints a Markdown table; ``--json`` also writes the rows. The MiniLM
-teacher and the TD phases need the offline assets (``python -m tinyfw stage=assets``); GD with
-``--teacher bert-base`` needs none.
+in its own process. Prints a Markdown table; ``--json`` also writes the rows. No assets are
+needed: TD batches are movie-review sentences when the offline assets are there (``python -m
+tinyfw stage=assets``), else random ones of their lengths; ``--teacher minilm-l6`` needs the asset.
 """
 
 from __future__ import annotations
