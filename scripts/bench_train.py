@@ -324,7 +324,8 @@ def main() -> None:
                 b[k] == r[k] for k in ("phase", "precision", "group_by_length")))
             tag = "" if r["phase"] == "gd" or len(args.group_by_length.split(",")) == 1 else \
                 f" (length-grouped {'on' if r['group_by_length'] else 'off'})"
-            print(f"speed-up {r['phase']} {r['precision']}{tag}: {base['s_per_step'] / r['s_per_step']:.2f}×")
+            print(f"speed-up {r['phase']} {r['precision']}{tag}: {base['s_per_step'] / r['s_per_step']:.2f}× "
+                  f"(share of matmul rate {base['share_of_matmul_rate']:.0%} -> {r['share_of_matmul_rate']:.0%})")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,8 @@ def build_augmenter(cfg: DictConfig, home: Path, texts: Sequence[str], tracker: 
         model, tok, vectors, n_aug=a.n_aug, p_replace=a.p_replace, top_k=a.top_k, seed=a.seed,
         targets=str(a.targets), stopwords=STOPWORDS if a.stopwords else None, alpha_only=a.alpha_only,
         second_segment=a.second_segment, multi_mask=a.multi_mask, multi_mask_gap=a.multi_mask_gap,
-        mode=str(a.mode), precision=resolved(a.precision, device, "augmenter.precision"), batch_size=a.batch_size, device=device, progress=progress,
+        mode=str(a.mode), precision=resolved(a.precision, device, "augmenter.precision"), batch_size=a.batch_size,
+        device=device, progress=progress,
     )
     return aug, mlm_path
 

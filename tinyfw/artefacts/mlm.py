@@ -94,8 +94,8 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     before = whole_word_eval(model, tok, held, n_eval, seed=cfg.mlm.seed)
     log.info("MLM held-out before: %s (new head weights: %s)", before, new_keys)
     model.train()
-    res = fit({"mlm": MaskedPositionsLoss(model)}, loss_fn, train_ds, collate, cfg.mlm.train, precision=precision, fast=bool(cfg.fast_path),
-              out_dir=out_dir, tracker=tracker, seed=cfg.mlm.seed, desc="MLM", accelerator=acc,
+    res = fit({"mlm": MaskedPositionsLoss(model)}, loss_fn, train_ds, collate, cfg.mlm.train, precision=precision,
+              fast=bool(cfg.fast_path), out_dir=out_dir, tracker=tracker, seed=cfg.mlm.seed, desc="MLM", accelerator=acc,
               fingerprint=fingerprint.for_mlm(cfg, home), resume=cfg.resume)
     after = whole_word_eval(model, tok, held, n_eval, seed=cfg.mlm.seed)
     log.info("MLM held-out after: %s", after)
