@@ -1,8 +1,7 @@
 """The fast training step (``fast_path=true``) computes the losses and gradients of the former one
 on fixed batches: fp32 within 1e-5 relative, bf16 autocast within 2e-2 relative on each loss and
 a gradient cosine > 0.999 (the scale is applied to the bf16 query instead of the bf16 scores:
-another rounding). GD / TD step 1 run with dropout on (the fast path draws the same dropout masks);
-TD step 2 in eval mode (its fused attention draws other dropout numbers)."""
+another rounding). Dropout is on: the fast path draws the same dropout masks."""
 
 from __future__ import annotations
 
@@ -90,7 +89,8 @@ def test_padding_changes_the_losses_so_the_padded_case_tests_masking():
 def test_step2_loss_and_gradients_equal_the_former_path(bf16):
     out = {}
     for fast in (True, False):
-        student = _student(BertForSequenceClassification).eval()  # dropout off: see the module docstring
+        student = _student(BertForSequenceClassification)  # train mode: dropout on, the same masks drawn
+        torch.manual_seed(5)
         batch = {**_batch(True), "t_logits": torch.tensor([[0.5, -0.2], [1.0, 0.3], [-0.7, 0.1], [0.0, 2.0]])}
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss, _ = prediction_loss_fn(1.0, 1.0, False, fast=fast)({"student": student}, batch)
@@ -119,3 +119,15 @@ def test_fused_adamw_makes_the_former_update():
         params[fused] = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert torch.allclose(params[True], params[False], rtol=1e-5, atol=1e-6)
     assert not torch.equal(params[True], torch.cat([p.detach().flatten() for p in _student().parameters()]))
+
+
+def test_step2_in_eval_takes_the_fused_kernel_with_the_same_logits():
+    from tinyfw.models.capture import enable_capture, fast_attention
+
+    student = enable_capture(_student(BertForSequenceClassification).eval())
+    batch = _batch(True)
+    with torch.no_grad():
+        plain = student(**batch).logits
+        with fast_attention():
+            fused = student(**batch).logits
+    assert torch.allclose(fused, plain, rtol=1e-5, atol=1e-6)

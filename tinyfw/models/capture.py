@@ -72,22 +72,25 @@ def _fast_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor
                     scaling: float, dropout: float, layers: frozenset):
     """The fast path's attention: the scale applied to the query ([B,h,T,d]) instead of the
     scores ([B,h,T,T]: a pass less forward and backward; exact for d = 64, rounding otherwise);
-    a layer whose scores nobody reads (``layers``: the 0-based ones wanted, empty = all) runs
-    torch's fused ``scaled_dot_product_attention`` and stashes None in its place."""
+    a layer whose scores nobody reads (``layers``: the 0-based ones wanted, empty = all; or no
+    capture active) stashes None in its place and, when no dropout applies (eval, a frozen
+    teacher), runs torch's fused ``scaled_dot_product_attention``. With dropout it keeps the eager
+    ops, so it draws the same dropout masks as the former path."""
     sink = _SINK.get()
     idx = getattr(module, "layer_idx", None)
-    if sink is None or (layers and idx is not None and idx not in layers):
+    keep = sink is not None and not (layers and idx is not None and idx not in layers)
+    p = dropout if module.training else 0.0
+    if not keep and p == 0.0:
         if sink is not None:
             sink.append(None)
-        p = dropout if module.training else 0.0
-        out = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=p,
-                                                         scale=scaling)
+        out = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling)
         return out.transpose(1, 2).contiguous(), None
     scores = torch.matmul(query * scaling, key.transpose(2, 3))
-    sink.append(scores)
+    if sink is not None:
+        sink.append(scores if keep else None)
     weights = scores + attention_mask if attention_mask is not None else scores
     weights = nn.functional.softmax(weights, dim=-1)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    weights = nn.functional.dropout(weights, p=p, training=module.training)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
@@ -97,8 +100,8 @@ AttentionMaskInterface.register(IMPL, eager_mask)
 
 class fast_attention:
     """Within it, a model switched to the capturing attention runs the fast path's attention
-    without capturing (torch's fused ``scaled_dot_product_attention``): TD step 2, fine-tuning.
-    Its dropout draws other random numbers than the eager one (the same distribution)."""
+    without capturing (:func:`_fast_attention`: the same dropout draws as the eager one; torch's
+    fused kernel in eval): TD step 2."""
 
     def __enter__(self):
         self._tokens = (_SINK.set(None), _FAST.set(frozenset()))
