@@ -64,7 +64,7 @@ def _model_inputs(batch: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _forward(model: torch.nn.Module, batch: Dict[str, Any], fast: bool) -> torch.Tensor:
-    """The model's logits; ``fast``: under the fused attention."""
+    """The model's logits; ``fast``: under the fast path's attention (:class:`~tinyfw.models.capture.fast_attention`)."""
     if not fast:
         return model(**_model_inputs(batch)).logits
     from tinyfw.models.capture import enable_capture, fast_attention
@@ -87,7 +87,7 @@ def prediction_loss_fn(pred_weight: float, temperature: float, regression: bool,
     prediction loss (:func:`~tinyfw.distill.losses.soft_loss`: soft cross-entropy at
     ``temperature``, MSE to the teacher's output for a one-output head) times ``pred_weight``;
     ``pred_weight`` 0 ("w/o Pred"): the hard labels (``regression``: MSE to them). ``fast``: the
-    student's attention through torch's fused kernel (:class:`~tinyfw.models.capture.fast_attention`)."""
+    student's attention on the fast path (:class:`~tinyfw.models.capture.fast_attention`: the same dropout draws)."""
     from tinyfw.distill.losses import soft_loss
 
     def loss_fn(mods, batch):
