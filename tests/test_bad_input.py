@@ -67,7 +67,7 @@ def test_invalid_training_settings_are_refused_at_composition(override, message)
     ("distill.attn_mode=maskd", "masked, reference"),
     ("task_distill.gd_off_init=teacher", "random, teacher_layers"),
     ("bench.attn=flash", "sdpa, eager"),
-    ("augmenter.precision=fp8", "fp32, bf16, fp16"),
+    ("augmenter.precision=fp8", "auto, fp32, bf16, fp16"),
     ("logging.wandb.mode=of", "online, offline, disabled"),
 ])
 def test_a_typo_in_a_choice_fails_at_composition_naming_the_choices(override, choices):

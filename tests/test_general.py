@@ -40,6 +40,9 @@ def test_smoke_gd(tmp_path):
         assert m["final"][k] < m["initial"][k], (k, m["initial"], m["final"])
     assert set(m["initial"]) == {"embd", "attn", "hidn", "total"}  # no prediction loss in GD
     assert m["heldout"]["heldout_total"] > 0
+    # the precision chosen and why, in result.json (GD: the global precision, fp32 by default)
+    assert r["precision"]["precision"]["requested"] == "fp32" and r["precision"]["precision"]["resolved"] == "fp32"
+    assert m["precision"] == "fp32" and r["precision"]["precision"]["reason"]
     # the student: HF format, loads with no missing/unexpected keys, projections kept apart
     student = Path(r["outputs"]["student"])
     model, info = AutoModel.from_pretrained(student, output_loading_info=True)

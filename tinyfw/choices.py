@@ -33,6 +33,7 @@ class Switch(_StrEnum):
 
 
 class Precision(_StrEnum):
+    auto = "auto"  # bf16 where the hardware runs it natively, else fp32 (tinyfw/precision.py)
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"

@@ -177,8 +177,9 @@ class MlmCfg:
     seed: int = 42  # masking, data order; the sweep `seed` does not change the masked LM
     base: str = "teacher"  # encoder to adapt: `teacher` (the teacher config) or a name/path
     mask_prob: float = 0.15
-    # "" = the global `precision`; bf16 (default) ~1.6x faster here than fp32 for this fine-tune
-    precision: str = "bf16"
+    # null = the global `precision`; auto (default): bf16 where native (~1.6x faster than fp32 for
+    # this fine-tune on an AVX512-BF16 CPU), else fp32 (tinyfw/precision.py)
+    precision: Optional[Precision] = Precision.auto
     eval_examples: int = 200  # held-out segments for the before/after top-1/top-15
     train: TrainCfg = field(default_factory=TrainCfg)  # the embedded budget: conf/config.yaml
 
@@ -193,7 +194,8 @@ class AugmentCfg:
     top_k: int = 15
     seed: int = 42
     mode: AugmentMode = AugmentMode.exact
-    precision: Precision = Precision.fp32  # autocast of the masked-LM forwards
+    # autocast of the masked-LM forwards; fp32 by default (bf16 changes the candidates); auto accepted
+    precision: Precision = Precision.fp32
     batch_size: int = 128  # masked sequences per forward (exact mode)
     # masked input also carries the original sentence as segment B (the reference's input);
     # off in the embedded default: half the tokens per forward (BENCHMARKS.md: top-15 overlap 0.92)
@@ -237,8 +239,9 @@ class TaskDistillCfg:
     group_by_length: bool = True
     # precision of the TD phases (null = the global `precision`, which also keys the teacher and
     # the GD student): bf16 (default) trains the student in bf16 autocast on the same upstream
-    # artefacts (~2.4x faster TD step 1 on this CPU with length grouping; BENCHMARKS.md)
-    precision: Optional[Precision] = Precision.bf16
+    # artefacts (~2.4x faster TD step 1 on this CPU with length grouping; BENCHMARKS.md); auto
+    # (default): bf16 where the hardware runs it natively, else fp32 (tinyfw/precision.py)
+    precision: Optional[Precision] = Precision.auto
     gd_checkpoint: str = ""  # GD student to start from when gd=on ("" = the cached GD run)
     gd_off_init: GdOffInit = GdOffInit.random  # student init when gd=off
     # td=off ("w/o TD"): the student is fine-tuned on hard labels with these settings (conf/config.yaml)
@@ -361,7 +364,13 @@ class Config:
     # (fine-tuned teacher, masked LM, GD student, augmented set) have their own seeds
     # (teacher_ft.seed, mlm.seed, general.seed, augmenter.seed), so a sweep over `seed` shares them.
     seed: int = 42
+    # GD, teacher fine-tune, stage=bench (mlm.precision, task_distill.precision: their own); auto
+    # accepted (bf16 where native); GD stays fp32 until bf16 GD is shown not to hurt (BENCHMARKS.md)
     precision: Precision = Precision.fp32
+    # the fast training step (fused AdamW; in GD / TD step 1 the teacher without copies, only its
+    # mapped layers' scores, fewer passes over the attention tensors): the same losses up to
+    # rounding (tests/test_fast_path.py), not part of any cache key; false: the former step
+    fast_path: bool = True
     # torch intra-op threads of this run (0: torch's default, one per core); 1 suits jobs run
     # side by side (hydra/launcher=joblib), which then do not fight over the cores
     threads: int = 0

@@ -89,6 +89,7 @@ def for_task(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     """A ``stage=task`` run: the teacher, the student's starting point (the GD student's key
     when ``gd=on``), the augmented data, the objective and the phases it runs."""
     from tinyfw.config import is_on as on, plain, task_key
+    from tinyfw.precision import key_value
 
     td = cfg.task_distill
     fp: Dict[str, Any] = {"teacher_ft.path": cfg.teacher_ft.path} if cfg.teacher_ft.path else for_teacher(cfg)
@@ -102,16 +103,18 @@ def for_task(cfg: DictConfig, home: Path) -> Dict[str, Any]:
         from tinyfw.artefacts.augmented import NOT_IN_KEY
 
         fp["augmenter"] = {k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY}
+        fp["augmenter"]["precision"] = key_value(cfg.augmenter.precision, where="augmenter.precision")
         if str(cfg.augmenter.mlm) == "mlm":  # the masked LM stage=mlm makes
             fp.update(for_mlm(cfg, home))
     phases = ({"step1": training_parts(td.step1), "step2": training_parts(td.step2)} if on(cfg.td)
               else {"finetune": training_parts(td.finetune)})
-    own = {k: plain(td[k]) for k in ("max_train_examples", "budget", "group_by_length", "precision")}
+    own = {k: plain(td[k]) for k in ("max_train_examples", "budget", "group_by_length")}
+    own["precision"] = key_value(td.precision, where="task_distill.precision")  # auto: as resolved
     if not td.get("intermediate", True):  # the recipes without TD step 1 (at its default: not in the key)
         own["intermediate"] = False
     fp.update({"task": task_key(cfg.task), "task_distill": {**own, **phases},
                "gd": str(cfg.gd), "td": str(cfg.td), "augment": str(cfg.augment), "seed": int(cfg.seed),
-               "precision": plain(cfg.precision)})
+               "precision": key_value(cfg.precision, where="precision")})
     if on(cfg.td):
         from tinyfw.distill.recipes import key_view
 

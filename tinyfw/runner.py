@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from tinyfw import config, paths, stages, tracking
+from tinyfw import config, paths, precision, stages, tracking
 from tinyfw.fsutil import atomic_write_json
 
 log = logging.getLogger("tinyfw")
@@ -59,6 +59,7 @@ def result_record(cfg: DictConfig, status: str, res: stages.StageResult, **extra
         "flags": tracking.flags(cfg),
         "metrics": res.metrics,
         "outputs": res.outputs,
+        "precision": precision.choices(),  # each precision chosen, by config key, with its reason
         **extra,
         "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
     }

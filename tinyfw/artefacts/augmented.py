@@ -36,6 +36,7 @@ from tinyfw import cache, dist, paths
 from tinyfw.artefacts.augwindow import WindowPlan, is_word_list, window_plan
 from tinyfw.config import plain
 from tinyfw.fsutil import atomic_dir, atomic_write_json
+from tinyfw.precision import key_value, resolved
 
 log = logging.getLogger("tinyfw.augment")
 KIND = "augmented"
@@ -120,6 +121,7 @@ def augment_cache_parts(cfg: DictConfig, home: Path, ds, text_columns: Sequence[
     the keys of sequence tasks whose texts fit are what they were before either existed."""
     label_cols = [c for c in ds.column_names if c not in text_columns]
     aug = {k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY + KEYED_APART}
+    aug["precision"] = key_value(cfg.augmenter.precision, where="augmenter.precision")  # auto: as resolved
     token = is_token(cfg, ds, text_columns)
     plan = plan if plan is not None else window_plan(cfg, home, ds, text_columns)
     extra: Dict[str, Any] = {}
@@ -158,7 +160,8 @@ def build_augmenter(cfg: DictConfig, home: Path, texts: Sequence[str], tracker: 
         model, tok, vectors, n_aug=a.n_aug, p_replace=a.p_replace, top_k=a.top_k, seed=a.seed,
         targets=str(a.targets), stopwords=STOPWORDS if a.stopwords else None, alpha_only=a.alpha_only,
         second_segment=a.second_segment, multi_mask=a.multi_mask, multi_mask_gap=a.multi_mask_gap,
-        mode=str(a.mode), precision=str(a.precision), batch_size=a.batch_size, device=device, progress=progress,
+        mode=str(a.mode), precision=resolved(a.precision, device, "augmenter.precision"), batch_size=a.batch_size,
+        device=device, progress=progress,
         **(plan.augmenter_args() if plan is not None and plan.texts_cut else {}),
     )
     return aug, mlm_path

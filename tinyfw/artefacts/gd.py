@@ -25,6 +25,7 @@ from tinyfw.artefacts.corpus import corpus_parts, corpus_segments
 from tinyfw.config import plain
 from tinyfw.fingerprint import training_parts
 from tinyfw.fsutil import atomic_dir, atomic_write_json
+from tinyfw.precision import key_value, resolved
 
 log = logging.getLogger("tinyfw.general")
 KIND = "gd-student"
@@ -54,7 +55,7 @@ def gd_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, An
         "corpus": corpus,
         "train": training_parts(cfg.general.train),
         "seed": int(cfg.general.seed),
-        "precision": plain(cfg.precision),
+        "precision": key_value(cfg.precision, where="precision"),
     }
 
 
@@ -104,7 +105,7 @@ def _models(cfg: DictConfig, home: Path) -> Tuple[Any, Any, Any, Any, list]:
     distiller = Distiller(shape.hidden_size, tcfg.hidden_size, mapping, {**weights, "pred": 0.0},
                           share_projection=cfg.distill.share_projection, attn_mode=cfg.distill.attn_mode,
                           temperature=cfg.distill.temperature, layer_reduction=cfg.distill.layer_reduction,
-                          **recipes.distiller_kwargs(cfg.distill, student.config, tcfg))
+                          fast=bool(cfg.fast_path), **recipes.distiller_kwargs(cfg.distill, student.config, tcfg))
     return teacher, tok, student, distiller, mapping
 
 
@@ -180,12 +181,13 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     # and FFN without hidn, W_e without embd): DDP must then look for unused parameters
     weights = distiller.weights
     unused = any(weights[k] <= 0 for k in ("embd", "attn", "hidn"))
-    acc = make_accelerator(cfg.precision, find_unused_parameters=unused)
+    precision = resolved(cfg.precision, where="precision")  # auto: bf16 where native (tinyfw/precision.py)
+    acc = make_accelerator(precision, find_unused_parameters=unused)
     c = cfg.corpus
     train_ds, held = corpus_segments(c, tok, home, cfg.general.seed, c.heldout_fraction, c.streaming,
                                      rank=acc.process_index, world_size=acc.num_processes)
     collate = Collator(tok.pad_token_id)
-    loss_fn = feature_loss_fn(need_scores=weights["attn"] > 0, mapping=mapping)
+    loss_fn = feature_loss_fn(need_scores=weights["attn"] > 0, mapping=mapping, fast=bool(cfg.fast_path))
     collate, loss_fn = _recipe_step(cfg, tok, weights, mapping, collate, loss_fn)
     evaluate = None
     if held is not None and not c.streaming and len(held) > 0:
@@ -196,9 +198,9 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
                  cfg.teacher.name_or_path, teacher.config.num_hidden_layers, cfg.student.shape.num_layers,
                  cfg.student.shape.hidden_size, mapping, corpus_stats)
     res = fit({"student": student, "distiller": distiller}, loss_fn, train_ds, collate, cfg.general.train,
-              precision=cfg.precision, out_dir=out_dir, tracker=tracker, seed=cfg.general.seed,
+              precision=precision, out_dir=out_dir, tracker=tracker, seed=cfg.general.seed,
               frozen={"teacher": teacher}, evaluate=evaluate, desc="GD", accelerator=acc,
-              fingerprint=fingerprint.for_gd(cfg, home), resume=cfg.resume)
+              fingerprint=fingerprint.for_gd(cfg, home), resume=cfg.resume, fast=bool(cfg.fast_path))
     student_dir = out_dir / "student"
     if acc.is_main_process:
         _save(cfg, out_dir, student, tok, distiller, teacher, mapping)
@@ -216,7 +218,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
         "student_params": {k: n for k, n in param_counts(student).items() if k != "embedding"},
         "teacher_params": {k: n for k, n in param_counts(teacher).items() if k != "embedding"},
         "corpus": corpus_stats,
-        "precision": plain(cfg.precision),
+        "precision": precision,
     }
     if res.evals:
         metrics["heldout"] = {k: v for k, v in res.evals[-1].items() if k != "step"}

@@ -30,7 +30,11 @@ KIND = "mlm"
 
 
 def _precision(cfg: DictConfig) -> str:
-    return str(cfg.mlm.get("precision") or plain(cfg.precision))
+    """``mlm.precision`` (null: the global one), ``auto`` resolved (tinyfw/precision.py)."""
+    from tinyfw.precision import resolved
+
+    own = cfg.mlm.get("precision")
+    return resolved(own, where="mlm.precision") if own not in (None, "") else resolved(cfg.precision, where="precision")
 
 
 def base_identity(cfg: DictConfig) -> Dict[str, Any]:
@@ -100,7 +104,7 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     log.info("MLM held-out before: %s (new head weights: %s)", before, new_keys)
     model.train()
     res = fit({"mlm": MaskedPositionsLoss(model)}, loss_fn, train_ds, collate, cfg.mlm.train, precision=precision,
-              out_dir=out_dir, tracker=tracker, seed=cfg.mlm.seed, desc="MLM", accelerator=acc,
+              fast=bool(cfg.fast_path), out_dir=out_dir, tracker=tracker, seed=cfg.mlm.seed, desc="MLM", accelerator=acc,
               fingerprint=fingerprint.for_mlm(cfg, home), resume=cfg.resume)
     after = whole_word_eval(model, tok, held, n_eval, seed=cfg.mlm.seed)
     log.info("MLM held-out after: %s", after)

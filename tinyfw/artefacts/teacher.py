@@ -24,6 +24,7 @@ from tinyfw.config import task_key
 from tinyfw.data.collate import Collator
 from tinyfw.data.tasks import encode_splits, evaluate, load_task
 from tinyfw.models.classifier import evaluate_all, load_classifier
+from tinyfw.precision import resolved
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def cache_key(cfg: DictConfig) -> Dict[str, Any]:
         "teacher": teacher_identity(cfg),
         "task": task_key(cfg.task),
         "train": OmegaConf.to_container(cfg.teacher_ft.train, resolve=True, enum_to_str=True),
-        "precision": str(cfg.precision),
+        "precision": resolved(cfg.precision, where="precision"),
         "seed": int(cfg.teacher_ft.seed),
     }
 
@@ -82,7 +83,8 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
         return evaluate(unwrap(mods["model"]), task, enc[task.dev_split], collate, bs)
 
     log.info("fine-tuning teacher %s on %s (%d examples)", base, task.name, len(enc["train"]))
-    res = fit({"model": model}, loss_fn, enc["train"], collate, cfg.teacher_ft.train, precision=str(cfg.precision),
+    res = fit({"model": model}, loss_fn, enc["train"], collate, cfg.teacher_ft.train,
+              precision=resolved(cfg.precision, where="precision"), fast=bool(cfg.fast_path),
               out_dir=work_dir, tracker=tracker, seed=cfg.teacher_ft.seed, evaluate=dev_eval, desc="teacher",
               eval_key=task.main_metric, restore_best=True, keep_checkpoints=1, log_prefix="teacher/",
               fingerprint=fingerprint.for_teacher(cfg), resume=cfg.resume)
@@ -112,7 +114,7 @@ def _save(cfg: DictConfig, out: Path, model: Any, tok: Any, task: Any, metrics: 
                task=task.describe(), metrics={k: v for k, v in metrics.items() if isinstance(v, dict)}, size=size,
                config={"base": base, "lr": cfg.teacher_ft.train.lr, "batch_size": cfg.teacher_ft.train.batch_size,
                        "epochs": cfg.teacher_ft.train.epochs, "max_steps": cfg.teacher_ft.train.max_steps,
-                       "max_seq_len": cfg.task.max_seq_len, "seed": cfg.teacher_ft.seed, "precision": str(cfg.precision)},
+                       "max_seq_len": cfg.task.max_seq_len, "seed": cfg.teacher_ft.seed, "precision": resolved(cfg.precision, where="precision")},
                name="TEACHER_DIR")
     load_classifier(str(out), task)  # the saved checkpoint reloads strictly with its head
 

@@ -22,7 +22,7 @@ tensor for backward, so they mix with the student's autograd graph.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -218,3 +218,41 @@ def mlm_soft_loss(s_logits: Tensor, t_logits: Tensor, temperature: float = 2.0) 
 def mlm_loss(s_logits: Tensor, labels: Tensor) -> Tensor:
     """The student's masked-LM cross-entropy at the masked positions ([N, vocab] vs [N])."""
     return F.cross_entropy(s_logits.float(), labels)
+
+
+# The fast path (``Distiller(fast=True)``, masked mode): the same values (up to rounding), with the
+# valid cells built once per batch instead of once per loss and layer, fused ``mse_loss`` when
+# the batch has no padding (GD's packed segments), and no fp32 copy of the teacher's scores.
+
+def valid_cells(mask: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """(real tokens [B,T,1], valid attention cells [B,1,T,T]) as 0/1 floats, or (None, None)
+    when every token is real (then every cell counts)."""
+    keep = mask.to(dtype=torch.bool)
+    if bool(keep.all()):
+        return None, None
+    k = keep.to(torch.float32)
+    return k.unsqueeze(-1), (k[:, None, :, None] * k[:, None, None, :])
+
+
+def token_mse_fast(s: Tensor, t: Tensor, proj: Optional[nn.Module], tokens: Optional[Tensor]) -> Tensor:
+    """:func:`embedding_loss` / :func:`hidden_loss` (masked) with ``tokens`` from :func:`valid_cells`."""
+    s = proj(s) if proj is not None else s
+    if s.shape != t.shape:
+        raise ValueError(f"student {tuple(s.shape)} and teacher {tuple(t.shape)} shapes differ (projection?)")
+    if tokens is None:
+        return F.mse_loss(s.float(), t.float())
+    d = (s.float() - t).mul_(tokens)
+    return d.square().sum() / (tokens.sum() * d.shape[-1]).clamp_min(1)
+
+
+def attention_loss_fast(s_scores: Tensor, t_scores: Tensor, cells: Optional[Tensor]) -> Tensor:
+    """:func:`attention_loss` (masked) with ``cells`` from :func:`valid_cells`."""
+    if s_scores.shape != t_scores.shape:
+        raise ValueError(
+            f"attention scores differ in shape: student {tuple(s_scores.shape)} vs teacher "
+            f"{tuple(t_scores.shape)} (equal head counts are required; or set distill.weights.attn=0)"
+        )
+    if cells is None:
+        return F.mse_loss(s_scores.float(), t_scores.float())
+    d = (s_scores.float() - t_scores).mul_(cells)
+    return d.square().sum() / (cells.sum() * d.shape[1]).clamp_min(1)

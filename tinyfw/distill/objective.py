@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from tinyfw.distill import losses as L
-from tinyfw.distill.losses import MODES, attention_loss, embedding_loss, hidden_loss, soft_loss
+from tinyfw.distill.losses import (MODES, attention_loss, attention_loss_fast, embedding_loss, hidden_loss, soft_loss,
+                                   token_mse_fast, valid_cells)
 from tinyfw.models.capture import Features
 
 WEIGHT_KEYS = ("embd", "attn", "hidn", "pred", "rel_attn", "rel_value", "mlm", "mlm_soft")
@@ -39,6 +40,8 @@ class Distiller(nn.Module):
     M times a layer). ``pred`` applies only when both sides have logits: soft
     cross-entropy, or MSE to the teacher's output when the head has a single output
     (regression). ``attn_mode`` (masked | reference) applies to all token-level losses.
+    ``fast`` (masked mode): the same losses computed with the valid cells built once per batch
+    (:func:`~tinyfw.distill.losses.valid_cells`; equal up to rounding, tests/test_fast_path.py).
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class Distiller(nn.Module):
         relation_heads: int = 0,
         mlm_temperature: float = 2.0,
         vocab_size: int = 0,
+        fast: bool = False,
     ) -> None:
         super().__init__()
         unknown = set(weights) - set(WEIGHT_KEYS)
@@ -80,6 +84,7 @@ class Distiller(nn.Module):
         self.temperature = float(temperature)
         self.attn_loss, self.hidn_loss = str(attn_loss), str(hidn_loss)
         self.relation_heads, self.mlm_temperature = int(relation_heads), float(mlm_temperature)
+        self.fast = bool(fast)
         use_e, use_h = self.weights["embd"] > 0, self.weights["hidn"] > 0
         if self.hidn_loss == "cosine" and student_hidden == teacher_hidden:
             use_h = False  # DistilBERT: cosine of equal widths, no W_h
@@ -126,6 +131,8 @@ class Distiller(nn.Module):
             raise ValueError(f"student and teacher ran on different batches: masks {tuple(s.mask.shape)} vs {tuple(t.mask.shape)}")
         losses: Dict[str, Tensor] = {}
         w = self.weights
+        if self.fast and mode == "masked" and (self.attn_loss, self.hidn_loss) == ("mse", "mse"):
+            return self._forward_fast(s, t, losses, mlm)  # the variants (KL, cosine) take the path below
         if w["embd"] > 0:
             losses["embd"] = embedding_loss(s.embeddings, t.embeddings, self.projection("embd"), mask, mode=mode)
         if w["attn"] > 0:
@@ -135,6 +142,24 @@ class Distiller(nn.Module):
             proj = self.projection("hidn")
             pairs = self._layers(s, t, "hidden")
             losses["hidn"] = self._reduce([self._hidn_pair(a, b, proj, mask, mode) for a, b in pairs])
+        return self._total(s, t, losses, mlm)
+
+    def _forward_fast(self, s: Features, t: Features, losses: Dict[str, Tensor],
+                      mlm: Optional[Tuple[Tensor, ...]]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        w = self.weights
+        tokens, cells = valid_cells(s.mask)
+        if w["embd"] > 0:
+            losses["embd"] = token_mse_fast(s.embeddings, t.embeddings, self.projection("embd"), tokens)
+        if w["attn"] > 0:
+            losses["attn"] = self._reduce([attention_loss_fast(a, b, cells) for a, b in self._layers(s, t, "scores")])
+        if w["hidn"] > 0:
+            proj = self.projection("hidn")
+            losses["hidn"] = self._reduce([token_mse_fast(a, b, proj, tokens) for a, b in self._layers(s, t, "hidden")])
+        return self._total(s, t, losses, mlm)
+
+    def _total(self, s: Features, t: Features, losses: Dict[str, Tensor],
+               mlm: Optional[Tuple[Tensor, ...]]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        w = self.weights
         if w["pred"] > 0 and s.logits is not None and t.logits is not None:
             losses["pred"] = soft_loss(s.logits, t.logits, self.temperature)
         losses.update(self._recipe_losses(s, t, mlm))

@@ -32,14 +32,23 @@ def clone_features(feats: Features, layers: Optional[Sequence[int]] = None) -> F
     )
 
 
-def feature_loss_fn(need_scores: bool, mapping: Optional[Sequence[int]] = None, log_total: bool = True):
+def feature_loss_fn(need_scores: bool, mapping: Optional[Sequence[int]] = None, log_total: bool = True,
+                    fast: bool = False):
     """Modules ``teacher`` (frozen), ``student`` and ``distiller``: teacher forward under
     inference_mode, student forward, :class:`Distiller` -> (total, unweighted losses; with
     ``log_total`` the weighted total too, as ``total``). ``mapping``: the teacher layers the
-    distiller reads (only those are copied out of inference mode)."""
+    distiller reads (only those are copied out of inference mode). ``fast``: the teacher under
+    ``no_grad`` (its tensors enter the loss without a copy), only the mapped layers' scores
+    captured, the fast attention (:func:`~tinyfw.models.capture.capture`)."""
 
     def loss_fn(modules: Dict[str, torch.nn.Module], batch: Dict[str, torch.Tensor]):
         args = (batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        if fast:
+            with torch.no_grad():
+                t = capture(modules["teacher"], *args, need_scores=need_scores, fast=True, layers=mapping)
+            s = capture(modules["student"], *args, need_scores=need_scores, fast=True)
+            total, losses = modules["distiller"](s, t)
+            return total, {k: float(v.detach()) for k, v in losses.items() if log_total or k != "total"}
         with torch.inference_mode():
             t = capture(modules["teacher"], *args, need_scores=need_scores)
         t = clone_features(t, mapping)
@@ -59,6 +68,17 @@ def _model_inputs(batch: Dict[str, Any]) -> Dict[str, Any]:
     return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
 
 
+def _forward(model: torch.nn.Module, batch: Dict[str, Any], fast: bool) -> torch.Tensor:
+    """The model's logits; ``fast``: under the fast path's attention (:class:`~tinyfw.models.capture.fast_attention`)."""
+    if not fast:
+        return model(**_model_inputs(batch)).logits
+    from tinyfw.models.capture import enable_capture, fast_attention
+
+    enable_capture(model)
+    with fast_attention():
+        return model(**_model_inputs(batch)).logits
+
+
 def _hard_loss(logits, labels, regression: bool):
     import torch.nn.functional as F
 
@@ -72,23 +92,30 @@ def _hard_loss(logits, labels, regression: bool):
     return F.cross_entropy(logits.float(), labels)
 
 
-def prediction_loss_fn(pred_weight: float, temperature: float, regression: bool):
+def _soft_positions(logits: torch.Tensor, batch: Dict[str, Any]) -> torch.Tensor:
+    """The student's logits where the teacher's soft targets are: every row ([B, C]), or for a
+    token task ([B, T, C]) the word-initial positions (``labels != -100``) in row order."""
+    if logits.dim() == 3:
+        return logits[batch["labels"].to(logits.device) != -100]
+    return logits
+
+
+def prediction_loss_fn(pred_weight: float, temperature: float, regression: bool, fast: bool = False):
     """Module ``student``; batches carry the teacher's logits (``t_logits``): the Distiller's
     prediction loss (:func:`~tinyfw.distill.losses.soft_loss`: soft cross-entropy at
     ``temperature``, MSE to the teacher's output for a one-output head) times ``pred_weight``;
     ``pred_weight`` 0 ("w/o Pred"): the hard labels (``regression``: MSE to them). A token
     classifier: the soft cross-entropy per word-initial position (``labels != -100``; the
-    batch's ``t_logits`` are those positions' teacher logits, concatenated), mean over them."""
+    batch's ``t_logits`` are those positions' teacher logits, concatenated), mean over them.
+    ``fast``: the student's attention on the fast path (:class:`~tinyfw.models.capture.fast_attention`:
+    the same dropout draws)."""
     from tinyfw.distill.losses import soft_loss
 
     def loss_fn(mods, batch):
-        logits = mods["student"](**_model_inputs(batch)).logits
+        logits = _forward(mods["student"], batch, fast)
         if pred_weight <= 0:  # "w/o Pred": hard labels
             return _hard_loss(logits, batch["labels"], regression), {}
-        t = batch["t_logits"].to(logits.device)
-        if logits.dim() == 3:  # token task: the word-initial positions (labels != -100), in row order
-            logits = logits[batch["labels"].to(logits.device) != -100]
-        soft = soft_loss(logits, t, temperature)
+        soft = soft_loss(_soft_positions(logits, batch), batch["t_logits"].to(logits.device), temperature)
         return pred_weight * soft, {"pred": float(soft.detach())}
 
     return loss_fn
@@ -151,7 +178,7 @@ def prediction_variant_loss_fn(pred_weight: float, temperature: float, regressio
         logits = mods["student"](**_model_inputs(batch)).logits
         if pred_weight <= 0:  # "w/o Pred": hard labels
             return _hard_loss(logits, batch["labels"], regression), {}
-        soft = prediction_variant(logits, batch["t_logits"].to(logits.device), temperature, kind)
+        soft = prediction_variant(_soft_positions(logits, batch), batch["t_logits"].to(logits.device), temperature, kind)
         logs = {"pred": float(soft.detach())}
         total = pred_weight * soft
         if hard_label_weight > 0:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,8 @@ IMPL = "tinyfw_capture"
 
 # The list the running capture() appends scores to (None: no capture active).
 _SINK: contextvars.ContextVar[Optional[List[Tensor]]] = contextvars.ContextVar("tinyfw_scores", default=None)
+# The fast path's attention (None: the eager one) and the 0-based layers whose scores it keeps (empty: all).
+_FAST: contextvars.ContextVar[Optional[frozenset]] = contextvars.ContextVar("tinyfw_fast", default=None)
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Features:
 
     embeddings: Tensor  # [B,T,H] embedding-layer output (hidden_states[0])
     hidden: List[Tensor]  # L x [B,T,H]: output of Transformer layer 1..L
-    scores: List[Tensor]  # L x [B,heads,T,T]: pre-softmax QKᵀ/√d_k, no mask added ([] if not asked)
+    scores: List[Tensor]  # L x [B,heads,T,T]: pre-softmax QKᵀ/√d_k, no mask added ([] if not asked; None: a layer not asked, fast path)
     mask: Tensor  # [B,T] attention mask (1 = real token) the scores belong to
     logits: Optional[Tensor] = None  # [B,C] sequence classification/regression logits, if any
     # the last layer's query, key and value projections [B,T,H] (heads concatenated), only when
@@ -55,6 +57,9 @@ def _capture_attention(
     """Eager attention (as in transformers' BERT) that also hands the raw scores to capture()."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
+    fast = _FAST.get()
+    if fast is not None:
+        return _fast_attention(module, query, key, value, attention_mask, scaling, dropout, fast)
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
     sink = _SINK.get()
     if sink is not None:
@@ -66,8 +71,47 @@ def _capture_attention(
     return out, weights
 
 
+def _fast_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Optional[Tensor],
+                    scaling: float, dropout: float, layers: frozenset):
+    """The fast path's attention: the scale applied to the query ([B,h,T,d]) instead of the
+    scores ([B,h,T,T]: a pass less forward and backward; exact for d = 64, rounding otherwise);
+    a layer whose scores nobody reads (``layers``: the 0-based ones wanted, empty = all; or no
+    capture active) stashes None in its place and, when no dropout applies (eval, a frozen
+    teacher), runs torch's fused ``scaled_dot_product_attention``. With dropout it keeps the eager
+    ops, so it draws the same dropout masks as the former path."""
+    sink = _SINK.get()
+    idx = getattr(module, "layer_idx", None)
+    keep = sink is not None and not (layers and idx is not None and idx not in layers)
+    p = dropout if module.training else 0.0
+    if not keep and p == 0.0:
+        if sink is not None:
+            sink.append(None)
+        out = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling)
+        return out.transpose(1, 2).contiguous(), None
+    scores = torch.matmul(query * scaling, key.transpose(2, 3))
+    if sink is not None:
+        sink.append(scores if keep else None)
+    weights = scores + attention_mask if attention_mask is not None else scores
+    weights = nn.functional.softmax(weights, dim=-1)
+    weights = nn.functional.dropout(weights, p=p, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
 AttentionInterface.register(IMPL, _capture_attention)
 AttentionMaskInterface.register(IMPL, eager_mask)
+
+
+class fast_attention:
+    """Within it, a model switched to the capturing attention runs the fast path's attention
+    without capturing (:func:`_fast_attention`: the same dropout draws as the eager one; torch's
+    fused kernel in eval): TD step 2."""
+
+    def __enter__(self):
+        self._tokens = (_SINK.set(None), _FAST.set(frozenset()))
+
+    def __exit__(self, *exc):
+        _FAST.reset(self._tokens[1])
+        _SINK.reset(self._tokens[0])
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -108,6 +152,8 @@ def capture(
     token_type_ids: Optional[Tensor] = None,
     need_scores: bool = True,
     need_qkv: bool = False,
+    fast: bool = False,
+    layers: Optional[Sequence[int]] = None,
 ) -> Features:
     """Run ``model`` once and return its :class:`Features`.
 
@@ -117,6 +163,9 @@ def capture(
     grad mode: ``torch.inference_mode()`` for the teacher, autograd for the student.
     ``logits`` is filled only for 2-D (sequence-level) logits; MLM logits are left out.
     ``need_qkv``: also the last layer's Q/K/V projections (forward hooks, only then).
+
+    ``fast``: the fast path's attention (:func:`_fast_attention`: same values up to rounding);
+    with ``layers`` (1-based) only those layers' scores are kept, the others' entries are None.
     """
     enable_capture(model)
     if attention_mask is None:
@@ -124,6 +173,7 @@ def capture(
     sink: Optional[List[Tensor]] = [] if need_scores else None
     token = _SINK.set(sink)
     qkv, hooks = _hook_last_qkv(model) if need_qkv else ({}, [])
+    fast_token = _FAST.set(frozenset(i - 1 for i in layers or ()) if fast else None)
     try:
         out = model(
             input_ids=input_ids,
@@ -136,6 +186,7 @@ def capture(
         _SINK.reset(token)
         for h in hooks:
             h.remove()
+        _FAST.reset(fast_token)
     states = out.hidden_states
     if states is None:
         raise RuntimeError(f"{type(unwrap(model)).__name__} returned no hidden states")

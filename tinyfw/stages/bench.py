@@ -132,7 +132,9 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
 
         if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None:
             raise ImportError("bench.onnx needs ONNX Runtime and onnxscript: pip install '.[export]' (or bench.onnx=false)")
-    precision = plain(cfg.precision)
+    from tinyfw.precision import resolved
+
+    precision = resolved(cfg.precision, where="precision")
     devices = bench_devices(b.devices)
     work = tempfile.TemporaryDirectory(prefix="tinyfw-bench-onnx-")  # on-the-fly ONNX files
     todo = entries(cfg, ctx.home, Path(work.name))

@@ -234,7 +234,7 @@ def step1(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: Lis
     d = cfg.distill
     distiller = Distiller(student.config.hidden_size, s.teacher.config.hidden_size, mapping, inter,
                           share_projection=d.share_projection, attn_mode=d.attn_mode, temperature=d.temperature,
-                          layer_reduction=d.layer_reduction,
+                          layer_reduction=d.layer_reduction, fast=bool(cfg.fast_path),
                           **recipes.distiller_kwargs(d, student.config, s.teacher.config))
     gd = init[3:] if init.startswith("gd:") else None
     out.projections = carry_over_projections(distiller, gd)
@@ -244,7 +244,7 @@ def step1(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: Lis
     if out.projections["fresh"] and gd:
         log.warning("TD step 1: fresh random projections %s: %s", out.projections["fresh"], out.projections["reason"])
     log.info("TD step 1 (intermediate layers, weights %s) on %d examples", inter, len(s.train))
-    loss_fn = feature_loss_fn(inter["attn"] > 0, mapping, log_total=False)
+    loss_fn = feature_loss_fn(inter["attn"] > 0, mapping, log_total=False, fast=bool(cfg.fast_path))
     if recipes.needs_extra(inter):  # MiniLM's relations in step 1 (task_distill.intermediate=true)
         from tinyfw.distill.steps import recipe_loss_fn
 
@@ -289,7 +289,7 @@ def step2(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, phase: Any, 
 
         train = gold_rows(train)
     log.info("TD step 2 (prediction layer, pred weight %s, T=%s)", pred, temperature)
-    loss_fn = prediction_loss_fn(pred, temperature, s.task.regression)
+    loss_fn = prediction_loss_fn(pred, temperature, s.task.regression, fast=bool(cfg.fast_path))
     kind, alpha = str(cfg.distill.get("pred_loss", "soft_ce")), float(cfg.distill.get("hard_label_weight", 0.0))
     if kind != "soft_ce" or alpha > 0:  # the recipes' variants (tinyfw/distill/recipes.py)
         from tinyfw.distill.steps import prediction_variant_loss_fn
@@ -416,15 +416,23 @@ def save(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: List
         shutil.rmtree(ctx.run_dir / phase / "checkpoints", ignore_errors=True)
 
 
+def td_precision(cfg: DictConfig) -> str:
+    """TD's precision: ``task_distill.precision``, else (null) the global one; ``auto`` resolved."""
+    from tinyfw.precision import resolved
+
+    td = cfg.task_distill.precision
+    return resolved(td, where="task_distill.precision") if td is not None else resolved(cfg.precision, where="precision")
+
+
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     t_start = time.time()
     td = cfg.task_distill
     phases = phase_budgets(td, ("step1", "step2") if is_on(cfg.td) else ("finetune",))  # checked before any work
     s = load(cfg, ctx)
     student, mapping, init = build(cfg, ctx, s)
-    precision = td.precision if td.precision is not None else cfg.precision  # TD's own, else global
-    common = dict(precision=str(precision), tracker=ctx.tracker, seed=cfg.seed, group_by_length=bool(td.group_by_length),
-                  fingerprint=fingerprint.for_task(cfg, ctx.home), resume=cfg.resume)
+    precision = td_precision(cfg)
+    common = dict(precision=precision, tracker=ctx.tracker, seed=cfg.seed, group_by_length=bool(td.group_by_length),
+                  fingerprint=fingerprint.for_task(cfg, ctx.home), resume=cfg.resume, fast=bool(cfg.fast_path))
     trained = Trained()
     if is_on(cfg.td):
         step1(cfg, ctx, s, student, mapping, init, phases["step1"], common, trained)

@@ -70,6 +70,7 @@ Contract:
   last layer's value, output and FFN weights); DDP then searches the autograd graph for them
   at every step (slower), without it DDP fails at the second step. Off by default (GD's
   student has its pooler frozen). With an own ``accelerator``, pass it to ``make_accelerator``.
+- ``fast=True``: torch's fused AdamW (the same update up to rounding; BENCHMARKS "fast path").
 - Gradient accumulation: an optimizer step follows the mean loss of its ``grad_accum``
   micro-batches (gradients are synchronised across ranks on the last one only); the last
   group of a map-style epoch may be shorter and is averaged over its own size, so no step
@@ -210,14 +211,14 @@ class _Trainer:
 
     def __init__(self, acc: Any, trainable: Dict[str, nn.Module], frozen: Dict[str, nn.Module], loss_fn: LossFn,
                  dataset: Any, collate_fn: Callable[[list], Any], tc: Any, seed: int, shuffle: bool,
-                 group_by_length: bool, opts: _Options):
+                 group_by_length: bool, opts: _Options, fast: bool = False):
         self.acc, self.trainable, self.loss_fn, self.tc, self.opts = acc, trainable, loss_fn, tc, opts
         self.dataset, self.collate_fn = dataset, collate_fn
         self.accum = max(1, int(tc.grad_accum))
         self.batches, self.micro_per_epoch, self.total = plan(dataset, tc, acc.num_processes, acc.process_index,
                                                               seed, shuffle, group_by_length)
         self.wrapped, self.opt, self.sched, self.modules, self.params = optim.set_up(acc, trainable, frozen, tc,
-                                                                                    self.total)
+                                                                                    self.total, fused=fast)
         self.state = _State()
         self.resumed_from: Optional[int] = None
         self.sums: Dict[str, float] = {}  # of the accumulation group so far: loss, logs, _tokens
@@ -431,6 +432,7 @@ def fit(
     fingerprint: Optional[Mapping[str, Any]] = None,
     resume: bool = True,
     find_unused_parameters: bool = False,
+    fast: bool = False,
 ) -> FitResult:
     """Train ``trainable`` on ``dataset`` with ``loss_fn``; see the module docstring."""
     from accelerate.utils import set_seed
@@ -457,6 +459,6 @@ def fit(
                     ckpt_root=Path(out_dir) / "checkpoints" if out_dir is not None else None,
                     fingerprint=normalise(fingerprint))
     trainer = _Trainer(acc, trainable, frozen, loss_fn, dataset, collate_fn, train_cfg, seed, shuffle,
-                       group_by_length, opts)
+                       group_by_length, opts, fast)
     trainer.resume(resume)
     return trainer.run()

@@ -41,10 +41,12 @@ def make_scheduler(opt: torch.optim.Optimizer, schedule: Any, warmup: int, total
     raise ValueError(f"unknown schedule {name!r}: use linear or constant")
 
 
-def set_up(acc: Any, trainable: Dict[str, nn.Module], frozen: Dict[str, nn.Module], tc: Any, total: int):
+def set_up(acc: Any, trainable: Dict[str, nn.Module], frozen: Dict[str, nn.Module], tc: Any, total: int,
+           fused: bool = False):
     """Trainable modules in train mode (gradient checkpointing when ``tc`` asks), AdamW and its
     schedule over ``total`` steps, prepared by ``acc`` (DDP-wrapped when distributed; the schedule
     registered for checkpointing); frozen modules in eval mode, without gradients, on the device.
+    ``fused``: torch's fused AdamW kernel (one pass over each parameter; the for-loop one otherwise).
     Returns (wrapped trainable modules, optimizer, scheduler, all modules by name for the loss,
     the parameters to clip)."""
     mods = list(trainable.values())
@@ -55,7 +57,7 @@ def set_up(acc: Any, trainable: Dict[str, nn.Module], frozen: Dict[str, nn.Modul
                 enable()
     for m in mods:
         m.train()
-    opt = torch.optim.AdamW(param_groups(mods, tc.weight_decay), lr=tc.lr)
+    opt = torch.optim.AdamW(param_groups(mods, tc.weight_decay), lr=tc.lr, fused=True if fused else None)
     sched = make_scheduler(opt, getattr(tc, "schedule", "linear"), int(round(tc.warmup_ratio * total)), total)
     prepared = acc.prepare(*mods, opt)
     prepared = prepared if isinstance(prepared, (list, tuple)) else (prepared,)
