@@ -40,6 +40,11 @@ def test_a_refused_rerun_leaves_the_finished_run_as_it_was(tmp_path, shared_home
     assert refused["status"] == "refused" and "distill.weights.attn: 1.0 -> 0.0" in refused["error"]
     assert "resume=false" in refused["error"] and refused["config"]["distill"]["weights"]["attn"] == 0.0
     assert "distill.weights.attn=0" in refused["overrides"]
+    for f in run.glob("refused-*.json"):
+        f.unlink()
+    bad = run_tinyfw("stage=general", "experiment=smoke", "general.train.batch_size=0", run_dir=run,
+                     home=shared_home, expect_ok=False)  # bad input next to a finished run: the same
+    assert bad == first and _bytes(run) == before and "batch_size=0" in _refusal(run)["error"]
 
 
 def _task_args(kw_root: Path) -> list:

@@ -4,6 +4,9 @@ Before any stage work the composed config is validated (unknown keys, training s
 ``$TINYFW_HOME`` is checked to be writable. An expected user error (bad config or input,
 a missing file, a full or read-only disk) ends the run with one line on the console; the
 traceback goes to result.json and the run's log file. Anything else keeps its traceback.
+In a run directory that already holds a run, a refused re-run (another training there, or bad
+input next to a finished run) leaves that run's records as they were and writes its own
+``refused-<time>-<pid>.json`` beside them (:mod:`tinyfw.rundir`).
 """
 
 from __future__ import annotations
@@ -72,6 +75,13 @@ def is_refusal(exc: BaseException) -> bool:
     from tinyfw.train.checkpoint import ResumeError
 
     return isinstance(exc, ResumeError)
+
+
+def _finished_ok(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "result.json").read_text()).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
 
 
 def explain(exc: BaseException, home: Path) -> str:
@@ -153,7 +163,8 @@ def _failed(cfg: DictConfig, exc: BaseException, run_dir: Path, home: Path, trac
     result.json and the log file."""
     err = explain(exc, home)
     tb = traceback.format_exc()
-    refused = is_refusal(exc) and rundir.held_back(run_dir)
+    # a refusal (another training there), or bad input next to a finished run: that run stays as it was
+    refused = rundir.held_back(run_dir) and (is_refusal(exc) or is_user_error(exc) and _finished_ok(run_dir))
     record = result_record(cfg, "refused" if refused else "failed", stages.StageResult(), error=err, traceback=tb,
                            wall_time_s=round(time.time() - t0, 2), group=group)
     where = run_dir / "result.json"
