@@ -250,8 +250,10 @@ def test_truncated_checkpoint_on_resume_is_named_with_the_ways_out(tmp_path, sha
     run_tinyfw(*args, run_dir=run, home=shared_home)
     broken = run / "checkpoints" / "step-4" / "model.safetensors"
     broken.write_bytes(broken.read_bytes()[:100])
-    rec = run_tinyfw(*args, run_dir=run, home=shared_home, expect_ok=False)
-    assert rec["status"] == "failed" and f"{broken} cannot be read" in rec["error"]
+    assert run_tinyfw(*args, run_dir=run, home=shared_home, expect_ok=False)["status"] == "ok"  # the finished run's
+    (refused,) = run.glob("refused-*.json")  # the failed re-run's record, beside it
+    rec = json.loads(refused.read_text())
+    assert rec["status"] == "refused" and f"{broken} cannot be read" in rec["error"]
     assert "resume=false" in rec["error"] and f"remove {broken.parent} to resume from step-2" in rec["error"]
 
 
