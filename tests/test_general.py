@@ -15,12 +15,18 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_general(run_dir: Path, home: Path, *overrides: str, console: list = None) -> dict:
+def run_general(run_dir: Path, home: Path, *overrides: str, console: list = None, refused: bool = False) -> dict:
+    """The run's result.json; with ``refused``, the refusal record the command left beside it."""
     env = {**os.environ, "WANDB_MODE": "disabled", "TINYFW_HOME": str(home)}
     cmd = [sys.executable, "-m", "tinyfw", "stage=general", "experiment=smoke",
            f"hydra.run.dir={run_dir}", f"home={home}", *overrides]
+    before = set(run_dir.glob("refused-*.json"))
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     res = run_dir / "result.json"
+    if refused:
+        new = sorted(set(run_dir.glob("refused-*.json")) - before)
+        assert len(new) == 1, proc.stderr[-3000:]
+        res = new[0]
     assert res.exists(), proc.stderr[-3000:]
     if console is not None:
         console.append(proc.stdout + proc.stderr)
@@ -124,17 +130,19 @@ def test_resume_with_another_config_is_refused_and_the_cache_untouched(tmp_path)
     gd_cache = home / "cache" / "gd-student"
     before, student_before = _stamps(gd_cache), _stamps(run_dir / "student")
     console: list = []
-    bad = run_general(run_dir, home, *base, "distill.weights.attn=0", console=console)
-    assert bad["status"] == "failed" and bad["error"].startswith("ResumeError: GD: ")
+    result = (run_dir / "result.json").read_bytes()
+    bad = run_general(run_dir, home, *base, "distill.weights.attn=0", console=console, refused=True)
+    assert bad["status"] == "refused" and bad["error"].startswith("ResumeError: GD: ")
+    assert (run_dir / "result.json").read_bytes() == result  # the finished run's record stays as it was
     assert "distill.weights.attn: 1.0 -> 0.0" in bad["error"]
     assert "hydra.run.dir" in bad["error"] and "resume=false" in bad["error"]
     assert "Traceback" not in console[0] and console[0].count("distill.weights.attn: 1.0 -> 0.0") == 1
     assert _stamps(gd_cache) == before and _stamps(run_dir / "student") == student_before  # nothing written
     # a width change: the same refusal, naming the key, instead of a state_dict size mismatch
-    wide = run_general(run_dir, home, *base, "student.shape.hidden_size=48")
-    assert wide["status"] == "failed" and "student.shape.hidden_size: 32 -> 48" in wide["error"]
-    lr = run_general(run_dir, home, *base, "general.train.lr=2e-3")  # named by its config key
-    assert lr["status"] == "failed" and "general.train.lr: 0.001 -> 0.002" in lr["error"]
+    wide = run_general(run_dir, home, *base, "student.shape.hidden_size=48", refused=True)
+    assert wide["status"] == "refused" and "student.shape.hidden_size: 32 -> 48" in wide["error"]
+    lr = run_general(run_dir, home, *base, "general.train.lr=2e-3", refused=True)  # named by its config key
+    assert lr["status"] == "refused" and "general.train.lr: 0.001 -> 0.002" in lr["error"]
     assert _stamps(gd_cache) == before
     # the explicit restart trains the new configuration from scratch and caches it under its own key
     fresh = run_general(run_dir, home, *base, "distill.weights.attn=0", "resume=false")

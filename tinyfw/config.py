@@ -487,6 +487,21 @@ def validate(cfg: Any) -> None:
         raise ConfigError("; ".join(problems))
 
 
+def check_overrides(cfg: Any, overrides: List[str]) -> None:
+    """Refuse command-line overrides that would be ignored: a TD phase's ``max_steps`` while
+    ``task_distill.budget=epochs`` (``preset=paper``, ``experiment=smoke``) counts epochs."""
+    if str(cfg.task_distill.budget) != "epochs":
+        return
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        phase = key[len("task_distill."):-len(".max_steps")] if key.startswith("task_distill.") else ""
+        if key == f"task_distill.{phase}.max_steps" and phase in ("step1", "step2", "finetune") and value.strip() \
+                not in ("-1", "0", "null"):
+            raise ConfigError(f"{key}={value} has no effect: task_distill.budget=epochs counts epochs "
+                              f"(task_distill.{phase}.epochs); add task_distill.budget=steps to count steps instead, "
+                              f"or set task_distill.{phase}.epochs")
+
+
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="tinyfw_schema", node=Config)

@@ -5,6 +5,7 @@ An interrupted write leaves either the old content or nothing, never a half file
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -68,7 +69,13 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        yield tmp
+        try:
+            yield tmp
+        except Exception as exc:  # a full disk, however the writer says it: named with the path
+            full = disk_full(exc, final)
+            if full is None:
+                raise
+            raise full from exc
         if final.exists():
             if not overwrite:
                 raise FileExistsError(f"{final} already exists")
@@ -81,6 +88,21 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+FULL = ("No space left", "os error 28", "Errno 28", "StorageFull", "Disk quota exceeded", "os error 122")
+
+
+def disk_full(exc: BaseException, path: Path) -> "OSError | None":
+    """``exc`` as an ``OSError(ENOSPC)`` naming ``path`` when it says the disk is full, whoever
+    raised it: ``write()`` (no file name), safetensors (``SafetensorError``: an I/O error text),
+    ``shutil.copytree`` (``shutil.Error``: a list of per-file errors); else None."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return exc if exc.filename else OSError(exc.errno, os.strerror(exc.errno), str(path))
+    text = str(exc)
+    if type(exc).__name__ in ("SafetensorError", "Error") and any(f in text for f in FULL):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return None
 
 
 def dir_size(path: str | Path) -> int:

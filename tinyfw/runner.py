@@ -4,6 +4,9 @@ Before any stage work the composed config is validated (unknown keys, training s
 ``$TINYFW_HOME`` is checked to be writable. An expected user error (bad config or input,
 a missing file, a full or read-only disk) ends the run with one line on the console; the
 traceback goes to result.json and the run's log file. Anything else keeps its traceback.
+In a run directory that already holds a run, a refused re-run (another training there, or bad
+input next to a finished run) leaves that run's records as they were and writes its own
+``refused-<time>-<pid>.json`` beside them (:mod:`tinyfw.rundir`).
 
 It also runs other stages as child processes for the stages that chain them (``pipeline``,
 ``prune``), since no stage imports another: :func:`run_step`, :func:`tinyfw_cmd`,
@@ -13,6 +16,7 @@ It also runs other stages as child processes for the stages that chain them (``p
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import subprocess
@@ -26,7 +30,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from tinyfw import config, paths, precision, stages, tracking
+from tinyfw import config, paths, precision, rundir, stages, tracking
 from tinyfw.fsutil import atomic_write_json
 
 log = logging.getLogger("tinyfw")
@@ -73,13 +77,29 @@ def is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, (ValueError, FileNotFoundError))
 
 
+def is_refusal(exc: BaseException) -> bool:
+    """A re-run refused because the run directory holds another training (its fingerprint)."""
+    from tinyfw.train.checkpoint import ResumeError
+
+    return isinstance(exc, ResumeError)
+
+
+def _finished_ok(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "result.json").read_text()).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
+
+
 def explain(exc: BaseException, home: Path) -> str:
     """One line for ``exc``; a disk error names the path and, below the home, ``TINYFW_HOME``."""
     if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
         where = exc.filename or ""
         under_home = str(where).startswith(str(home))
         fix = (f"$TINYFW_HOME ({home}) must be a writable directory with free space: set TINYFW_HOME "
-               "(or home=) to one" if under_home else "free space there or write elsewhere")
+               "(or home=) to one" if under_home else
+               f"free space there or write the run elsewhere (hydra.run.dir=...); the cache needs space in "
+               f"$TINYFW_HOME ({home}) too")
         return f"{type(exc).__name__}: cannot write {where or 'a file'} ({os.strerror(exc.errno)}): {fix}"
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
@@ -122,6 +142,7 @@ def run_stage(cfg: DictConfig) -> Dict[str, Any]:
     stage_name = config.plain(cfg.stage)
     try:
         config.validate(cfg)
+        config.check_overrides(cfg, list(hc.overrides.task))
         if stage_name not in NO_HOME_WRITES:
             paths.check_writable(home)
         tracker = tracking.start(cfg, run_dir, group, enabled=main)
@@ -130,7 +151,11 @@ def run_stage(cfg: DictConfig) -> Dict[str, Any]:
     except BaseException as exc:  # record the failure, then let it propagate (or not, in sweeps)
         return _failed(cfg, exc, run_dir, home, tracker, group, stage_name, t0, main, hc.mode)
     record = result_record(cfg, "ok", res, wall_time_s=round(time.time() - t0, 2), group=group)
-    if main:
+    if main and res.unchanged:  # a finished run asked again: its records stay as they are
+        record = json.loads((run_dir / "result.json").read_text())
+        log.info("already finished: %s (nothing to do)", run_dir / "result.json")
+    elif main:
+        rundir.write_record(run_dir, cfg)
         atomic_write_json(run_dir / "result.json", record)
         log.info("result: %s", run_dir / "result.json")
     tracker.summary({"status": "ok", **_flat(res.metrics)})
@@ -145,17 +170,29 @@ def _failed(cfg: DictConfig, exc: BaseException, run_dir: Path, home: Path, trac
     result.json and the log file."""
     err = explain(exc, home)
     tb = traceback.format_exc()
-    record = result_record(cfg, "failed", stages.StageResult(), error=err, traceback=tb,
+    # a refusal (another training there), or bad input next to a finished run: that run stays as it was
+    refused = rundir.held_back(run_dir) and (is_refusal(exc) or is_user_error(exc) and _finished_ok(run_dir))
+    record = result_record(cfg, "refused" if refused else "failed", stages.StageResult(), error=err, traceback=tb,
                            wall_time_s=round(time.time() - t0, 2), group=group)
+    where = run_dir / "result.json"
+    if refused:  # the run already there stays as it was: this command's record goes beside it
+        where = run_dir / f"refused-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
+        record["overrides"] = list(HydraConfig.get().overrides.task)
     if main:
         try:
-            atomic_write_json(run_dir / "result.json", record)
+            if not refused:
+                rundir.write_record(run_dir, cfg)
+            atomic_write_json(where, record)
         except OSError as write_exc:  # a full disk: say so rather than hide the first error
-            log.error("could not write %s: %s", run_dir / "result.json", write_exc)
+            log.error("could not write %s: %s", where, write_exc)
     if tracker is not None:
-        tracker.summary({"status": "failed", "error": err})
+        tracker.summary({"status": record["status"], "error": err})
         tracker.finish(exit_code=1)
-    log.error("stage %s failed: %s (result.json in %s)", stage_name, err, run_dir)
+    if refused:
+        log.error("stage %s refused: %s (the run in %s is unchanged; this refusal: %s)", stage_name, err, run_dir,
+                  where.name)
+    else:
+        log.error("stage %s failed: %s (result.json in %s)", stage_name, err, run_dir)
     if mode == RunMode.MULTIRUN and isinstance(exc, Exception):
         return record  # one failed job must not stop the sweep; the report shows it
     if is_user_error(exc):

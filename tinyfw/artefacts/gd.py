@@ -79,7 +79,7 @@ def _models(cfg: DictConfig, home: Path) -> Tuple[Any, Any, Any, Any, list]:
     """(teacher, tokenizer, student, distiller, layer mapping), checked against each other
     before anything heavy."""
     from tinyfw.distill.objective import Distiller
-    from tinyfw.models.load import check_tokenizer, load_teacher
+    from tinyfw.models.load import check_positions, check_tokenizer, load_teacher
     from tinyfw.models.student import build_student, layer_mapping, student_config, validate_pair
 
     from tinyfw.distill import recipes
@@ -100,6 +100,7 @@ def _models(cfg: DictConfig, home: Path) -> Tuple[Any, Any, Any, Any, list]:
     torch.manual_seed(cfg.general.seed)
     student = build_student(shape, teacher, init, init_layers)
     validate_pair(student.config, tcfg, mapping, weights["attn"])
+    check_positions(cfg.corpus.max_seq_len, "corpus.max_seq_len", teacher=tcfg, student=student.config)
     if os.path.isdir(str(cfg.student.init)):  # a checkpoint: it must know the teacher's tokenizer too
         check_tokenizer(tok, student.config, f"student.init={cfg.student.init}", str(cfg.student.init))
     distiller = Distiller(shape.hidden_size, tcfg.hidden_size, mapping, {**weights, "pred": 0.0},

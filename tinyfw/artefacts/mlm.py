@@ -79,7 +79,7 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     """Adapt the base encoder into a masked LM in ``out_dir`` (mlm/, checkpoints/)."""
     from tinyfw import fingerprint
     from tinyfw.data.corpus import segment_stats
-    from tinyfw.models.load import check_tokenizer
+    from tinyfw.models.load import check_positions, check_tokenizer
     from tinyfw.models.mlm import MaskedPositionsLoss, load_as_masked_lm, whole_word_eval
     from tinyfw.train.loop import fit, make_accelerator
 
@@ -90,6 +90,7 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     torch.manual_seed(cfg.mlm.seed)
     model, new_keys = load_as_masked_lm(path)
     check_tokenizer(tok, model.config, f"masked-LM base {path}", path)
+    check_positions(cfg.corpus.max_seq_len, "corpus.max_seq_len", **{"masked-LM base": model.config})
     precision = _precision(cfg)
     acc = make_accelerator(precision)
     train_ds, held = corpus_segments(cfg.corpus, tok, home, cfg.mlm.seed, max(cfg.corpus.heldout_fraction, 1e-9),

@@ -41,13 +41,21 @@ def teacher_identity(cfg: DictConfig) -> Dict[str, Any]:
 
 
 def cache_key(cfg: DictConfig) -> Dict[str, Any]:
-    return {
+    """The fine-tuned teacher's key; a task read from files (``task.files``) enters by the files'
+    content too (:func:`~tinyfw.data.textfile.content_digest`), registry tasks by name."""
+    from tinyfw.data.textfile import content_digest
+
+    key = {
         "teacher": teacher_identity(cfg),
         "task": task_key(cfg.task),
         "train": OmegaConf.to_container(cfg.teacher_ft.train, resolve=True, enum_to_str=True),
         "precision": resolved(cfg.precision, where="precision"),
         "seed": int(cfg.teacher_ft.seed),
     }
+    files = dict(cfg.task.files or {})
+    if files:
+        key["task_files"] = {split: content_digest(path) for split, path in sorted(files.items())}
+    return key
 
 
 def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: Any = None) -> Dict[str, Any]:
@@ -57,7 +65,7 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
 
     from tinyfw import fingerprint
     from tinyfw.models.card import card_size
-    from tinyfw.models.load import teacher_path, teacher_tokenizer
+    from tinyfw.models.load import check_positions, teacher_path, teacher_tokenizer
     from tinyfw.train.loop import fit
 
     task = load_task(cfg.task, home)
@@ -65,6 +73,7 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
     set_seed(cfg.teacher_ft.seed)
     model = load_classifier(base, task, new_head=True)
     tok = teacher_tokenizer(cfg.teacher, home, base, model.config)
+    check_positions(cfg.task.max_seq_len, "task.max_seq_len", teacher=model.config)
     enc = encode_splits(task, tok, cfg.task.max_seq_len)
     collate = Collator(tok.pad_token_id, regression=task.regression)
     bs = cfg.task_distill.eval_batch_size
@@ -127,8 +136,10 @@ def ensure_teacher(cfg: DictConfig, home: Path, tracker: Any = None, work_dir: O
     if cfg.teacher_ft.path:
         if info is not None:
             info.update(built=False, waited_s=0.0)
+        from tinyfw.models.load import local_model
+
         try:
-            return Path(paths.resolve_name_or_path(cfg.teacher_ft.path, home, key="teacher_ft.path"))
+            return Path(local_model(cfg.teacher_ft.path, home, "teacher_ft.path", fix=" with its classification head"))
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"{exc}: point it at a fine-tuned teacher (an HF directory with its "
                                     "classification head), or leave it empty to fine-tune one") from None

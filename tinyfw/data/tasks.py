@@ -294,7 +294,12 @@ def _from_files(files: Dict[str, str], text_columns, label_column, names, regres
 def _glue_hub(name: str, hub_path: str):
     from datasets import DatasetDict, load_dataset
 
-    raw = load_dataset(hub_path, name)
+    try:
+        raw = load_dataset(hub_path, name)
+    except Exception as exc:  # noqa: BLE001 - offline: named in one line (data/taskcheck.py)
+        from tinyfw.data.taskcheck import hub_unreachable
+
+        raise (hub_unreachable(name, hub_path, exc) or exc) from exc
     spec = TASKS[name]
     splits = {}
     for s, ds in raw.items():
@@ -387,6 +392,13 @@ def load_task(task_cfg: Any, home: Path) -> TaskData:
             splits, source = _glue_hub(name, hub), f"{hub}/{name}"
     else:
         raise TaskDataError(f"unknown task '{name}'; registry: {sorted(TASKS)}, or task.name=custom with task.files")
+    if source == "files":  # data/taskcheck.py: named in one line
+        from tinyfw.data import taskcheck
+
+        if name not in TASKS:
+            taskcheck.empty_text(splits, files, text_columns)
+        if not regression:
+            taskcheck.classes(name, splits, files, list(names), declared=bool(cfg_labels) or name in TASKS)
     for req in ("train", "validation"):
         if req not in splits:
             raise TaskDataError(f"task '{name}' has no '{req}' split (got {sorted(splits)})")

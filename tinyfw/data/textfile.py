@@ -79,3 +79,24 @@ def explain_read_error(paths: Sequence[Path], exc: BaseException) -> Optional[Da
             return first_not_utf8(paths)
         cur = cur.__cause__ or cur.__context__
     return None
+
+
+_DIGESTS: dict = {}
+
+
+def content_digest(path: str | Path) -> Optional[str]:
+    """The :func:`tinyfw.cache.digest` of a local file's bytes (None when it does not exist), for
+    cache keys that depend on a file: an edit in place changes it, even within the same second
+    and at the same size. Remembered within a process per path, size, inode, mtime and ctime (which
+    every write changes and ``touch`` cannot set back)."""
+    from tinyfw.cache import digest
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        return None
+    st = p.stat()
+    memo = (str(p.resolve()), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    if memo not in _DIGESTS:
+        with p.open("rb") as f:
+            _DIGESTS[memo] = digest(iter(lambda: f.read(1 << 20), b""))
+    return _DIGESTS[memo]

@@ -98,7 +98,18 @@ def teacher_path(teacher_cfg: Any, home: Path) -> str:
     if teacher_cfg.name_or_path == "random":
         seed = int(getattr(teacher_cfg, "seed", 0) or 0)
         return str(random_model_dir(teacher_cfg.shape, teacher_cfg.tokenizer, seed, home))
-    return paths.resolve_name_or_path(teacher_cfg.name_or_path, home)
+    return local_model(teacher_cfg.name_or_path, home, "teacher.name_or_path")
+
+
+def local_model(name_or_path: str, home: Path, key: str, fix: str = "") -> str:
+    """``name_or_path`` resolved (:func:`tinyfw.paths.resolve_name_or_path`); a local directory
+    must hold a model (``config.json``), else a one-line error naming ``key``."""
+    path = paths.resolve_name_or_path(name_or_path, home, key=key)
+    if Path(path).is_dir() and not (Path(path) / "config.json").exists():
+        raise FileNotFoundError(
+            f"{key}={name_or_path} has no config.json: not a Hugging Face model directory; point it at one "
+            f"saved with save_pretrained (config.json + weights){fix or ', or at a hub name'}")
+    return path
 
 
 def unused_heads(model: Any, unexpected: List[str]) -> Tuple[List[str], List[str]]:
@@ -161,6 +172,16 @@ def teacher_tokenizer(teacher_cfg: Any, home: Path, path: str, config: Any = Non
         check_tokenizer(tok, config, what or f"teacher {path}", path, own=own,
                         fix="use the teacher's own tokenizer (teacher.tokenizer='')")
     return tok
+
+
+def check_positions(max_seq_len: int, key: str, **configs: Any) -> None:
+    """Refuse ``key`` (a sequence length) above a model's ``max_position_embeddings``, before any
+    work: ``configs`` name the models (``teacher=config``)."""
+    for who, config in configs.items():
+        limit = getattr(config, "max_position_embeddings", None)
+        if limit is not None and int(max_seq_len) > int(limit):
+            raise ValueError(f"{key}={max_seq_len} exceeds the {who}'s max_position_embeddings ({limit}): "
+                             f"set {key} <= {limit}")
 
 
 SPECIAL = ("pad", "unk", "cls", "sep", "mask")

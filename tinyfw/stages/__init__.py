@@ -31,6 +31,7 @@ class RunContext:
 class StageResult:
     metrics: Dict[str, Any] = field(default_factory=dict)
     outputs: Dict[str, Any] = field(default_factory=dict)
+    unchanged: bool = False  # a finished run asked again: result.json (and .hydra/) stay as they are
 
 
 STAGES = {

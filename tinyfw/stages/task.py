@@ -73,6 +73,7 @@ from tinyfw.data.trainset import cap_examples, encode_train, with_augmented
 from tinyfw.models.classifier import build_classifier, checkpoint_shape, evaluate_all, load_classifier, throughput
 from tinyfw.models.load import check_tokenizer
 from tinyfw.stages import RunContext, StageResult
+from tinyfw.train import checkpoint
 from tinyfw.train.budget import examples_seen, phase_budgets
 
 log = logging.getLogger(__name__)
@@ -176,11 +177,20 @@ def student_start(cfg: DictConfig, home: Path, tracker: Any = None) -> Tuple[str
         from tinyfw.artefacts.gd import ensure_gd_student
 
         src = str(ensure_gd_student(cfg, home, tracker))
-    if not Path(src).is_dir():
-        raise FileNotFoundError(f"GD checkpoint '{src}' (task_distill.gd_checkpoint) is not a directory")
-    if not (Path(src) / "config.json").exists():
-        raise FileNotFoundError(f"GD checkpoint {src} has no config.json (not an HF model directory)")
+    check_gd_checkpoint(src)
     return src, f"gd:{src}", checkpoint_shape(src)  # the checkpoint's own shape
+
+
+def check_gd_checkpoint(src: str) -> None:
+    """``task_distill.gd_checkpoint`` must be a model directory (checked before any work)."""
+    fix = ("point it at a GD student (the student/ directory of a stage=general run), or leave it empty "
+           "to use the cached one (trained when missing)")
+    if not Path(src).is_dir():
+        what = "is not a directory" if Path(src).exists() else "does not exist"
+        raise FileNotFoundError(f"task_distill.gd_checkpoint={src} {what}: {fix}")
+    if not (Path(src) / "config.json").exists():
+        raise FileNotFoundError(f"task_distill.gd_checkpoint={src} has no config.json (not an HF model "
+                                f"directory): {fix}")
 
 
 def build(cfg: DictConfig, ctx: RunContext, s: Setup) -> Tuple[Any, List[int], str]:
@@ -412,6 +422,7 @@ def save(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: List
     same = np.allclose(predict_logits(reloaded, probe, s.collate), predict_logits(student, probe, s.collate), atol=1e-4)
     if not same:
         raise RuntimeError(f"the saved student {out} does not reproduce the trained model's outputs")
+    checkpoint.mark_finished(ctx.run_dir, fingerprint.for_task(cfg, ctx.home))  # a re-run is still checked
     for phase in ("step1", "step2", "finetune"):  # training state is only for resuming a killed run
         shutil.rmtree(ctx.run_dir / phase / "checkpoints", ignore_errors=True)
 
@@ -424,15 +435,32 @@ def td_precision(cfg: DictConfig) -> str:
     return resolved(td, where="task_distill.precision") if td is not None else resolved(cfg.precision, where="precision")
 
 
+def finished_result(run_dir: Path) -> StageResult:
+    """A finished run asked again with the same settings: its result, nothing trained. Its
+    result.json stays as it is (``unchanged``); without one, the saved student's metrics."""
+    record = run_dir / "result.json"
+    old = json.loads(record.read_text()) if record.exists() else {}
+    log.info("%s holds a finished run of these settings: nothing to train", run_dir)
+    if old.get("status") == "ok":
+        return StageResult(metrics=old["metrics"], outputs=old["outputs"], unchanged=True)
+    metrics = json.loads((run_dir / "student" / "metrics.json").read_text())
+    return StageResult(metrics=metrics, outputs={"student": str(run_dir / "student")})
+
+
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     t_start = time.time()
     td = cfg.task_distill
     phases = phase_budgets(td, ("step1", "step2") if is_on(cfg.td) else ("finetune",))  # checked before any work
+    if is_on(cfg.gd) and td.gd_checkpoint:
+        check_gd_checkpoint(td.gd_checkpoint)
+    fp = fingerprint.for_task(cfg, ctx.home)
+    if checkpoint.finished(ctx.run_dir, fp, "stage=task", resume=cfg.resume):  # another training: refused
+        return finished_result(ctx.run_dir)
     s = load(cfg, ctx)
     student, mapping, init = build(cfg, ctx, s)
     precision = td_precision(cfg)
     common = dict(precision=precision, tracker=ctx.tracker, seed=cfg.seed, group_by_length=bool(td.group_by_length),
-                  fingerprint=fingerprint.for_task(cfg, ctx.home), resume=cfg.resume, fast=bool(cfg.fast_path))
+                  fingerprint=fp, resume=cfg.resume, fast=bool(cfg.fast_path))
     trained = Trained()
     if is_on(cfg.td):
         step1(cfg, ctx, s, student, mapping, init, phases["step1"], common, trained)

@@ -26,6 +26,7 @@ from tinyfw.fingerprint import differences
 
 log = logging.getLogger("tinyfw.train")
 STATE_FILE = "trainer_state.json"
+FINISHED_FILE = "finished.json"  # a finished run's fingerprint, kept once its checkpoints are gone
 BEST_FILE = "best_weights.pt"
 WAYS_OUT = ("use a new run directory (hydra.run.dir=...) or restart from scratch with resume=false "
             "(discards these checkpoints)")
@@ -33,6 +34,33 @@ WAYS_OUT = ("use a new run directory (hydra.run.dir=...) or restart from scratch
 
 class ResumeError(ValueError):
     """Existing checkpoints belong to another training than the one asked for."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint's file cannot be read (truncated by a kill or a full disk while saving)."""
+
+
+def unreadable(path: Path) -> Optional[CheckpointError]:
+    """The error naming the first file of checkpoint ``path`` that cannot be read, with the ways
+    out (the previous checkpoint, ``resume=false``); None when every file reads."""
+    from safetensors.torch import load_file
+
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        try:
+            if f.suffix == ".safetensors":
+                load_file(str(f))
+            elif f.suffix in (".bin", ".pt", ".pkl"):
+                torch.load(f, map_location="cpu", weights_only=False)  # this run's own files
+            elif f.suffix == ".json":
+                json.loads(f.read_text())
+        except Exception as exc:  # noqa: BLE001 - whatever the reader says, the file is damaged
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+            older = [p for _, p in listing(path.parent) if p != path]
+            back = f"remove {path} to resume from {older[-1].name}, or " if older else ""
+            return CheckpointError(f"the checkpoint file {f} cannot be read ({why}): it is truncated or damaged "
+                                   f"(a kill or a full disk while saving); {back}pass resume=false to start over "
+                                   "(discards the checkpoints)")
+    return None
 
 
 def listing(ckpt_root: Optional[Path]) -> List[Tuple[int, Path]]:
@@ -74,11 +102,19 @@ def discard(acc: Any, ckpt_root: Path, desc: str, log: Any) -> None:
 def load(acc: Any, path: Path, fingerprint: Optional[Dict[str, Any]], desc: str) -> Tuple[Dict[str, Any], Any]:
     """(trainer state, best weights or None) of the checkpoint ``path``, loaded into ``acc``'s
     objects once its fingerprint matches."""
-    state = json.loads((path / STATE_FILE).read_text())
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+    except ValueError:
+        raise unreadable(path) or ValueError(f"{path / STATE_FILE} cannot be read") from None
     check_fingerprint(path, state, fingerprint, desc)
     try:
         acc.load_state(str(path))
-    except RuntimeError as exc:  # e.g. "size mismatch for ...": the model changed shape
+    except Exception as exc:  # noqa: BLE001 - a damaged file, or "size mismatch for ...": the model changed shape
+        damaged = unreadable(path)
+        if damaged is not None:
+            raise damaged from exc
+        if not isinstance(exc, RuntimeError):
+            raise
         first = next((ln.strip() for ln in str(exc).splitlines() if "mismatch" in ln or "Missing" in ln),
                      str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise ResumeError(f"{desc}: the checkpoint {path} does not fit this model ({first}); {WAYS_OUT}") from exc
@@ -107,3 +143,31 @@ def save(acc: Any, ckpt_root: Path, step: int, state: Dict[str, Any], best_weigh
         for _, old in listing(ckpt_root)[:-max(1, keep)]:
             shutil.rmtree(old, ignore_errors=True)
     acc.wait_for_everyone()
+
+
+def mark_finished(run_dir: Path, fingerprint: Mapping[str, Any]) -> None:
+    """Record that ``run_dir`` holds a finished training of ``fingerprint`` (for runs that then
+    delete their checkpoints: a re-run is still checked against it)."""
+    from tinyfw.fingerprint import normalise
+    from tinyfw.fsutil import atomic_write_json
+
+    atomic_write_json(Path(run_dir) / FINISHED_FILE, {"fingerprint": normalise(fingerprint)})
+
+
+def finished(run_dir: Path, fingerprint: Mapping[str, Any], desc: str, resume: bool = True) -> bool:
+    """Whether ``run_dir`` holds a finished training of ``fingerprint`` (a re-run returns at once);
+    another one is refused (:class:`ResumeError`, as for checkpoints). ``resume=False`` forgets it."""
+    from tinyfw.fingerprint import normalise
+
+    record = Path(run_dir) / FINISHED_FILE
+    if not record.exists():
+        return False
+    if not resume:
+        record.unlink()
+        return False
+    diff = differences(json.loads(record.read_text())["fingerprint"], normalise(fingerprint))
+    if diff:
+        more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+        raise ResumeError(f"{desc}: {run_dir} holds a finished run of another training ({'; '.join(diff[:4])}{more}); "
+                          f"re-running there would relabel it: {WAYS_OUT.replace('these checkpoints', 'that run')}")
+    return True
