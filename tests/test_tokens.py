@@ -167,3 +167,23 @@ def test_token_task_through_every_stage(tmp_path, shared_home):
     if "onnx" in forms:
         assert exp["metrics"]["checks"]["onnx_max_abs_diff"] <= 1e-4
         assert 0 <= exp["metrics"]["checks"]["int8_dev_agreement"] <= 1
+
+
+def test_custom_token_files_with_one_tag_or_empty_words_are_refused_in_one_line(tmp_path):
+    """The custom tasks' checks (one class, empty text cell) for word lists: a one-tag file, a row
+    with no words and an empty word are refused naming the file, the row and the key."""
+    one = _write(tmp_path, "one.conll", "Anna O\nlives O\n\nBob O\n")
+    from tinyfw.data.tasks import TaskDataError
+
+    with pytest.raises(TaskDataError, match=r"token task 'custom' has one tag \('O'\) in .*one.conll: .*task.labels"):
+        _task(tmp_path, {"train": one, "validation": one})
+    ok = {"tokens": ["a", "b"], "tags": ["O", "B-X"]}
+    for bad, needle in (({"tokens": [], "tags": []}, r"t.jsonl: row 1 has no words in 'tokens' \(task.tokens_column\)"),
+                        ({"tokens": ["c", " "], "tags": ["O", "O"]},
+                         r"t.jsonl: row 1 word 1 in 'tokens' \(task.tokens_column\) is empty")):
+        f = _write(tmp_path, "t.jsonl", "\n".join(json.dumps(r) for r in (ok, bad)) + "\n")
+        with pytest.raises(TokenDataError, match=needle) as err:
+            _task(tmp_path, {"train": f, "validation": f}, tags_column="tags")
+        assert "\n" not in str(err.value)
+    f = _write(tmp_path, "t.jsonl", json.dumps(ok) + "\n")  # list columns are not text cells: no misfire
+    assert _task(tmp_path, {"train": f, "validation": f}, tags_column="tags").label_names == ["B-X", "O"]
