@@ -341,3 +341,46 @@ def test_impossible_or_empty_prune_targets_are_refused_before_any_work(tmp_path)
     assert planned_structure(_prune_cfg(f"prune.student={d}")) == ([4, 2], [FFN, FFN])
     with pytest.raises(FileNotFoundError, match=r"prune.student=.* \(no config.json\)"):
         planned_structure(_prune_cfg(f"prune.student={tmp_path}"))
+
+
+def _token_student(tmp_path: Path) -> Path:
+    from transformers import BertConfig, BertForTokenClassification
+
+    out = tmp_path / "token_student"
+    BertForTokenClassification(BertConfig(vocab_size=40, hidden_size=H, num_hidden_layers=2, num_attention_heads=HEADS,
+                                          intermediate_size=FFN, num_labels=3, pad_token_id=0)).save_pretrained(out)
+    return out
+
+
+def test_token_tasks_and_token_students_are_refused_by_prune_and_serve(tmp_path):
+    from tinyfw.serve import Predictor
+    from tinyfw.stages.prune import _check, planned_structure
+
+    for task in (["task=smoke_token"], ["task=custom", "task.type=token"]):
+        with pytest.raises(ValueError, match="token task .*not supported yet"):
+            _check(_prune_cfg("prune.heads=4", *task))
+    d = _token_student(tmp_path)
+    with pytest.raises(ValueError, match=r"prune.student=.* is a token classifier .*not supported yet"):
+        planned_structure(_prune_cfg("prune.heads=4", f"prune.student={d}"))
+    with pytest.raises(ValueError, match="token classifier .*not supported by tinyfw.serve yet"):
+        Predictor(d)
+    r = subprocess.run([sys.executable, "-m", "tinyfw.serve", str(d)], input="a text\n", capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "not supported" in r.stderr
+
+
+def test_prune_recovery_runs_at_a_resolved_precision(tmp_path, monkeypatch):
+    """precision=auto reaches the recovery's fit as fp32 or bf16, never as 'auto'."""
+    from types import SimpleNamespace
+
+    from tinyfw import fingerprint
+    from tinyfw.stages import prune
+    from tinyfw.stages import task as td
+
+    seen = {}
+    monkeypatch.setattr(fingerprint, "for_task", lambda cfg, home: {})
+    monkeypatch.setattr(td, "step2", lambda cfg, ctx, s, student, phase, common, out: seen.update(common))
+    cfg = _prune_cfg("prune.heads=4", "prune.recover_steps=2", "task_distill.precision=auto")
+    rcfg = prune.OmegaConf.create(prune.OmegaConf.to_container(cfg, resolve=True))
+    ctx = SimpleNamespace(home=tmp_path, tracker=None)
+    prune._recover(cfg, ctx, rcfg, SimpleNamespace(teacher_dir=tmp_path), torch.nn.Linear(1, 1), tmp_path)
+    assert seen["precision"] in ("fp32", "bf16")

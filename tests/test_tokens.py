@@ -167,3 +167,57 @@ def test_token_task_through_every_stage(tmp_path, shared_home):
     if "onnx" in forms:
         assert exp["metrics"]["checks"]["onnx_max_abs_diff"] <= 1e-4
         assert 0 <= exp["metrics"]["checks"]["int8_dev_agreement"] <= 1
+
+
+def test_custom_token_files_with_one_tag_or_empty_words_are_refused_in_one_line(tmp_path):
+    """The custom tasks' checks (one class, empty text cell) for word lists: a one-tag file, a row
+    with no words and an empty word are refused naming the file, the row and the key."""
+    one = _write(tmp_path, "one.conll", "Anna O\nlives O\n\nBob O\n")
+    from tinyfw.data.tasks import TaskDataError
+
+    with pytest.raises(TaskDataError, match=r"token task 'custom' has one tag \('O'\) in .*one.conll: .*task.labels"):
+        _task(tmp_path, {"train": one, "validation": one})
+    ok = {"tokens": ["a", "b"], "tags": ["O", "B-X"]}
+    for bad, needle in (({"tokens": [], "tags": []}, r"t.jsonl: row 1 has no words in 'tokens' \(task.tokens_column\)"),
+                        ({"tokens": ["c", " "], "tags": ["O", "O"]},
+                         r"t.jsonl: row 1 word 1 in 'tokens' \(task.tokens_column\) is empty")):
+        f = _write(tmp_path, "t.jsonl", "\n".join(json.dumps(r) for r in (ok, bad)) + "\n")
+        with pytest.raises(TokenDataError, match=needle) as err:
+            _task(tmp_path, {"train": f, "validation": f}, tags_column="tags")
+        assert "\n" not in str(err.value)
+    f = _write(tmp_path, "t.jsonl", json.dumps(ok) + "\n")  # list columns are not text cells: no misfire
+    assert _task(tmp_path, {"train": f, "validation": f}, tags_column="tags").label_names == ["B-X", "O"]
+
+
+def test_recipe_prediction_losses_and_hard_label_mix_on_a_token_student():
+    """distill.pred_loss=mse|kl and distill.hard_label_weight on a token classifier: the soft loss
+    reads the word-initial positions only (in row order, as the teacher's logits are cached), the
+    hard loss the gold tags only (-1: an augmented word, -100: other pieces and padding)."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import BertConfig, BertForTokenClassification
+
+    from tinyfw.distill.steps import prediction_variant_loss_fn
+
+    torch.manual_seed(0)
+    model = BertForTokenClassification(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2,
+                                                  num_attention_heads=2, intermediate_size=32, num_labels=3,
+                                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
+    ids = torch.tensor([[2, 5, 6, 7, 3, 0], [2, 8, 9, 3, 0, 0]])
+    labels = torch.tensor([[-100, 1, -100, 0, -100, -100], [-100, -1, 2, -100, -100, -100]])
+    where = [(0, 1), (0, 3), (1, 1), (1, 2)]  # word-initial pieces, row by row
+    t = torch.randn(len(where), 3)
+    batch = {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": labels, "t_logits": t}
+    with torch.no_grad():
+        z = model(input_ids=ids, attention_mask=batch["attention_mask"]).logits
+    s = torch.stack([z[i, j] for i, j in where])
+    gold = [(0, 1, 1), (0, 3, 0), (1, 2, 2)]  # (row, piece, tag): the -1 word has no gold tag
+    hard = sum(-F.log_softmax(z[i, j], -1)[c] for i, j, c in gold) / len(gold)
+    with torch.no_grad():
+        loss, logs = prediction_variant_loss_fn(1.0, 1.0, False, "mse", 0.5)({"student": model}, batch)
+    assert torch.allclose(loss, ((s - t) ** 2).mean() + 0.5 * hard, atol=1e-5)
+    assert abs(logs["hard"] - float(hard)) < 1e-5
+    kl = (F.softmax(t, -1) * (F.log_softmax(t, -1) - F.log_softmax(s, -1))).sum(-1).mean()
+    with torch.no_grad():
+        loss, logs = prediction_variant_loss_fn(1.0, 1.0, False, "kl", 0.0)({"student": model}, batch)
+    assert torch.allclose(loss, kl, atol=1e-5) and "hard" not in logs

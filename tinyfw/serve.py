@@ -46,6 +46,17 @@ def resolve(path: Union[str, Path], form: str = "") -> Path:
     return Path(next(forms[k]["path"] for k in (*FORMS, "fp32") if k in forms))
 
 
+def _refuse_token(path: Path) -> None:
+    """A token classifier (its ``config.json``'s architectures) is refused in one line: the
+    predictor labels whole texts."""
+    cfg = path / "config.json"
+    if cfg.is_file():
+        arch = json.loads(cfg.read_text()).get("architectures") or []
+        if any(str(a).endswith("ForTokenClassification") for a in arch):
+            raise ValueError(f"{path} holds a token classifier ({arch[0]}): token-classification students are not "
+                             "supported by tinyfw.serve yet (it labels whole texts); serve a sequence classifier")
+
+
 class Predictor:
     """A classifier from an exported directory, its tokenizer and its labels."""
 
@@ -53,6 +64,7 @@ class Predictor:
         from transformers import AutoTokenizer
 
         self.path = resolve(path, form)
+        _refuse_token(self.path)
         self.tok = AutoTokenizer.from_pretrained(str(self.path))
         self.max_length = max_length
         if (self.path / "model.onnx").is_file():

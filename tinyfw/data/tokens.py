@@ -161,6 +161,13 @@ def _list_split(ds, where: str, tokens_column: str, tags_column: str):
         if w is None or t is None or len(w) != len(t):
             raise TokenDataError(f"{where}: row {r} has {len(w or [])} words in '{tokens_column}' but "
                                  f"{len(t or [])} tags in '{tags_column}'; give one tag per word")
+        if not w:  # an empty sentence: refused, not dropped (as a custom task's empty text cell)
+            raise TokenDataError(f"{where}: row {r} has no words in '{tokens_column}' (task.tokens_column): "
+                                 "fill it in or remove the row")
+        blank = next((j for j, x in enumerate(w) if x is None or not str(x).strip()), None)
+        if blank is not None:  # a word with no characters gets no word piece, so its tag would vanish
+            raise TokenDataError(f"{where}: row {r} word {blank} in '{tokens_column}' (task.tokens_column) is empty: "
+                                 "remove the word and its tag, or fill it in")
     if names is not None:
         tags = [[names[i] if i >= 0 else -1 for i in row] for row in tags]
     from datasets import Dataset
@@ -299,6 +306,10 @@ def load_token_task(task_cfg: Any, home: Path):
                 _check_tag(str(t), at(r, j), None, "")
         names = sorted({str(t) for row in train["tags"] for t in row})
         log.info("task tags inferred from %s: %s (set task.labels to fix the order)", where, names)
+    if len(names) < 2:
+        got = ", ".join(repr(n) for n in names) or "none"
+        raise TaskDataError(f"token task '{name}' has one tag ({got}) in {raw['train'][1]}: a token task needs at "
+                            "least two (task.labels); add sentences tagged with the others")
     splits = {}
     for s, (ds, where, _) in raw.items():
         if len(ds) == 0:

@@ -20,7 +20,8 @@ distils the student first, so distil → prune → recover → export → int8 i
 Metrics: ``structure`` (heads and FFN width per layer, before/after), ``params``,
 ``flops_per_seq`` (seq ``task.max_seq_len``), ``removed`` (per criterion: heads and neurons
 removed, and their overlap), ``dev``/``test`` per phase (``original``, ``pruned``,
-``recovered``), ``export`` (the forms' metrics when exported). Sequence classification only.
+``recovered``), ``export`` (the forms' metrics when exported). Sequence classification only
+(a token task or a token-classification student is refused before any work).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def _check(cfg: DictConfig) -> None:
         raise ValueError(f"prune.batch_size={p.batch_size}: must be >= 1")
     if p.max_examples == 0 or p.max_examples < -1:
         raise ValueError(f"prune.max_examples={p.max_examples}: use a positive count, or -1 for the whole split")
+    from tinyfw.data.tokens import TOKEN_TASKS
+
+    if str(cfg.task.get("type", "sequence")) == "token" or cfg.task.name in TOKEN_TASKS:
+        raise ValueError(f"stage=prune: task {cfg.task.name} is a token task (task.type=token); token-classification "
+                         "students are not supported yet: prune a sequence-classification task's student")
 
 
 def planned_structure(cfg: DictConfig) -> Tuple[List[int], List[int]]:
@@ -73,7 +79,11 @@ def planned_structure(cfg: DictConfig) -> Tuple[List[int], List[int]]:
         path = Path(p.student).expanduser().resolve()
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"prune.student={p.student} is not an HF model directory (no config.json)")
-        s = structure(AutoConfig.from_pretrained(str(path)))
+        c = AutoConfig.from_pretrained(str(path))
+        if any(a.endswith("ForTokenClassification") for a in c.architectures or []):
+            raise ValueError(f"prune.student={p.student} is a token classifier ({c.architectures[0]}): token-"
+                             "classification students are not supported yet; prune a sequence classifier")
+        s = structure(c)
         return s["heads"], s["ffn"]
     gd_dir = cfg.task_distill.gd_checkpoint if is_on(cfg.gd) else ""
     if gd_dir and (Path(gd_dir) / "config.json").is_file():
@@ -153,9 +163,8 @@ def _recover(cfg: DictConfig, ctx: RunContext, rcfg: DictConfig, s: Any, student
     from tinyfw.stages import task as td  # see _recovery_setup
 
     phase = OmegaConf.merge(rcfg.task_distill.step2, {"max_steps": int(cfg.prune.recover_steps), "epochs": 1.0})
-    prec = rcfg.task_distill.precision if rcfg.task_distill.precision is not None else rcfg.precision
     fp = {**fingerprint.for_task(rcfg, ctx.home), "prune": plain(cfg.prune), "student": str(student_dir)}
-    common = dict(precision=str(prec), tracker=ctx.tracker, seed=cfg.seed, resume=cfg.resume, fingerprint=fp,
+    common = dict(precision=td.td_precision(rcfg), tracker=ctx.tracker, seed=cfg.seed, resume=cfg.resume, fingerprint=fp,
                   group_by_length=bool(rcfg.task_distill.group_by_length))
     out = td.Trained()
     student.train()
