@@ -82,17 +82,21 @@ def no_wandb_env(monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
 
 
-def save_tiny_mlm(d: Path, cls: Any = None, hidden: int = 32, heads: int = 2) -> Path:
-    """A tiny random ``BertForMaskedLM`` (or ``cls``, e.g. ``BertForPreTraining``: the hub's
-    layout of bert-base-uncased) with the built-in small tokenizer, saved in ``d``."""
+def tiny_mlm(tok: Any, cls: Any = None, hidden: int = 32, heads: int = 2) -> Any:
+    """A tiny random ``BertForMaskedLM`` (or ``cls``) over ``tok``'s vocabulary, seeded (0)."""
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
+    torch.manual_seed(0)
+    return (cls or BertForMaskedLM)(BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2,
+                                               num_attention_heads=heads, intermediate_size=2 * hidden,
+                                               max_position_embeddings=128))
+
+
+def save_tiny_mlm(d: Path, cls: Any = None, hidden: int = 32, heads: int = 2) -> Path:
+    """:func:`tiny_mlm` (e.g. ``cls=BertForPreTraining``: the hub's layout of bert-base-uncased)
+    with the built-in small tokenizer, saved in ``d``."""
     from tinyfw.models.load import write_tiny_tokenizer
 
-    tok = write_tiny_tokenizer(d)
-    torch.manual_seed(0)
-    (cls or BertForMaskedLM)(BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2,
-                                        num_attention_heads=heads, intermediate_size=2 * hidden,
-                                        max_position_embeddings=128)).save_pretrained(d)
+    tiny_mlm(write_tiny_tokenizer(d), cls, hidden, heads).save_pretrained(d)
     return d

@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from gensim.test.utils import datapath
-from transformers import BertConfig, BertForMaskedLM, BertModel
+from transformers import BertModel
 
 from augment import STOPWORDS, Augmenter, load_masked_lm, load_vectors, random_vectors, split_words
 from augment.words import apply_casing
+from conftest import tiny_mlm
 from tinyfw.models.load import write_tiny_tokenizer
 
 
@@ -28,10 +28,7 @@ def tok(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mlm(tok):
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    return BertForMaskedLM(cfg).eval()
+    return tiny_mlm(tok).eval()
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 from omegaconf import OmegaConf
-from transformers import BertConfig, BertForMaskedLM
 
 from augment import Augmenter, Window, random_vectors, split_words
 from augment.words import eligible
-from conftest import save_tiny_mlm
+from conftest import save_tiny_mlm, tiny_mlm
 from tinyfw.config import Config
 from tinyfw.models.load import tiny_vocab, write_tiny_tokenizer
 
@@ -41,10 +39,7 @@ def tok(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mlm(tok):
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    return BertForMaskedLM(cfg).eval()
+    return tiny_mlm(tok).eval()
 
 
 @pytest.fixture(scope="module")

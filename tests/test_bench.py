@@ -187,7 +187,7 @@ def test_bad_bench_config_fails_early(tmp_path):
     from tinyfw.tracking import Tracker
 
     config.register()
-    with initialize_config_dir(config_dir=str(REPO / "tinyfw" / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["experiment=smoke", "bench.batch_sizes=[]"])
     ctx = RunContext(run_dir=tmp_path, home=tmp_path / "home", tracker=Tracker())
     with pytest.raises(ValueError, match="bench.batch_sizes"):

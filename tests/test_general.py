@@ -66,7 +66,7 @@ def test_smoke_gd(tmp_path):
     import tinyfw.__main__  # noqa: F401  (registers the schema and resolvers)
     from tinyfw.artefacts.gd import ensure_gd_student
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "tinyfw" / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
         cfg = compose("config", overrides=["stage=general", "experiment=smoke", f"home={home}"])
     assert ensure_gd_student(cfg, home) == cached / "student"  # found, not retrained
     # a re-run in the same directory resumes from the final checkpoint and returns at once
@@ -104,7 +104,7 @@ def test_ensure_gd_student_trains_once(tmp_path):
     from tinyfw.artefacts.gd import ensure_gd_student
 
     home = tmp_path / "home"
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "tinyfw" / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
         cfg = compose("config", overrides=["stage=task", "experiment=smoke", f"home={home}",
                                            "general.train.max_steps=4"])
     path = ensure_gd_student(cfg, home)

@@ -1,4 +1,5 @@
-"""tinyfw installs like a library: the config tree ships inside the package, so a wheel
+"""tinyfw installs like a library: the config tree (top-level ``conf/`` in the repository, one
+copy) ships inside the package as ``tinyfw/conf``, so a wheel
 installed into a fresh virtualenv runs `tinyfw ...` from any directory; `python -m tinyfw` and
 the `tinyfw` script are the same entry; user config directories join via `hydra.searchpath`."""
 
@@ -20,10 +21,10 @@ import tinyfw.__main__ as entry
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_config_tree_lives_in_the_package():
-    assert entry.CONF_DIR == ROOT / "tinyfw" / "conf" and (entry.CONF_DIR / "config.yaml").is_file()
-    stray = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "conf").rglob("*.yaml")) if (ROOT / "conf").exists() else []
-    assert not stray, f"config files outside the package are never read: git mv them into tinyfw/conf/ ({stray})"
+def test_config_tree_lives_at_the_top_level_once():
+    assert entry.CONF_DIR == ROOT / "conf" and (entry.CONF_DIR / "config.yaml").is_file()
+    stray = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tinyfw").rglob("*.yaml"))
+    assert not stray, f"config files inside the package dir are a second copy: git mv them into conf/ ({stray})"
 
 
 def _build_wheel(tmp_path: Path) -> Path:
@@ -31,9 +32,9 @@ def _build_wheel(tmp_path: Path) -> Path:
     the running environment's setuptools builds it)."""
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    for pkg in ("tinyfw", "augment"):
+    for pkg in ("tinyfw", "augment", "conf"):
         shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",

@@ -80,7 +80,7 @@ def test_mlm_soft_loss_is_t_squared_kl():
 
 
 def test_hard_label_weight_mixes_the_task_loss_into_step2():
-    from tinyfw.distill.steps import prediction_variant_loss_fn
+    from tinyfw.distill.steps import prediction_loss_fn
 
     class Head(torch.nn.Module):
         def forward(self, input_ids, attention_mask=None, token_type_ids=None):
@@ -89,7 +89,7 @@ def test_hard_label_weight_mixes_the_task_loss_into_step2():
     batch = {"input_ids": torch.zeros(2, 1), "labels": torch.tensor([1, 1]), "t_logits": torch.tensor([[0.0, 1.0], [0.0, 1.0]])}
     soft = -(torch.softmax(batch["t_logits"], -1) * torch.log_softmax(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), -1)).sum(-1).mean()
     hard = (math.log(1 + math.e) + math.log(1 + math.exp(-2))) / 2  # CE of class 1 in each row
-    loss, logs = prediction_variant_loss_fn(1.0, 1.0, False, "soft_ce", 0.5)({"student": Head()}, batch)
+    loss, logs = prediction_loss_fn(1.0, 1.0, False, kind="soft_ce", hard_label_weight=0.5)({"student": Head()}, batch)
     assert loss.item() == pytest.approx(soft.item() + 0.5 * hard, rel=1e-5)
     assert logs["hard"] == pytest.approx(hard, rel=1e-5)
 

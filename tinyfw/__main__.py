@@ -11,9 +11,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from tinyfw import config, rundir
 
-# the config tree ships inside the package (package data), so an installed wheel finds it too;
-# users add their own config directories with `hydra.searchpath=[file:///DIR]`
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+
+def _conf_dir() -> Path:
+    """The Hydra config tree: the copy a wheel ships inside the package (``tinyfw/conf``, mapped
+    from the top-level tree by setup.py), else a checkout's top-level ``conf/`` (also what an
+    editable install reads). Users add their own directories with `hydra.searchpath=[file:///DIR]`."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "conf"
+    return packaged if (packaged / "config.yaml").is_file() else package.parent / "conf"
+
+
+CONF_DIR = _conf_dir()
 
 config.register()
 if not OmegaConf.has_resolver("tinyfw_run_id"):

@@ -1,6 +1,6 @@
 """Typed config schema, registered in Hydra's ConfigStore.
 
-The YAML tree in ``tinyfw/conf/`` fills these dataclasses (the values: the default budgets, what
+The YAML tree in ``conf/`` fills these dataclasses (the values: the default budgets, what
 each config group sets); a typo in a key or an invalid choice (the enums of
 :mod:`tinyfw.choices`) fails at composition time with a message naming the valid choices.
 Stage code reads the sub-trees it needs and passes explicit arguments further down:

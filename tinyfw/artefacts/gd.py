@@ -133,7 +133,7 @@ def _recipe_step(cfg: DictConfig, tok: Any, weights: Dict[str, float], mapping: 
     """(collate, loss_fn) for the other recipes' GD losses: Q/K/V capture for MiniLM's relations;
     ``stage=mlm``'s masking for DistilBERT's masked-LM losses. The defaults otherwise."""
     from tinyfw.distill.recipes import needs_extra
-    from tinyfw.distill.steps import recipe_loss_fn
+    from tinyfw.distill.steps import feature_loss_fn
 
     if not needs_extra(weights):
         return collate, loss_fn
@@ -142,8 +142,8 @@ def _recipe_step(cfg: DictConfig, tok: Any, weights: Dict[str, float], mapping: 
         from tinyfw.artefacts.mlm import masking_collate
 
         collate = masking_collate(tok, float(cfg.mlm.mask_prob))
-    return collate, recipe_loss_fn(weights["attn"] > 0, weights["rel_attn"] > 0 or weights["rel_value"] > 0,
-                                   mapping, mlm=mlm)
+    qkv = weights["rel_attn"] > 0 or weights["rel_value"] > 0
+    return collate, feature_loss_fn(weights["attn"] > 0, mapping, need_qkv=qkv, mlm=mlm)
 
 
 def _save(cfg: DictConfig, out_dir: Path, student: Any, tok: Any, distiller: Any, teacher: Any, mapping: list) -> Path:

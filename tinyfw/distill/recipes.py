@@ -1,5 +1,5 @@
 """The distillation recipes as settings of one objective: which loss variants and weights a
-recipe turns on (the YAMLs in ``tinyfw/conf/recipe/`` set them; every key stays overridable),
+recipe turns on (the YAMLs in ``conf/recipe/`` set them; every key stays overridable),
 the checks that refuse a teacher/student pair the chosen losses cannot handle, and how the
 new keys stay out of the default path's cache keys.
 

@@ -33,13 +33,21 @@ def clone_features(feats: Features, layers: Optional[Sequence[int]] = None) -> F
 
 
 def feature_loss_fn(need_scores: bool, mapping: Optional[Sequence[int]] = None, log_total: bool = True,
-                    fast: bool = False):
+                    fast: bool = False, need_qkv: bool = False, mlm: bool = False):
     """Modules ``teacher`` (frozen), ``student`` and ``distiller``: teacher forward under
     inference_mode, student forward, :class:`Distiller` -> (total, unweighted losses; with
     ``log_total`` the weighted total too, as ``total``). ``mapping``: the teacher layers the
     distiller reads (only those are copied out of inference mode). ``fast``: the teacher under
     ``no_grad`` (its tensors enter the loss without a copy), only the mapped layers' scores
-    captured, the fast attention (:func:`~tinyfw.models.capture.capture`)."""
+    captured, the fast attention (:func:`~tinyfw.models.capture.capture`); the default losses
+    only (ignored with ``need_qkv`` or ``mlm``). The other recipes (``tinyfw.distill.recipes``):
+    ``need_qkv``: both sides also capture the last layer's Q/K/V (MiniLM's relations); ``mlm``:
+    the batch carries masked inputs and ``labels`` (``stage=mlm``'s masking), the teacher is a
+    masked LM (its ``cls`` head gives the soft targets at the masked positions) and the
+    Distiller's student MLM head reads the student's last hidden states there."""
+    from tinyfw.models.capture import unwrap
+
+    fast = fast and not (need_qkv or mlm)
 
     def loss_fn(modules: Dict[str, torch.nn.Module], batch: Dict[str, torch.Tensor]):
         args = (batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
@@ -49,11 +57,19 @@ def feature_loss_fn(need_scores: bool, mapping: Optional[Sequence[int]] = None, 
             s = capture(modules["student"], *args, need_scores=need_scores, fast=True)
             total, losses = modules["distiller"](s, t)
             return total, {k: float(v.detach()) for k, v in losses.items() if log_total or k != "total"}
+        where = batch["labels"] != -100 if mlm else None
         with torch.inference_mode():
-            t = capture(modules["teacher"], *args, need_scores=need_scores)
+            t = capture(modules["teacher"], *args, need_scores=need_scores, need_qkv=need_qkv)
+            t_mlm = unwrap(modules["teacher"]).cls(t.hidden[-1][where]) if mlm else None
+        qkv = tuple(x.clone() for x in t.qkv) if t.qkv is not None else None
         t = clone_features(t, mapping)
-        s = capture(modules["student"], *args, need_scores=need_scores)
-        total, losses = modules["distiller"](s, t)
+        t.qkv = qkv
+        s = capture(modules["student"], *args, need_scores=need_scores, need_qkv=need_qkv)
+        extra = None
+        if mlm:
+            emb = unwrap(modules["student"]).get_input_embeddings().weight
+            extra = (s.hidden[-1][where], emb, t_mlm.clone(), batch["labels"][where])
+        total, losses = modules["distiller"](s, t, mlm=extra)
         return total, {k: float(v.detach()) for k, v in losses.items() if log_total or k != "total"}
 
     return loss_fn
@@ -100,23 +116,32 @@ def _soft_positions(logits: torch.Tensor, batch: Dict[str, Any]) -> torch.Tensor
     return logits
 
 
-def prediction_loss_fn(pred_weight: float, temperature: float, regression: bool, fast: bool = False):
-    """Module ``student``; batches carry the teacher's logits (``t_logits``): the Distiller's
-    prediction loss (:func:`~tinyfw.distill.losses.soft_loss`: soft cross-entropy at
-    ``temperature``, MSE to the teacher's output for a one-output head) times ``pred_weight``;
-    ``pred_weight`` 0 ("w/o Pred"): the hard labels (``regression``: MSE to them). A token
-    classifier: the soft cross-entropy per word-initial position (``labels != -100``; the
+def prediction_loss_fn(pred_weight: float, temperature: float, regression: bool, fast: bool = False,
+                       kind: str = "soft_ce", hard_label_weight: float = 0.0):
+    """Module ``student``; batches carry the teacher's logits (``t_logits``): the prediction
+    loss ``kind`` (:func:`~tinyfw.distill.losses.prediction_variant`; the default soft_ce is the
+    Distiller's :func:`~tinyfw.distill.losses.soft_loss`: soft cross-entropy at ``temperature``,
+    MSE to the teacher's output for a one-output head; the recipes' kl | mse) times
+    ``pred_weight``, plus the hard-label loss times ``hard_label_weight`` (α; each logged
+    unweighted); ``pred_weight`` 0 ("w/o Pred"): the hard labels alone (``regression``: MSE to
+    them). A token classifier: the soft loss per word-initial position (``labels != -100``; the
     batch's ``t_logits`` are those positions' teacher logits, concatenated), mean over them.
     ``fast``: the student's attention on the fast path (:class:`~tinyfw.models.capture.fast_attention`:
     the same dropout draws)."""
-    from tinyfw.distill.losses import soft_loss
+    from tinyfw.distill.losses import prediction_variant
 
     def loss_fn(mods, batch):
         logits = _forward(mods["student"], batch, fast)
         if pred_weight <= 0:  # "w/o Pred": hard labels
             return _hard_loss(logits, batch["labels"], regression), {}
-        soft = soft_loss(_soft_positions(logits, batch), batch["t_logits"].to(logits.device), temperature)
-        return pred_weight * soft, {"pred": float(soft.detach())}
+        soft = prediction_variant(_soft_positions(logits, batch), batch["t_logits"].to(logits.device), temperature, kind)
+        logs = {"pred": float(soft.detach())}
+        total = pred_weight * soft
+        if hard_label_weight > 0:
+            hard = _hard_loss(logits, batch["labels"], regression)
+            logs["hard"] = float(hard.detach())
+            total = total + hard_label_weight * hard
+        return total, logs
 
     return loss_fn
 
@@ -136,55 +161,3 @@ def soft_entropy(logits: np.ndarray, temperature: float) -> float:
     z = z - z.max(-1, keepdims=True)
     p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
     return float(-(p * np.log(np.clip(p, 1e-12, None))).sum(-1).mean())
-
-
-def recipe_loss_fn(need_scores: bool, need_qkv: bool, mapping: Optional[Sequence[int]] = None, mlm: bool = False,
-                   log_total: bool = True):
-    """:func:`feature_loss_fn` for the other recipes' losses (``tinyfw.distill.recipes``):
-    with ``need_qkv`` both sides also capture the last layer's Q/K/V (MiniLM's relations);
-    with ``mlm`` the batch carries masked inputs and ``labels`` (``stage=mlm``'s masking), the
-    teacher is a masked LM (its ``cls`` head gives the soft targets at the masked positions)
-    and the Distiller's student MLM head reads the student's last hidden states there."""
-    from tinyfw.models.capture import unwrap
-
-    def loss_fn(modules: Dict[str, torch.nn.Module], batch: Dict[str, torch.Tensor]):
-        args = (batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        where = batch["labels"] != -100 if mlm else None
-        with torch.inference_mode():
-            t = capture(modules["teacher"], *args, need_scores=need_scores, need_qkv=need_qkv)
-            t_mlm = unwrap(modules["teacher"]).cls(t.hidden[-1][where]) if mlm else None
-        qkv = tuple(x.clone() for x in t.qkv) if t.qkv is not None else None
-        t = clone_features(t, mapping)
-        t.qkv = qkv
-        s = capture(modules["student"], *args, need_scores=need_scores, need_qkv=need_qkv)
-        extra = None
-        if mlm:
-            emb = unwrap(modules["student"]).get_input_embeddings().weight
-            extra = (s.hidden[-1][where], emb, t_mlm.clone(), batch["labels"][where])
-        total, losses = modules["distiller"](s, t, mlm=extra)
-        return total, {k: float(v.detach()) for k, v in losses.items() if log_total or k != "total"}
-
-    return loss_fn
-
-
-def prediction_variant_loss_fn(pred_weight: float, temperature: float, regression: bool, kind: str = "soft_ce",
-                               hard_label_weight: float = 0.0):
-    """:func:`prediction_loss_fn` with the prediction loss ``kind`` (soft_ce | kl | mse,
-    :func:`~tinyfw.distill.losses.prediction_variant`) and the task's hard-label loss mixed in
-    with weight ``hard_label_weight`` (α): pred_weight·soft + α·hard, each logged unweighted."""
-    from tinyfw.distill.losses import prediction_variant
-
-    def loss_fn(mods, batch):
-        logits = mods["student"](**_model_inputs(batch)).logits
-        if pred_weight <= 0:  # "w/o Pred": hard labels
-            return _hard_loss(logits, batch["labels"], regression), {}
-        soft = prediction_variant(_soft_positions(logits, batch), batch["t_logits"].to(logits.device), temperature, kind)
-        logs = {"pred": float(soft.detach())}
-        total = pred_weight * soft
-        if hard_label_weight > 0:
-            hard = _hard_loss(logits, batch["labels"], regression)
-            logs["hard"] = float(hard.detach())
-            total = total + hard_label_weight * hard
-        return total, logs
-
-    return loss_fn

@@ -254,11 +254,9 @@ def step1(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: Lis
     if out.projections["fresh"] and gd:
         log.warning("TD step 1: fresh random projections %s: %s", out.projections["fresh"], out.projections["reason"])
     log.info("TD step 1 (intermediate layers, weights %s) on %d examples", inter, len(s.train))
-    loss_fn = feature_loss_fn(inter["attn"] > 0, mapping, log_total=False, fast=bool(cfg.fast_path))
-    if recipes.needs_extra(inter):  # MiniLM's relations in step 1 (task_distill.intermediate=true)
-        from tinyfw.distill.steps import recipe_loss_fn
-
-        loss_fn = recipe_loss_fn(inter["attn"] > 0, True, mapping, log_total=False)
+    # MiniLM's relations in step 1 (task_distill.intermediate=true) need Q/K/V (not on the fast path)
+    loss_fn = feature_loss_fn(inter["attn"] > 0, mapping, log_total=False, fast=bool(cfg.fast_path),
+                              need_qkv=recipes.needs_extra(inter))
 
     def train() -> Dict[str, Any]:
         r1 = fit({"student": student, "distiller": distiller}, loss_fn, s.train, s.collate, phase,
@@ -299,12 +297,10 @@ def step2(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, phase: Any, 
 
         train = gold_rows(train)
     log.info("TD step 2 (prediction layer, pred weight %s, T=%s)", pred, temperature)
-    loss_fn = prediction_loss_fn(pred, temperature, s.task.regression, fast=bool(cfg.fast_path))
     kind, alpha = str(cfg.distill.get("pred_loss", "soft_ce")), float(cfg.distill.get("hard_label_weight", 0.0))
+    loss_fn = prediction_loss_fn(pred, temperature, s.task.regression, fast=bool(cfg.fast_path), kind=kind,
+                                 hard_label_weight=alpha)
     if kind != "soft_ce" or alpha > 0:  # the recipes' variants (tinyfw/distill/recipes.py)
-        from tinyfw.distill.steps import prediction_variant_loss_fn
-
-        loss_fn = prediction_variant_loss_fn(pred, temperature, s.task.regression, kind, alpha)
         out.loss_check = kind == "soft_ce"  # ln C is soft CE's scale, not KL's or MSE's
         log.info("TD step 2: %s prediction loss, + %s x hard-label loss", kind, alpha)
     r2 = fit({"student": student}, loss_fn, train, s.collate, phase,
