@@ -197,7 +197,7 @@ def test_recipe_prediction_losses_and_hard_label_mix_on_a_token_student():
     import torch.nn.functional as F
     from transformers import BertConfig, BertForTokenClassification
 
-    from tinyfw.distill.steps import prediction_variant_loss_fn
+    from tinyfw.distill.steps import prediction_loss_fn
 
     torch.manual_seed(0)
     model = BertForTokenClassification(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2,
@@ -214,10 +214,10 @@ def test_recipe_prediction_losses_and_hard_label_mix_on_a_token_student():
     gold = [(0, 1, 1), (0, 3, 0), (1, 2, 2)]  # (row, piece, tag): the -1 word has no gold tag
     hard = sum(-F.log_softmax(z[i, j], -1)[c] for i, j, c in gold) / len(gold)
     with torch.no_grad():
-        loss, logs = prediction_variant_loss_fn(1.0, 1.0, False, "mse", 0.5)({"student": model}, batch)
+        loss, logs = prediction_loss_fn(1.0, 1.0, False, kind="mse", hard_label_weight=0.5)({"student": model}, batch)
     assert torch.allclose(loss, ((s - t) ** 2).mean() + 0.5 * hard, atol=1e-5)
     assert abs(logs["hard"] - float(hard)) < 1e-5
     kl = (F.softmax(t, -1) * (F.log_softmax(t, -1) - F.log_softmax(s, -1))).sum(-1).mean()
     with torch.no_grad():
-        loss, logs = prediction_variant_loss_fn(1.0, 1.0, False, "kl", 0.0)({"student": model}, batch)
+        loss, logs = prediction_loss_fn(1.0, 1.0, False, kind="kl", hard_label_weight=0.0)({"student": model}, batch)
     assert torch.allclose(loss, kl, atol=1e-5) and "hard" not in logs
