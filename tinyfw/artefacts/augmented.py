@@ -40,6 +40,7 @@ from tinyfw.precision import key_value, resolved
 
 log = logging.getLogger("tinyfw.augment")
 KIND = "augmented"
+OUTPUTS = ("data", "stats.json")  # what the cache entry holds (the dataset, its statistics)
 NOT_IN_KEY = ("batch_size", "shard_size")  # they change how it is made, not what
 KEYED_APART = ("window",)  # enters the key as the window's part, only when a text is cut (augwindow.py)
 

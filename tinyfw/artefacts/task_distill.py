@@ -24,7 +24,9 @@ from tinyfw.data.tasks import predict_logits
 log = logging.getLogger(__name__)
 
 LOGITS_KIND = "teacher-logits"
+LOGITS_OUTPUTS = ("logits.npy",)
 STEP1_KIND = "td-step1"
+STEP1_OUTPUTS = ("student.safetensors", "step1.json")  # what the cache entries hold
 
 
 def data_digest(enc) -> str:
@@ -48,29 +50,37 @@ def model_id(path: Path) -> str:
     return f"{p.resolve()}:{w.stat().st_mtime_ns if w else 0}"
 
 
+def logits_key_parts(teacher_dir: Path, enc) -> Dict[str, Any]:
+    """The teacher logits' key: the teacher's identity and the digest of the tokenised rows (of a
+    token task's: of the word-initial positions too, whose logits are kept)."""
+    from tinyfw.data.tokens import IGNORE, is_words
+
+    parts: Dict[str, Any] = {"teacher": model_id(teacher_dir), "data": data_digest(enc), "rows": len(enc)}
+    if "labels" in enc.column_names and is_words(enc, ["labels"]):
+        parts["positions"] = cache.digest(np.asarray([v != IGNORE for v in row], dtype=np.int8).tobytes()
+                                          for row in enc["labels"])
+    return parts
+
+
 def teacher_logits(teacher: Any, teacher_dir: Path, enc, collate: Collator, home: Path,
                    batch_size: int) -> Tuple[np.ndarray, bool]:
     """Teacher logits for every row of ``enc`` (float32 [N, C]; a token classifier: [P, C] over
-    the word-initial positions, rows in order) and whether they came from the cache. Cache
-    key: teacher identity + digest of the tokenised rows (+ of the word-initial positions)."""
-    from tinyfw.data.tokens import IGNORE, is_words, positions_per_row
+    the word-initial positions, rows in order) and whether they came from the cache
+    (key: :func:`logits_key_parts`)."""
+    from tinyfw.data.tokens import positions_per_row
 
-    parts = {"teacher": model_id(teacher_dir), "data": data_digest(enc), "rows": len(enc)}
-    per_token = "labels" in enc.column_names and is_words(enc, ["labels"])
-    expected = len(enc)
-    if per_token:  # a token classifier: the logits of the word-initial positions, rows concatenated
-        parts["positions"] = cache.digest(np.asarray([v != IGNORE for v in row], dtype=np.int8).tobytes()
-                                          for row in enc["labels"])
-        expected = int(positions_per_row(enc["labels"]).sum())
+    parts = logits_key_parts(teacher_dir, enc)
+    per_token = "positions" in parts  # a token classifier: the logits of the word-initial positions, rows concatenated
+    expected = int(positions_per_row(enc["labels"]).sum()) if per_token else len(enc)
     built = {"now": False}
 
     def build(tmp: Path) -> None:
         built["now"] = True
         logits = predict_logits(teacher, enc, collate, batch_size, desc="teacher logits")
-        np.save(tmp / "logits.npy", logits)
+        np.save(tmp / LOGITS_OUTPUTS[0], logits)
 
     entry = cache.ensure(home, LOGITS_KIND, parts, build)
-    logits = np.load(entry / "logits.npy")
+    logits = np.load(entry / LOGITS_OUTPUTS[0])
     if logits.shape[0] != expected:
         raise RuntimeError(f"cached teacher logits {entry} have {logits.shape[0]} rows for {expected} "
                            f"{'word-initial positions' if per_token else 'examples'}")
@@ -121,15 +131,15 @@ def cached_step1(home: Path, parts: Dict[str, Any], student: Any, train: Callabl
 
     def collect(_work: Path, tmp: Path) -> None:
         save_file({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()},
-                  str(tmp / "student.safetensors"))
-        (tmp / "step1.json").write_text(json.dumps(trained, indent=2) + "\n")
+                  str(tmp / STEP1_OUTPUTS[0]))
+        (tmp / STEP1_OUTPUTS[1]).write_text(json.dumps(trained, indent=2) + "\n")
 
     entry = cache.ensure_made(home, STEP1_KIND, parts, make, collect)
     if trained:
         return {**trained, "cached": False, "entry": str(entry)}
-    student.load_state_dict(load_file(str(entry / "student.safetensors")), strict=True)  # a cache hit
+    student.load_state_dict(load_file(str(entry / STEP1_OUTPUTS[0])), strict=True)  # a cache hit
     log.info("TD step 1: reused the cached step-1 student %s", entry)
-    return {**json.loads((entry / "step1.json").read_text()), "cached": True, "entry": str(entry)}
+    return {**json.loads((entry / STEP1_OUTPUTS[1]).read_text()), "cached": True, "entry": str(entry)}
 
 
 def fingerprint(cfg: DictConfig, home: Path) -> Dict[str, Any]:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 KIND = "teacher"
 METRICS_FILE = "metrics.json"
+OUTPUTS = ("config.json", METRICS_FILE, "README.md")  # the entry: an HF directory (+ weights, tokenizer)
 
 
 def teacher_identity(cfg: DictConfig) -> Dict[str, Any]:
