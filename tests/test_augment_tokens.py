@@ -242,7 +242,7 @@ def test_token_task_augmented_set(mlm_dir, tmp_path):
     assert any(r["tokens"] != ds[r["source_row"]]["tokens"] for r in out if not r["is_original"])
     assert stage.ensure_augmented_entry(_cfg(mlm_dir), home, ds, ["tokens"]) == (entry, True)
     # the same rows as text would be another entry: the key names the token task
-    parts = stage.augment_cache_parts(_cfg(mlm_dir), home, ds, ["tokens"])
+    parts = stage.key_parts(_cfg(mlm_dir), home, ds, ["tokens"])
     assert parts["type"] == "token" and cache.entry(home, stage.KIND, parts) == entry
     # a shard-independent, batch-independent build
     again = stage.ensure_augmented(_cfg(mlm_dir, shard_size=100, batch_size=2), tmp_path / "home2", ds, ["tokens"])
@@ -276,7 +276,7 @@ def test_window_enters_the_key_only_for_cut_texts(mlm_dir, tmp_path, caplog):
     off = _cfg(mlm_dir, window=False)
 
     def key(cfg, texts):
-        return cache.key_of(stage.augment_cache_parts(cfg, home, _texts_ds(texts), ["text"]))
+        return cache.key_of(stage.key_parts(cfg, home, _texts_ds(texts), ["text"]))
 
     assert key(_cfg(mlm_dir), short) == key(off, short)  # texts that fit: the key of before the window
     long = " ".join(_texts(4, 10))
@@ -314,4 +314,4 @@ def test_window_counted_with_the_teachers_tokenizer_when_the_masked_lms_differs(
     own = window_plan(_cfg(mlm_dir), tmp_path / "h", ds, ["text"])
     assert own.counted_with == "masked LM's tokenizer" and plan.key() != own.key()
     assert plan.words_beyond > own.words_beyond
-    assert stage.augment_cache_parts(cfg, tmp_path / "h", ds, ["text"], plan)["window"] == plan.key()
+    assert stage.key_parts(cfg, tmp_path / "h", ds, ["text"], plan)["window"] == plan.key()

@@ -372,12 +372,12 @@ def test_prune_recovery_runs_at_a_resolved_precision(tmp_path, monkeypatch):
     """precision=auto reaches the recovery's fit as fp32 or bf16, never as 'auto'."""
     from types import SimpleNamespace
 
-    from tinyfw import fingerprint
+    from tinyfw.artefacts import task_distill
     from tinyfw.stages import prune
     from tinyfw.stages import task as td
 
     seen = {}
-    monkeypatch.setattr(fingerprint, "for_task", lambda cfg, home: {})
+    monkeypatch.setattr(task_distill, "fingerprint", lambda cfg, home: {})
     monkeypatch.setattr(td, "step2", lambda cfg, ctx, s, student, phase, common, out: seen.update(common))
     cfg = _prune_cfg("prune.heads=4", "prune.recover_steps=2", "task_distill.precision=auto")
     rcfg = prune.OmegaConf.create(prune.OmegaConf.to_container(cfg, resolve=True))

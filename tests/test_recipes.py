@@ -255,13 +255,13 @@ def test_recipe_groups_set_losses_and_stay_overridable_and_composable():
 def test_the_default_paths_keys_take_no_new_key():
     """The GD key, the TD fingerprint and the step-1 key of the default and smoke configs hold
     exactly the keys they held before the recipes (their values unchanged: checked by hand)."""
-    from tinyfw import fingerprint
-    from tinyfw.artefacts.gd import gd_cache_parts
+    from tinyfw.artefacts import task_distill
+    from tinyfw.artefacts.gd import key_parts
 
     old_distill = {"weights", "layer_reduction", "share_projection", "attn_mode", "temperature"}
     for ov in ([], ["experiment=smoke"], ["recipe=tinybert", "ablation=wo_attn"]):
         cfg = _compose(*ov)
-        gd = gd_cache_parts(cfg, None) if ov else None
+        gd = key_parts(cfg, None) if ov else None
         if gd is not None:
             assert set(gd["distill"]) == old_distill and set(gd["distill"]["weights"]) == {"embd", "attn", "hidn"}
             assert "teacher_mlm" not in gd
@@ -271,7 +271,7 @@ def test_the_default_paths_keys_take_no_new_key():
         view = recipes.key_view(plain_d)
         assert set(view) == old_distill and set(view["weights"]) == {"embd", "attn", "hidn", "pred"}
     smoke = _compose("experiment=smoke", "task_distill.gd_checkpoint=/x")
-    fp = fingerprint.for_task(smoke, Path("/nonexistent"))
+    fp = task_distill.fingerprint(smoke, Path("/nonexistent"))
     assert set(fp["distill"]) == old_distill and "intermediate" not in fp["task_distill"]
     minilm = recipes.key_view(OmegaConf.to_container(_compose("recipe=minilm").distill, enum_to_str=True))
     assert minilm["weights"]["rel_attn"] == 1.0 and "recipe" not in minilm
@@ -286,11 +286,11 @@ def test_step1_key_of_the_default_takes_no_new_key():
     student = SimpleNamespace(config=SimpleNamespace(num_hidden_layers=1, hidden_size=32, intermediate_size=64,
                                                      num_attention_heads=4, num_labels=2, vocab_size=99))
     enc = type("E", (), {"column_names": ["input_ids"], "__getitem__": lambda self, k: [[1, 2]], "__len__": lambda self: 1})()
-    parts = td.step1_cache_parts(cfg, Path("/t"), "random", enc, [2], student, cfg.task_distill.step1, "fp32")
+    parts = td.step1_key_parts(cfg, Path("/t"), "random", enc, [2], student, cfg.task_distill.step1, "fp32")
     assert "recipe" not in parts
     assert set(parts["distill"]) == {"weights", "attn_mode", "layer_reduction", "share_projection"}
-    kl = td.step1_cache_parts(_compose("experiment=smoke", "distill.attn_loss=kl"), Path("/t"), "random", enc, [2],
-                              student, cfg.task_distill.step1, "fp32")
+    kl = td.step1_key_parts(_compose("experiment=smoke", "distill.attn_loss=kl"), Path("/t"), "random", enc, [2],
+                            student, cfg.task_distill.step1, "fp32")
     assert kl["recipe"] == {"attn_loss": "kl"}
 
 

@@ -86,7 +86,7 @@ def test_an_edited_task_file_rebuilds_the_teacher(tmp_path, shared_home):
 
 
 def test_registry_task_keys_are_unchanged_and_custom_keys_hold_the_files_content(tmp_path):
-    from tinyfw.artefacts.teacher import cache_key
+    from tinyfw.artefacts.teacher import key_parts as cache_key
     from tinyfw.cache import key_of
 
     with initialize_config_dir(config_dir=str(entry.CONF_DIR), version_base="1.3"):
@@ -94,8 +94,10 @@ def test_registry_task_keys_are_unchanged_and_custom_keys_hold_the_files_content
         mr = compose(config_name="config", overrides=["task=mr"])
         kw = write_kw_task(tmp_path / "kw", n_train=8, n_eval=4)
         custom = compose(config_name="config", overrides=kw_overrides(kw))
-    assert key_of(cache_key(smoke)) == "9c0634ee7daba7a0"  # as before task files entered keys
-    assert key_of(cache_key(mr)) == "720e7d0ebadef89c"
+    # as before task files entered keys, less the cadence (log_every, save_every, num_workers)
+    # that issue 22 item 7 took out of the teacher's key (before: 9c0634ee7daba7a0, 720e7d0ebadef89c)
+    assert key_of(cache_key(smoke)) == "aff4e03fa8766f67"
+    assert key_of(cache_key(mr)) == "daa0edbd60777d29"
     key = cache_key(custom)
     assert set(key["task_files"]) == {"train", "validation", "test"}
     (kw / "dev.csv").write_text((kw / "dev.csv").read_text() + "one more film,pos\n")

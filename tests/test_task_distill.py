@@ -168,7 +168,8 @@ def test_td_fingerprint_names_what_defines_the_run_and_ignores_the_rest(tmp_path
     from hydra import compose, initialize_config_dir
 
     import tinyfw.__main__ as entry
-    from tinyfw.fingerprint import differences, for_task
+    from tinyfw.artefacts.task_distill import fingerprint as for_task
+    from tinyfw.fingerprint import differences
 
     def fp(*overrides):
         with initialize_config_dir(config_dir=str(entry.CONF_DIR), version_base="1.3"):

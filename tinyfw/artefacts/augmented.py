@@ -34,13 +34,14 @@ from omegaconf import DictConfig
 
 from tinyfw import cache, dist, paths
 from tinyfw.artefacts.augwindow import WindowPlan, is_word_list, window_plan
-from tinyfw.config import plain
+from tinyfw.artefacts.keys import settings
 from tinyfw.fsutil import atomic_dir, atomic_write_json
 from tinyfw.precision import key_value, resolved
 
 log = logging.getLogger("tinyfw.augment")
 KIND = "augmented"
-NOT_IN_KEY = ("batch_size", "shard_size")
+OUTPUTS = ("data", "stats.json")  # what the cache entry holds (the dataset, its statistics)
+NOT_IN_KEY = ("batch_size", "shard_size")  # they change how it is made, not what
 KEYED_APART = ("window",)  # enters the key as the window's part, only when a text is cut (augwindow.py)
 
 
@@ -74,9 +75,9 @@ def _file_identity(path: Path) -> Dict[str, Any]:
 
 def mlm_identity(cfg: DictConfig, home: Path) -> Dict[str, Any]:
     if cfg.augmenter.mlm == "mlm":
-        from tinyfw.artefacts.mlm import mlm_cache_parts
+        from tinyfw.artefacts import mlm
 
-        return {"stage_mlm": cache.key_of(mlm_cache_parts(cfg, home))}
+        return {"stage_mlm": cache.key_of(mlm.key_parts(cfg, home))}
     return {"name_or_path": paths.resolve_name_or_path(str(cfg.augmenter.mlm), home)}
 
 
@@ -114,14 +115,21 @@ def load_vectors_cfg(name: str, home: Path, texts: Sequence[str] = ()):
     return load_vectors(path)
 
 
-def augment_cache_parts(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str],
-                        plan: Optional[WindowPlan] = None) -> Dict[str, Any]:
+def augmenter_settings(cfg: DictConfig, *leave_out: str) -> Dict[str, Any]:
+    """``cfg.augmenter`` as a key's part (``NOT_IN_KEY`` and ``leave_out`` aside), its precision
+    as resolved."""
+    aug = settings(cfg.augmenter, *NOT_IN_KEY, *leave_out)
+    aug["precision"] = key_value(cfg.augmenter.precision, where="augmenter.precision")  # auto: as resolved
+    return aug
+
+
+def key_parts(cfg: DictConfig, home: Path, ds, text_columns: Sequence[str],
+              plan: Optional[WindowPlan] = None) -> Dict[str, Any]:
     """The key's parts; ``plan``: the window (computed here when not given). The token-task
     and window parts appear only for token tasks / when a text is longer than the window, so
     the keys of sequence tasks whose texts fit are what they were before either existed."""
     label_cols = [c for c in ds.column_names if c not in text_columns]
-    aug = {k: v for k, v in plain(cfg.augmenter).items() if k not in NOT_IN_KEY + KEYED_APART}
-    aug["precision"] = key_value(cfg.augmenter.precision, where="augmenter.precision")  # auto: as resolved
+    aug = augmenter_settings(cfg, *KEYED_APART)
     token = is_token(cfg, ds, text_columns)
     plan = plan if plan is not None else window_plan(cfg, home, ds, text_columns)
     extra: Dict[str, Any] = {}
@@ -326,7 +334,7 @@ def ensure_augmented_entry(cfg: DictConfig, home: Path, train_dataset, text_colu
     info.update(waited_s=0.0, resumed_shards=0)
     ds, cols = _prepare(cfg, train_dataset, text_columns)
     plan = window_plan(cfg, home, ds, cols)
-    parts = augment_cache_parts(cfg, home, ds, cols, plan)
+    parts = key_parts(cfg, home, ds, cols, plan)
     entry = cache.entry(home, KIND, parts)
     if plan is not None and plan.texts_cut and dist.rank() == 0:
         log.info("augment: %s", plan.summary(len(ds)))

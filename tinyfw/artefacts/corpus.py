@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from tinyfw.config import plain
+from tinyfw.artefacts.keys import settings
 from tinyfw.data.corpus import load_corpus, source_identity, tokenize_and_segment
 
 
 def corpus_parts(corpus_cfg: Any, home: Optional[Path] = None) -> Dict[str, Any]:
     """The corpus settings a trained artefact depends on (``num_proc`` aside); with ``home``,
     local corpus files enter by path, size and mtime."""
-    corpus = {k: v for k, v in plain(corpus_cfg).items() if k != "num_proc"}
+    corpus = settings(corpus_cfg)  # num_proc: cadence
     if home is not None:
         corpus["identity"] = source_identity(corpus_cfg.source, home, corpus_cfg.config_name, corpus_cfg.split)
     return corpus

@@ -5,7 +5,7 @@ and no prediction loss (:func:`train_gd`, what ``stage=general`` runs).
 A GD run writes ``student/`` (HF format + tokenizer: ``AutoModel.from_pretrained`` loads it),
 ``projections.pt`` (the W_e/W_h state dict of :class:`Distiller`, kept out of the student) +
 ``projections.json``, ``gd_metrics.json`` and ``checkpoints/``. The student is cached in
-``<home>/cache/gd-student/<key>`` (key: :func:`gd_cache_parts`) with its projections beside
+``<home>/cache/gd-student/<key>`` (key: :func:`key_parts`, resume: :func:`fingerprint`) with its projections beside
 it, so that ``stage=task gd=on`` finds it via :func:`ensure_gd_student`, which trains it there
 when absent.
 """
@@ -22,8 +22,8 @@ from omegaconf import DictConfig
 
 from tinyfw import cache
 from tinyfw.artefacts.corpus import corpus_parts, corpus_segments
+from tinyfw.artefacts.keys import as_config, settings
 from tinyfw.config import plain
-from tinyfw.fingerprint import training_parts
 from tinyfw.fsutil import atomic_dir, atomic_write_json
 from tinyfw.precision import key_value, resolved
 
@@ -32,7 +32,7 @@ KIND = "gd-student"
 LOSSES = ("embd", "attn", "hidn", "rel_attn", "rel_value", "mlm", "mlm_soft", "total")
 
 
-def gd_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
+def key_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
     """Everything the GD student depends on (the cache key). With ``home``, local corpus
     files enter by path, size and mtime."""
     corpus = corpus_parts(cfg.corpus, home)
@@ -44,19 +44,27 @@ def gd_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, An
         distill.pop(k, None)
     extra = {}
     if float(cfg.distill.weights.get("mlm_soft", 0.0)) > 0:  # the teacher is then stage=mlm's masked LM
-        from tinyfw.artefacts.mlm import mlm_cache_parts
+        from tinyfw.artefacts import mlm
 
-        extra["teacher_mlm"] = mlm_cache_parts(cfg, home)
+        extra["teacher_mlm"] = mlm.key_parts(cfg, home)
     return {**extra,
         "teacher": plain(cfg.teacher),
         "student": {"shape": plain(cfg.student.shape), "init": str(cfg.student.init),
                     "layer_map": plain(cfg.student.layer_map)},
         "distill": distill,
         "corpus": corpus,
-        "train": training_parts(cfg.general.train),
+        "train": settings(cfg.general.train),
         "seed": int(cfg.general.seed),
         "precision": key_value(cfg.precision, where="precision"),
     }
+
+
+CONFIG_NAMES = {"train": "general.train", "seed": "general.seed"}
+
+
+def fingerprint(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
+    """What a resumed GD run is checked against: :func:`key_parts` named by config key."""
+    return as_config(key_parts(cfg, home), CONFIG_NAMES)
 
 
 def _heldout_eval(loss_fn, data, collate, batch_size: int, max_batches: int = 16):
@@ -166,7 +174,6 @@ def _save(cfg: DictConfig, out_dir: Path, student: Any, tok: Any, distiller: Any
 def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -> Tuple[Dict[str, Any], Path]:
     """Run GD into ``out_dir`` (student/, projections.pt, checkpoints/); returns (metrics, student dir).
     Every process of a distributed run calls it; only the main one writes the outputs."""
-    from tinyfw import fingerprint
     from tinyfw.data.collate import Collator
     from tinyfw.data.corpus import segment_stats
     from tinyfw.distill.steps import feature_loss_fn
@@ -201,7 +208,7 @@ def train_gd(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) ->
     res = fit({"student": student, "distiller": distiller}, loss_fn, train_ds, collate, cfg.general.train,
               precision=precision, out_dir=out_dir, tracker=tracker, seed=cfg.general.seed,
               frozen={"teacher": teacher}, evaluate=evaluate, desc="GD", accelerator=acc,
-              fingerprint=fingerprint.for_gd(cfg, home), resume=cfg.resume, fast=bool(cfg.fast_path))
+              fingerprint=fingerprint(cfg, home), resume=cfg.resume, fast=bool(cfg.fast_path))
     student_dir = out_dir / "student"
     if acc.is_main_process:
         _save(cfg, out_dir, student, tok, distiller, teacher, mapping)
@@ -233,7 +240,7 @@ OUTPUTS = ("student", "projections.pt", "projections.json", "gd_metrics.json")  
 
 def register(cfg: DictConfig, home: Path, out_dir: Path) -> Path:
     """Copy a finished GD run's student + projections into the cache (once); the entry."""
-    return cache.register(home, KIND, gd_cache_parts(cfg, home), out_dir, OUTPUTS)
+    return cache.register(home, KIND, key_parts(cfg, home), out_dir, OUTPUTS)
 
 
 def ensure_gd_student(cfg: DictConfig, home: Path, tracker: Any = None) -> Path:
@@ -242,7 +249,7 @@ def ensure_gd_student(cfg: DictConfig, home: Path, tracker: Any = None) -> Path:
     resumable) and cached. Its projections lie beside it (``<dir>/../projections.pt``). In a
     distributed run every process must call this: all ranks train, rank 0 copies the result
     into the cache."""
-    parts = gd_cache_parts(cfg, home)
+    parts = key_parts(cfg, home)
     entry = cache.ensure_made(home, KIND, parts, lambda work: train_gd(cfg, home, work, tracker),
                               lambda work, tmp: cache.copy_outputs(work, tmp, OUTPUTS),
                               work=cache.work_path(home, "gd", parts))

@@ -6,7 +6,7 @@ word embeddings (the head's transform layer starts fresh when the checkpoint has
 shared training loop. Held-out quality is measured before and after
 (:func:`tinyfw.models.mlm.whole_word_eval`).
 
-Cached in ``<home>/cache/mlm/<key>`` (key: :func:`mlm_cache_parts`), where
+Cached in ``<home>/cache/mlm/<key>`` (key: :func:`key_parts`, resume: :func:`fingerprint`), where
 ``augmenter.mlm=mlm`` finds it through :func:`ensure_mlm` (which trains it when absent).
 """
 
@@ -21,8 +21,8 @@ from omegaconf import DictConfig
 
 from tinyfw import cache, paths
 from tinyfw.artefacts.corpus import corpus_parts, corpus_segments
+from tinyfw.artefacts.keys import as_config, settings
 from tinyfw.config import plain
-from tinyfw.fingerprint import training_parts
 from tinyfw.fsutil import atomic_dir, atomic_write_json
 
 log = logging.getLogger("tinyfw.mlm")
@@ -43,12 +43,19 @@ def base_identity(cfg: DictConfig) -> Dict[str, Any]:
     return {"name_or_path": str(cfg.mlm.base)}
 
 
-def mlm_cache_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
+def key_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
     """Everything the masked LM depends on (the cache key)."""
-    mlm = plain(cfg.mlm)
-    mlm["train"] = training_parts(cfg.mlm.train)
+    mlm = settings(cfg.mlm)
     mlm["precision"] = _precision(cfg)
     return {"base": base_identity(cfg), "corpus": corpus_parts(cfg.corpus, home), "mlm": mlm, "v": 2}
+
+
+CONFIG_NAMES = {"base": "mlm.base"}
+
+
+def fingerprint(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
+    """What a resumed adaptation is checked against: :func:`key_parts` named by config key."""
+    return as_config(key_parts(cfg, home), CONFIG_NAMES)
 
 
 def base_path_and_tokenizer(cfg: DictConfig, home: Path) -> Tuple[str, Any]:
@@ -77,7 +84,6 @@ def masking_collate(tok: Any, mask_prob: float):
 
 def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -> Tuple[Dict[str, Any], Path]:
     """Adapt the base encoder into a masked LM in ``out_dir`` (mlm/, checkpoints/)."""
-    from tinyfw import fingerprint
     from tinyfw.data.corpus import segment_stats
     from tinyfw.models.load import check_positions, check_tokenizer
     from tinyfw.models.mlm import MaskedPositionsLoss, load_as_masked_lm, whole_word_eval
@@ -106,7 +112,7 @@ def train_mlm(cfg: DictConfig, home: Path, out_dir: Path, tracker: Any = None) -
     model.train()
     res = fit({"mlm": MaskedPositionsLoss(model)}, loss_fn, train_ds, collate, cfg.mlm.train, precision=precision,
               fast=bool(cfg.fast_path), out_dir=out_dir, tracker=tracker, seed=cfg.mlm.seed, desc="MLM", accelerator=acc,
-              fingerprint=fingerprint.for_mlm(cfg, home), resume=cfg.resume)
+              fingerprint=fingerprint(cfg, home), resume=cfg.resume)
     after = whole_word_eval(model, tok, held, n_eval, seed=cfg.mlm.seed)
     log.info("MLM held-out after: %s", after)
     model_dir = out_dir / "mlm"
@@ -139,13 +145,13 @@ OUTPUTS = ("mlm", "mlm_metrics.json")  # what the cache entry holds
 
 def register(cfg: DictConfig, home: Path, out_dir: Path) -> Path:
     """Copy a finished ``stage=mlm`` run's masked LM into the cache (once); its directory there."""
-    return cache.register(home, KIND, mlm_cache_parts(cfg, home), out_dir, OUTPUTS) / "mlm"
+    return cache.register(home, KIND, key_parts(cfg, home), out_dir, OUTPUTS) / "mlm"
 
 
 def ensure_mlm(cfg: DictConfig, home: Path, tracker: Any = None) -> Path:
     """The adapted masked LM (HF directory) for ``cfg``: from the cache, else trained now (its
     checkpoints in ``mlm-work/<key>`` make it resumable). Every rank of a distributed run
     trains; rank 0 registers the result."""
-    entry = cache.ensure_made(home, KIND, mlm_cache_parts(cfg, home), lambda work: train_mlm(cfg, home, work, tracker),
+    entry = cache.ensure_made(home, KIND, key_parts(cfg, home), lambda work: train_mlm(cfg, home, work, tracker),
                               lambda work, tmp: cache.copy_outputs(work, tmp, OUTPUTS))
     return entry / "mlm"

@@ -5,8 +5,9 @@ augmented) train split through the shared loop, evaluated on dev every ``eval_ev
 at the end; the best weights by the task's main dev metric are kept and evaluated on every
 labelled split. Saved in HF format (model + tokenizer + README.md card + ``metrics.json``) in
 the cache ``<home>/cache/teacher/<key>``, key = the teacher's identity, the task config,
-``teacher_ft.train``, precision and seed (:func:`cache_key`). ``teacher_ft.path`` points to an
-already fine-tuned teacher instead.
+``teacher_ft.train`` (its cadence left out), precision and seed (:func:`key_parts`; resumed
+fine-tunes are checked against the same parts, :func:`fingerprint`). ``teacher_ft.path`` points
+to an already fine-tuned teacher instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Dict, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from tinyfw import cache, dist, paths
+from tinyfw.artefacts.keys import as_config, settings
 from tinyfw.config import task_key
 from tinyfw.data.collate import Collator
 from tinyfw.data.tasks import encode_splits, evaluate, load_task
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 KIND = "teacher"
 METRICS_FILE = "metrics.json"
+OUTPUTS = ("config.json", METRICS_FILE, "README.md")  # the entry: an HF directory (+ weights, tokenizer)
 
 
 def teacher_identity(cfg: DictConfig) -> Dict[str, Any]:
@@ -40,15 +43,16 @@ def teacher_identity(cfg: DictConfig) -> Dict[str, Any]:
     return ident
 
 
-def cache_key(cfg: DictConfig) -> Dict[str, Any]:
+def key_parts(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
     """The fine-tuned teacher's key; a task read from files (``task.files``) enters by the files'
-    content too (:func:`~tinyfw.data.textfile.content_digest`), registry tasks by name."""
+    content too (:func:`~tinyfw.data.textfile.content_digest`), registry tasks by name. (``home``:
+    the artefacts' common signature; the teacher's key does not use it.)"""
     from tinyfw.data.textfile import content_digest
 
     key = {
         "teacher": teacher_identity(cfg),
         "task": task_key(cfg.task),
-        "train": OmegaConf.to_container(cfg.teacher_ft.train, resolve=True, enum_to_str=True),
+        "train": settings(cfg.teacher_ft.train),  # eval_every stays: the dev evals pick the kept weights
         "precision": resolved(cfg.precision, where="precision"),
         "seed": int(cfg.teacher_ft.seed),
     }
@@ -58,12 +62,19 @@ def cache_key(cfg: DictConfig) -> Dict[str, Any]:
     return key
 
 
+CONFIG_NAMES = {"train": "teacher_ft.train", "seed": "teacher_ft.seed"}
+
+
+def fingerprint(cfg: DictConfig, home: Optional[Path] = None) -> Dict[str, Any]:
+    """What a resumed fine-tune is checked against: :func:`key_parts` named by config key."""
+    return as_config(key_parts(cfg, home), CONFIG_NAMES)
+
+
 def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: Any = None) -> Dict[str, Any]:
     """Fine-tune the teacher and save the best checkpoint (HF format) into ``out``."""
     import torch
     from transformers import set_seed
 
-    from tinyfw import fingerprint
     from tinyfw.models.card import card_size
     from tinyfw.models.load import check_positions, teacher_path, teacher_tokenizer
     from tinyfw.train.loop import fit
@@ -96,7 +107,7 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
               precision=resolved(cfg.precision, where="precision"), fast=bool(cfg.fast_path),
               out_dir=work_dir, tracker=tracker, seed=cfg.teacher_ft.seed, evaluate=dev_eval, desc="teacher",
               eval_key=task.main_metric, restore_best=True, keep_checkpoints=1, log_prefix="teacher/",
-              fingerprint=fingerprint.for_teacher(cfg), resume=cfg.resume)
+              fingerprint=fingerprint(cfg, home), resume=cfg.resume)
     model.eval()
     with torch.no_grad():
         metrics: Dict[str, Any] = evaluate_all(model, task, enc, collate, bs)
@@ -151,7 +162,7 @@ def ensure_teacher(cfg: DictConfig, home: Path, tracker: Any = None, work_dir: O
         shutil.rmtree(work / "checkpoints", ignore_errors=True)  # kept on failure: a re-run resumes
 
     # every rank of a distributed run trains; the work dir given is the run's own: kept
-    return cache.ensure_made(home, KIND, cache_key(cfg), lambda work: finetune(cfg, home, work / "model", work, tracker),
+    return cache.ensure_made(home, KIND, key_parts(cfg, home), lambda work: finetune(cfg, home, work / "model", work, tracker),
                              collect, work=work_dir, keep_work=work_dir is not None, info=info)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from tinyfw.data.tasks import SPLIT_ALIASES, TaskDataError
+from tinyfw.data.taskdata import SPLIT_ALIASES, TaskDataError
 
 OFFLINE_HINTS = ("Connect", "Timeout", "Offline", "LocalEntryNotFound")
 

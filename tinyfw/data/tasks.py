@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from tinyfw.data import textfile
+from tinyfw.data.taskdata import TaskData, TaskDataError, load_file, split_name  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from tinyfw.data.collate import Collator
@@ -80,55 +80,6 @@ TASKS: Dict[str, TaskSpec] = {
     "smoke": TaskSpec(["neg", "pos"], ["text"], glue=False),  # gensim's polarity sentences
 }
 GLUE = [name for name, spec in TASKS.items() if spec.glue]
-SPLIT_ALIASES = {"dev": "validation", "valid": "validation", "validation_matched": "validation",
-                 "test_matched": "test"}
-SUFFIX_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-
-
-class TaskDataError(ValueError):
-    """A task's data does not match its declaration (file, column, label or split)."""
-
-
-@dataclass
-class TaskData:
-    name: str
-    splits: Any  # datasets.DatasetDict: train / validation / test [/ validation_mismatched ...]
-    text_columns: List[str]
-    label_names: List[str] = field(default_factory=list)  # empty for regression
-    regression: bool = False
-    metrics: List[str] = field(default_factory=lambda: ["accuracy"])
-    main_metric: str = "accuracy"
-    dev_split: str = "validation"
-    source: str = ""
-    type: str = "sequence"  # `token`: one tag per word (tinyfw/data/tokens.py)
-
-    @property
-    def token(self) -> bool:
-        return self.type == "token"
-
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.regression else len(self.label_names)
-
-    @property
-    def eval_splits(self) -> List[str]:
-        """Every non-train split, dev first (evaluated at the end of training)."""
-        rest = [s for s in self.splits if s not in ("train", self.dev_split)]
-        return [self.dev_split] + sorted(rest, key=lambda s: (not s.startswith("validation"), s))
-
-    def labelled(self, split: str) -> bool:
-        ds = self.splits[split]
-        if self.regression:
-            return len(ds) > 0 and not all(np.isnan(ds["label"]))
-        if self.token:
-            return any(v >= 0 for row in ds["label"] for v in row)
-        return any(v >= 0 for v in ds["label"])
-
-    def describe(self) -> Dict[str, Any]:
-        return {"name": self.name, "source": self.source, "text_columns": self.text_columns,
-                "labels": self.label_names, "regression": self.regression,
-                "sizes": {k: len(v) for k, v in self.splits.items()}, "main_metric": self.main_metric,
-                **({"type": self.type} if self.token else {})}
 
 
 def metrics_for(name: str, regression: bool) -> tuple:
@@ -235,36 +186,6 @@ def _normalise(ds, *, where: str, split: str, text_columns: List[str], label_col
 # sources
 
 
-def _split_name(name: str) -> str:
-    return SPLIT_ALIASES.get(name, name)
-
-
-def _load_file(path: Path, split: str):
-    from datasets import load_dataset
-
-    if not path.exists():
-        raise TaskDataError(f"task file for split '{split}' not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIX_BUILDERS:
-        raise TaskDataError(f"{path}: unsupported file type '{suffix}'; use one of {sorted(SUFFIX_BUILDERS)}")
-    kwargs: Dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
-    if suffix == ".tsv":
-        kwargs["quoting"] = 3  # csv.QUOTE_NONE: GLUE TSVs contain stray quotes
-    try:
-        textfile.check(path, f"task file for split '{split}'")
-    except textfile.DataFileError as exc:
-        raise TaskDataError(str(exc)) from None
-    try:
-        return load_dataset(SUFFIX_BUILDERS[suffix], data_files={split: str(path)}, split=split, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - the builders' own errors name no cause
-        known = textfile.explain_read_error([path], exc)
-        if known is not None:
-            raise TaskDataError(str(known)) from exc
-        if "corresponds to no data" in str(exc):
-            raise TaskDataError(f"{path}: split '{split}' is empty") from exc
-        cause = exc.__cause__ or exc.__context__
-        why = f"{exc}" + (f" ({type(cause).__name__}: {cause})" if cause is not None else "")
-        raise TaskDataError(f"{path}: could not be read as {SUFFIX_BUILDERS[suffix]}: {why}") from exc
 
 
 def _from_files(files: Dict[str, str], text_columns, label_column, names, regression):
@@ -275,8 +196,8 @@ def _from_files(files: Dict[str, str], text_columns, label_column, names, regres
     out = {}
     for split, p in files.items():
         path = Path(p).expanduser()
-        ds = _load_file(path, split)
-        out[_split_name(split)] = (ds, str(path))
+        ds = load_file(path, split)
+        out[split_name(split)] = (ds, str(path))
     if names is None and not regression:  # infer the label set from the training data
         tr, where = out["train"]
         if label_column not in tr.column_names:
@@ -303,7 +224,7 @@ def _glue_hub(name: str, hub_path: str):
     spec = TASKS[name]
     splits = {}
     for s, ds in raw.items():
-        splits[_split_name(s)] = _normalise(ds, where=f"{hub_path}/{name}[{s}]", split=_split_name(s),
+        splits[split_name(s)] = _normalise(ds, where=f"{hub_path}/{name}[{s}]", split=split_name(s),
                                             text_columns=spec.text_columns, label_column="label",
                                             names=spec.labels, regression=spec.regression)
     return DatasetDict(splits)
@@ -336,7 +257,7 @@ def _mr(home: Path):
     feat = raw["train"].features.get("label")
     names = feat.names if isinstance(feat, ClassLabel) else TASKS["mr"].labels
     splits = DatasetDict({
-        _split_name(s): _normalise(ds, where=f"{root}[{s}]", split=_split_name(s), text_columns=["text"],
+        split_name(s): _normalise(ds, where=f"{root}[{s}]", split=split_name(s), text_columns=["text"],
                                    label_column="label", names=names, regression=False)
         for s, ds in raw.items()
     })

@@ -32,6 +32,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tinyfw.data.taskdata import TaskData, TaskDataError, load_file, split_name
+
 log = logging.getLogger(__name__)
 
 IGNORE = -100  # a position that is not a word's first piece: no tag, no prediction
@@ -209,24 +211,16 @@ def _encode(ds, where: str, names: List[str], declared: bool):
     return Dataset.from_dict({"tokens": ds["tokens"], "label": labels}, features=feats)
 
 
-def _split_name(name: str) -> str:
-    from tinyfw.data.tasks import SPLIT_ALIASES
-
-    return SPLIT_ALIASES.get(name, name)
-
-
 def _raw_from_files(files: Dict[str, str], task_cfg: Any) -> Dict[str, Tuple[Any, str, Optional[List[str]]]]:
-    from tinyfw.data.tasks import _load_file
-
     out = {}
     for split, p in files.items():
         path = Path(p).expanduser()
         if path.suffix.lower() in TEXT_SUFFIXES:
-            out[_split_name(split)] = (_conll_split(path, int(task_cfg.tag_field)), str(path), None)
+            out[split_name(split)] = (_conll_split(path, int(task_cfg.tag_field)), str(path), None)
         else:
-            ds = _load_file(path, split)
+            ds = load_file(path, split)
             conv, names = _list_split(ds, str(path), task_cfg.tokens_column, task_cfg.tags_column)
-            out[_split_name(split)] = (conv, str(path), names)
+            out[split_name(split)] = (conv, str(path), names)
     return out
 
 
@@ -237,7 +231,7 @@ def _raw_from_hub(path: str, task_cfg: Any, tags_column: str, config_name: Optio
     out = {}
     for s, ds in raw.items():
         conv, names = _list_split(ds, f"{path}[{s}]", task_cfg.tokens_column, tags_column)
-        out[_split_name(s)] = (conv, f"{path}[{s}]", names)
+        out[split_name(s)] = (conv, f"{path}[{s}]", names)
     return out
 
 
@@ -248,7 +242,7 @@ def _raw_from_disk(root: Path, task_cfg: Any, tags_column: str):
     out = {}
     for s, ds in raw.items():
         conv, names = _list_split(ds, f"{root}[{s}]", task_cfg.tokens_column, tags_column)
-        out[_split_name(s)] = (conv, f"{root}[{s}]", names)
+        out[split_name(s)] = (conv, f"{root}[{s}]", names)
     return out
 
 
@@ -267,7 +261,6 @@ def _smoke_raw() -> Dict[str, Tuple[Any, str, None]]:
 def load_token_task(task_cfg: Any, home: Path):
     """Load a token task (registry name, or ``custom`` with ``task.type=token``) as TaskData."""
     from tinyfw import paths
-    from tinyfw.data.tasks import TaskData, TaskDataError
 
     name = task_cfg.name
     files = dict(task_cfg.get("files") or {}) if hasattr(task_cfg, "get") else dict(task_cfg.files or {})

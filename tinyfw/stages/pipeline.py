@@ -49,9 +49,9 @@ def cached_output(name: str, cfg: DictConfig, home: Path) -> Optional[Path]:
     (``stage=mlm`` / ``stage=general`` always train when called by hand; the teacher and augment
     steps look in the cache themselves.)"""
     if name == "mlm":
-        from tinyfw.artefacts.mlm import KIND, mlm_cache_parts as parts
+        from tinyfw.artefacts.mlm import KIND, key_parts as parts
     elif name == "general":
-        from tinyfw.artefacts.gd import KIND, gd_cache_parts as parts
+        from tinyfw.artefacts.gd import KIND, key_parts as parts
     else:
         return None
     entry = cache.entry(home, KIND, parts(cfg, home))

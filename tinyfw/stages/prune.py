@@ -159,11 +159,11 @@ def _recovery_setup(cfg: DictConfig, ctx: RunContext, student_dir: Path, student
 def _recover(cfg: DictConfig, ctx: RunContext, rcfg: DictConfig, s: Any, student: Any,
              student_dir: Path) -> Dict[str, Any]:
     """TD step 2 of ``stage=task`` on the pruned student (``s``: :func:`_recovery_setup`)."""
-    from tinyfw import fingerprint
+    from tinyfw.artefacts import task_distill
     from tinyfw.stages import task as td  # see _recovery_setup
 
     phase = OmegaConf.merge(rcfg.task_distill.step2, {"max_steps": int(cfg.prune.recover_steps), "epochs": 1.0})
-    fp = {**fingerprint.for_task(rcfg, ctx.home), "prune": plain(cfg.prune), "student": str(student_dir)}
+    fp = {**task_distill.fingerprint(rcfg, ctx.home), "prune": plain(cfg.prune), "student": str(student_dir)}
     common = dict(precision=td.td_precision(rcfg), tracker=ctx.tracker, seed=cfg.seed, resume=cfg.resume, fingerprint=fp,
                   group_by_length=bool(rcfg.task_distill.group_by_length))
     out = td.Trained()

@@ -63,8 +63,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from tinyfw import fingerprint
-from tinyfw.artefacts.task_distill import cached_step1, step1_cache_parts, teacher_logits
+from tinyfw.artefacts.task_distill import cached_step1, step1_key_parts, teacher_logits
+from tinyfw.artefacts.task_distill import fingerprint as task_fingerprint
 from tinyfw.artefacts.teacher import ensure_teacher, teacher_metrics
 from tinyfw.config import is_on, plain
 from tinyfw.data.collate import Collator
@@ -265,7 +265,7 @@ def step1(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: Lis
         return {"steps": r1.steps, "examples_seen": examples_seen(r1, phase),
                 "final": {k: v for k, v in r1.final.items() if k != "step"}}
 
-    parts = step1_cache_parts(cfg, s.teacher_dir, init, s.train, mapping, student, phase, common["precision"])
+    parts = step1_key_parts(cfg, s.teacher_dir, init, s.train, mapping, student, phase, common["precision"])
     r = cached_step1(ctx.home, parts, student, train)
     out.steps["step1"], out.seen["step1"] = r["steps"], r["examples_seen"]
     out.step1 = {"cached": r["cached"], "entry": r["entry"], "final": r["final"]}
@@ -418,7 +418,7 @@ def save(cfg: DictConfig, ctx: RunContext, s: Setup, student: Any, mapping: List
     same = np.allclose(predict_logits(reloaded, probe, s.collate), predict_logits(student, probe, s.collate), atol=1e-4)
     if not same:
         raise RuntimeError(f"the saved student {out} does not reproduce the trained model's outputs")
-    checkpoint.mark_finished(ctx.run_dir, fingerprint.for_task(cfg, ctx.home))  # a re-run is still checked
+    checkpoint.mark_finished(ctx.run_dir, task_fingerprint(cfg, ctx.home))  # a re-run is still checked
     for phase in ("step1", "step2", "finetune"):  # training state is only for resuming a killed run
         shutil.rmtree(ctx.run_dir / phase / "checkpoints", ignore_errors=True)
 
@@ -449,7 +449,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     phases = phase_budgets(td, ("step1", "step2") if is_on(cfg.td) else ("finetune",))  # checked before any work
     if is_on(cfg.gd) and td.gd_checkpoint:
         check_gd_checkpoint(td.gd_checkpoint)
-    fp = fingerprint.for_task(cfg, ctx.home)
+    fp = task_fingerprint(cfg, ctx.home)
     if checkpoint.finished(ctx.run_dir, fp, "stage=task", resume=cfg.resume):  # another training: refused
         return finished_result(ctx.run_dir)
     s = load(cfg, ctx)
