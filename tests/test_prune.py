@@ -374,13 +374,13 @@ def test_prune_recovery_runs_at_a_resolved_precision(tmp_path, monkeypatch):
 
     from tinyfw.artefacts import task_distill
     from tinyfw.stages import prune
-    from tinyfw.stages import task as td
+    from tinyfw.td import phases as td
 
     seen = {}
     monkeypatch.setattr(task_distill, "fingerprint", lambda cfg, home: {})
-    monkeypatch.setattr(td, "step2", lambda cfg, ctx, s, student, phase, common, out: seen.update(common))
+    monkeypatch.setattr(td, "step2", lambda cfg, home, run_dir, s, student, phase, common, out: seen.update(common))
     cfg = _prune_cfg("prune.heads=4", "prune.recover_steps=2", "task_distill.precision=auto")
     rcfg = prune.OmegaConf.create(prune.OmegaConf.to_container(cfg, resolve=True))
-    ctx = SimpleNamespace(home=tmp_path, tracker=None)
+    ctx = SimpleNamespace(home=tmp_path, run_dir=tmp_path, tracker=None)
     prune._recover(cfg, ctx, rcfg, SimpleNamespace(teacher_dir=tmp_path), torch.nn.Linear(1, 1), tmp_path)
     assert seen["precision"] in ("fp32", "bf16")

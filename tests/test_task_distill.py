@@ -186,3 +186,32 @@ def test_td_fingerprint_names_what_defines_the_run_and_ignores_the_rest(tmp_path
     off = fp("gd=off", "augment=off")
     assert differences(off, fp("gd=off", "augment=off", "general.train.lr=2e-3", "mlm.train.lr=2e-3")) == []
     assert "distill.weights.attn: 1.0 -> 0.0" in differences(base, fp("distill.weights.attn=0"))
+
+
+def test_start_point_is_typed_and_records_the_gd_label(tmp_path):
+    """Where the TD student starts is a typed StartPoint: gd=off gives task_distill.gd_off_init
+    in student.shape; gd=on with task_distill.gd_checkpoint gives that directory in its own
+    shape, recorded as ``gd:<path>`` (result.json's ``init``)."""
+    from hydra import compose, initialize_config_dir
+    from transformers import BertConfig, BertModel
+
+    import tinyfw.__main__ as entry
+    from tinyfw.td.start import Origin, StartPoint, start_point
+
+    def cfg(*overrides):
+        with initialize_config_dir(config_dir=str(entry.CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=["stage=task", "experiment=smoke", *overrides])
+
+    off = start_point(cfg("gd=off", "task_distill.gd_off_init=teacher_layers"), tmp_path)
+    assert off.origin is Origin.teacher_layers and off.gd_dir is None
+    assert off.init == off.label == "teacher_layers"
+    assert off.shape.num_layers == cfg().student.shape.num_layers
+    gd = tmp_path / "gd student"
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+                         intermediate_size=24)).save_pretrained(gd)
+    on = start_point(cfg("gd=on", f"task_distill.gd_checkpoint='{gd}'"), tmp_path)
+    assert on == StartPoint(Origin.gd, on.shape, str(gd))
+    assert (on.gd_dir, on.init, on.label) == (str(gd), str(gd), f"gd:{gd}")
+    assert (on.shape.num_layers, on.shape.hidden_size, on.shape.intermediate_size) == (3, 16, 24)
+    with pytest.raises(FileNotFoundError, match="task_distill.gd_checkpoint=.* does not exist"):
+        start_point(cfg("gd=on", f"task_distill.gd_checkpoint={tmp_path / 'nope'}"), tmp_path)

@@ -1,4 +1,4 @@
 """From a distilled student to deployable forms: vocabulary pruning (``vocab``), ONNX export
 and ONNX Runtime sessions (``onnx``), dynamic int8 quantization (``quantize``), the forms
-compared (``forms``). Every function takes explicit arguments; ``tinyfw/stages/export.py``
-wires them."""
+written with their cards (``write``) and compared (``forms``). Every function takes explicit
+arguments; ``tinyfw/stages/export.py`` wires them."""

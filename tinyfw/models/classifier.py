@@ -1,6 +1,6 @@
 """Sequence classifiers: a task's head settings, strict loading with a label-order check, the
 TD student (a student encoder with a fresh classification head), evaluation on every labelled
-split and inference throughput. Every function takes explicit arguments (no config)."""
+split (and the training loop's dev evaluation) and inference throughput. Every function takes explicit arguments (no config)."""
 
 from __future__ import annotations
 
@@ -132,6 +132,28 @@ def evaluate_all(model: Any, task: TaskData, enc: Dict[str, Any], collate: Colla
     for s in task.eval_splits:
         if task.labelled(s):
             out[split_key(task, s)] = evaluate(model, task, enc[s], collate, batch_size)
+    return out
+
+
+def dev_evaluator(key: str, task: TaskData, dev: Any, collate: Collator, batch_size: int):
+    """The training loop's ``evaluate``: the task's metrics of ``mods[key]`` (unwrapped from
+    its DDP / compile wrappers) on the tokenised ``dev`` split."""
+    def dev_eval(mods: Dict[str, Any]) -> Dict[str, float]:
+        from tinyfw.models.capture import unwrap
+
+        return evaluate(unwrap(mods[key]), task, dev, collate, batch_size)
+
+    return dev_eval
+
+
+def scores(model: Any, task: TaskData, enc: Dict[str, Any], collate: Collator, batch_size: int) -> Dict[str, Any]:
+    """A classifier saved without its metrics (an external teacher, ``teacher_ft.path``) scored
+    now: :func:`evaluate_all` with no gradients, and the task's ``main_metric``."""
+    import torch
+
+    with torch.no_grad():
+        out: Dict[str, Any] = evaluate_all(model, task, enc, collate, batch_size)
+    out["main_metric"] = task.main_metric
     return out
 
 

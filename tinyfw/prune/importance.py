@@ -142,3 +142,49 @@ def neurons_to_keep(f: List[torch.Tensor], size: int) -> Dict[int, List[int]]:
         if 0 < size < len(s):
             out[i] = sorted(int(x) for x in torch.argsort(s, descending=True)[:size])
     return out
+
+
+def calibration_batches(task: Any, tok: Any, split: str, n: int, bs: int, seq: int) -> List[Dict[str, Any]]:
+    """Collated batches of ``bs`` of the first ``n`` rows (``n`` <= 0: all) of the task's labelled
+    ``split`` (``dev`` or ``train``, ``prune.data``), tokenised at ``seq``: the data of the
+    gradient importance."""
+    from tinyfw.data.collate import Collator
+    from tinyfw.data.tasks import tokenize
+
+    name = task.dev_split if split == "dev" else "train"
+    ds = task.splits[name]
+    if not task.labelled(name):
+        raise ValueError(f"prune.data={split}: the task's {name} split has no labels; use the other split")
+    ds = ds.select(range(min(n, len(ds)))) if n > 0 else ds
+    enc = tokenize(ds, task.text_columns, tok, seq)
+    rows = [dict(zip(enc.column_names, vals)) for vals in zip(*[enc[c] for c in enc.column_names])]
+    collate = Collator(tok.pad_token_id, task.regression)
+    return [collate(rows[i:i + bs]) for i in range(0, len(rows), bs)]
+
+
+def choose(scores: Scores, model: Any, per_layer: int = 0, total: int = 0,
+           ffn_size: int = 0) -> Tuple[Dict[int, List[int]], Dict[int, List[int]]]:
+    """(heads to remove, FFN neurons to keep) per layer of ``model`` for its ``scores``."""
+    from tinyfw.prune.structure import heads_per_layer
+
+    h, f = scores
+    return heads_to_remove(h, heads_per_layer(model), per_layer=per_layer, total=total), neurons_to_keep(f, ffn_size)
+
+
+def overlap(a: Dict[int, List[int]], b: Dict[int, List[int]]) -> float:
+    """The share of ``a``'s (layer, index) choices that ``b`` makes too (1.0 when ``a`` is empty)."""
+    sa = {(i, j) for i, v in a.items() for j in v}
+    sb = {(i, j) for i, v in b.items() for j in v}
+    return len(sa & sb) / len(sa) if sa else 1.0
+
+
+def removal_record(chosen: Dict[str, Tuple[Dict[int, List[int]], Dict[int, List[int]]]],
+                   ffn_sizes: List[int]) -> Dict[str, Any]:
+    """Per criterion, the heads removed and the FFN neurons removed per layer (``ffn_sizes``:
+    the widths before), and, when both criteria ran, their head choices' overlap."""
+    removed: Dict[str, Any] = {k: {"heads": {str(i): v for i, v in h.items()},
+                                   "ffn_removed": {str(i): ffn_sizes[i] - len(v) for i, v in n.items()}}
+                               for k, (h, n) in chosen.items()}
+    if "gradient" in chosen:
+        removed["head_overlap_gradient_vs_weight"] = overlap(chosen["gradient"][0], chosen["weight"][0])
+    return removed

@@ -10,6 +10,7 @@ FFN pruning to one width in every layer and no head pruning keeps a plain
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from tinyfw.prune.modeling_pruned_bert import (
@@ -127,3 +128,28 @@ def flops(config: Any, seq_len: int, pooler: bool = True, num_labels: int = 0) -
     attention = sum(4 * seq_len * seq_len * n * d for n in s["heads"])
     head = 2 * h * h * int(pooler) + 2 * h * num_labels
     return {"linear": linear, "attention": attention, "head": head, "total": linear + attention + head}
+
+
+def summary(model: Any, seq_len: int) -> Dict[str, Any]:
+    """A classifier's ``structure``, parameter counts and FLOPs per sequence of ``seq_len``."""
+    from tinyfw.models.card import param_counts
+
+    return {"structure": structure(model.config), "params": param_counts(model),
+            "flops": flops(model.config, seq_len, num_labels=model.config.num_labels)}
+
+
+def save_pruned(model: Any, tok: Any, out: Path, pruning: Dict[str, Any]) -> None:
+    """``out``: the pruned classifier, its tokenizer and ``pruning.json`` (``pruning``); checked
+    to reload (:func:`load_pruned`) with the same parameter counts."""
+    import json
+
+    from tinyfw.fsutil import atomic_dir
+    from tinyfw.models.card import param_counts
+
+    model.eval()
+    with atomic_dir(out, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "pruning.json").write_text(json.dumps(pruning, indent=1) + "\n")
+    if param_counts(load_pruned(str(out))) != param_counts(model):
+        raise RuntimeError(f"{out} reloads with other parameter counts than the pruned model")

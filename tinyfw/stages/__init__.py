@@ -2,8 +2,8 @@
 
 Each module exposes ``run(cfg, ctx) -> StageResult``; the work itself lives in the layers below
 (README "Architecture"), and no stage imports another (``pipeline`` and ``prune`` run them as
-processes with :func:`tinyfw.runner.run_step`; ``prune``'s recovery still calls ``task``'s TD
-step 2, see there).
+processes with :func:`tinyfw.runner.run_step`; ``task`` and ``prune``'s recovery share
+:mod:`tinyfw.td`).
 They are imported lazily so that ``--help`` and light stages stay fast.
 """
 

@@ -23,8 +23,6 @@ differences, int8 prediction agreement on dev), ``main_metric``.
 
 from __future__ import annotations
 
-import json
-import logging
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -32,11 +30,10 @@ from omegaconf import DictConfig
 
 from tinyfw.data.tasks import TaskData, load_task
 from tinyfw.export.forms import DIRS, LABELS, checks, evaluate_forms, forms_table, student_origin, task_texts
-from tinyfw.fsutil import atomic_dir, atomic_write_json, atomic_write_text, dir_size
+from tinyfw.export.write import form_card, onnx_forms, pruned_form
+from tinyfw.fsutil import atomic_write_json, atomic_write_text, dir_size
 from tinyfw.models.classifier import load_classifier
 from tinyfw.stages import RunContext, StageResult
-
-log = logging.getLogger("tinyfw")
 
 
 def _check_inputs(cfg: DictConfig) -> Path:
@@ -57,79 +54,27 @@ def _check_inputs(cfg: DictConfig) -> Path:
     return student
 
 
-def _save_hf(out: Path, model: Any, tok: Any, extra: Dict[str, str]) -> None:
-    with atomic_dir(out, overwrite=True) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        for name, text in extra.items():
-            (tmp / name).write_text(text)
-
-
-def _save_onnx(out: Path, write: Any, model: Any, tok: Any) -> Path:
-    """``write(path)`` makes ``model.onnx``; config and tokenizer go beside it."""
-    with atomic_dir(out, overwrite=True) as tmp:
-        write(tmp / "model.onnx")
-        model.config.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-    return out / "model.onnx"
-
-
-def prune(cfg: DictConfig, home: Path, task: TaskData, tok: Any, student_dir: Path, out: Path) -> Dict[str, Any]:
-    """Write the pruned form to ``out``; returns the vocabulary sizes and the texts checked."""
-    from tinyfw.export import vocab
-
+def _texts(cfg: DictConfig, home: Path, task: TaskData) -> List[Any]:
+    """The texts whose word pieces the pruned vocabulary keeps: the task's, plus the GD corpus
+    with ``export.prune_corpus``."""
     texts: List[Any] = list(task_texts(task))
     if cfg.export.prune_corpus:
         from tinyfw.data.corpus import load_corpus
 
         c = cfg.corpus
         texts += list(load_corpus(c.source, home, c.config_name, c.split, c.text_column, max_docs=c.max_docs)["text"])
-    keep = vocab.keep_ids(tok, vocab.used_token_ids(tok, texts))
-    ptok = vocab.prune_tokenizer(tok, keep)
-    checked = vocab.check_same_tokens(tok, ptok, keep, texts)
-    model = vocab.prune_embeddings(load_classifier(str(student_dir), task), keep)
-    _save_hf(out, model, ptok, {"kept_ids.json": json.dumps(keep) + "\n"})  # new id -> original id
-    log.info("vocabulary pruning: %d of %d word pieces kept (%d texts)", len(keep), len(tok), len(texts))
-    return {"vocab": {"before": len(tok), "after": len(keep)}, "same_tokens_texts": checked}
-
-
-def onnx_forms(e: Any, base: Any, tok: Any, out: Path) -> Dict[str, Any]:
-    """Write the ONNX fp32 (and int8) forms of ``base``; returns ``{key: (OrtClassifier, tok)}``."""
-    from tinyfw.export.onnx import OrtClassifier, export_classifier
-    from tinyfw.export.quantize import quantize_int8
-
-    base.set_attn_implementation("sdpa")  # opset 23: ONNX's Attention op
-    fp32 = _save_onnx(out / DIRS["onnx"], lambda p: export_classifier(base, p, e.opset), base, tok)
-    forms = {"onnx": (OrtClassifier(fp32, threads=e.threads), tok)}
-    if e.int8:
-        int8 = _save_onnx(out / DIRS["onnx_int8"], lambda p: quantize_int8(fp32, p, e.per_channel), base, tok)
-        forms["onnx_int8"] = (OrtClassifier(int8, threads=e.threads), tok)
-    return forms
+    return texts
 
 
 def _card(out: Path, key: str, cfg: DictConfig, task: TaskData, metrics: Dict[str, Any], size: Dict[str, int],
           origin: Dict[str, Any], info: Dict[str, Any]) -> None:
-    """README.md with Hugging Face metadata (base model, datasets, metrics, license)."""
     from tinyfw.data.tasks import GLUE, GLUE_HUB
-    from tinyfw.models.card import hub_metadata, hub_model_name, write_card
+    from tinyfw.models.card import hub_model_name
 
     e = cfg.export
-    settings = {"source": e.student, "vocabulary": f"{info['vocab']['after']} of {info['vocab']['before']} word pieces",
-                **({"onnx opset": info["onnx"]["opset"]} if key.startswith("onnx") else {}),
-                **({"quantization": "dynamic int8 (ONNX Runtime quantize_dynamic: MatMul, Gather)"} if key == "onnx_int8" else {})}
-    datasets = list(e.datasets) or ([GLUE_HUB] if task.name in GLUE else [task.name])
-    base = e.base_model or hub_model_name(str(origin.get("teacher") or cfg.teacher.name_or_path))
-    meta = hub_metadata(model_name=f"tinyfw-{task.name}-{DIRS[key]}", task=task.describe(), metrics=metrics,
-                        base_model=base, datasets=datasets, license=e.license,
-                        tags=["onnx"] if key.startswith("onnx") else ["vocabulary-pruning"])
-    usage = ("import onnxruntime as ort\nfrom transformers import AutoTokenizer\n"
-             f'tok = AutoTokenizer.from_pretrained("{out}")\n'
-             f'sess = ort.InferenceSession("{out}/model.onnx")\n'
-             'logits = sess.run(None, dict(tok(["a fine film"], return_tensors="np")))[0]') if key.startswith("onnx") else ""
-    write_card(out, title=f"{LABELS[key]} student for {task.name}",
-               summary=f"Exported by tinyfw stage=export from `{e.student}` ({LABELS[key]}).",
-               task=task.describe(), metrics=metrics, size=size, config=settings, name=str(out),
-               metadata=meta, usage=usage)
+    form_card(out, key, task, metrics, size, info, source=e.student,
+              base_model=e.base_model or hub_model_name(str(origin.get("teacher") or cfg.teacher.name_or_path)),
+              datasets=list(e.datasets) or ([GLUE_HUB] if task.name in GLUE else [task.name]), license=e.license)
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
@@ -149,14 +94,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     out = ctx.run_dir / "export"
     info: Dict[str, Any] = {"vocab": {"before": len(tok), "after": len(tok)}}
     if e.prune:
-        info.update(prune(cfg, ctx.home, task, tok, student_dir, out / DIRS["pruned"]))
+        info.update(pruned_form(student_dir, task, tok, _texts(cfg, ctx.home, task), out / DIRS["pruned"]))
         pdir = str(out / DIRS["pruned"])
         models["pruned"] = (load_classifier(pdir, task), AutoTokenizer.from_pretrained(pdir))
     base, base_tok = models["pruned" if e.prune else "fp32"]
     if e.onnx:
         from tinyfw.export.onnx import opset_of
 
-        models.update(onnx_forms(e, base, base_tok, out))
+        models.update(onnx_forms(base, base_tok, out, e.opset, e.threads, e.int8, e.per_channel))
         info["onnx"] = {"opset": opset_of(out / DIRS["onnx"] / "model.onnx"), "exporter": "torch.onnx.export(dynamo=True)"}
     info["checks"] = checks(models, task, cfg.task.max_seq_len, e.eval_batch_size, e.atol)
     forms = evaluate_forms(models, task, cfg.task.max_seq_len, e.eval_batch_size)

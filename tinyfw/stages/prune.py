@@ -10,9 +10,9 @@ distils the student first, so distil → prune → recover → export → int8 i
    the L2 norm of their weights). Both criteria's choices are recorded, with their overlap;
 2. removal of the least important (``prune.heads_per_layer`` or ``prune.heads`` in all, ranked
    across layers; ``prune.ffn_size`` per layer) — :mod:`tinyfw.prune.structure`;
-3. ``prune.recover_steps`` > 0: TD step 2 (``stage=task``'s own code: soft cross-entropy to the
-   fine-tuned teacher's cached logits, ``task_distill.step2``'s settings with that many steps;
-   the best dev weights kept);
+3. ``prune.recover_steps`` > 0: TD step 2 (:mod:`tinyfw.td.phases`, as ``stage=task`` runs
+   it: soft cross-entropy to the fine-tuned teacher's cached logits, ``task_distill.step2``'s
+   settings with that many steps; the best dev weights kept);
 4. ``<run>/student``: HF format + tokenizer (loads with ``from_pretrained(dir,
    trust_remote_code=True)``, or :func:`tinyfw.prune.structure.load_pruned`); with
    ``prune.export``, ``stage=export`` of it into ``<run>/exported/export/``.
@@ -105,52 +105,19 @@ def _student(cfg: DictConfig, ctx: RunContext) -> Path:
     return ctx.run_dir / "distil" / "student"
 
 
-def _batches(task: Any, tok: Any, split: str, n: int, bs: int, seq: int) -> List[Dict[str, Any]]:
-    from tinyfw.data.collate import Collator
-    from tinyfw.data.tasks import tokenize
-
-    name = task.dev_split if split == "dev" else "train"
-    ds = task.splits[name]
-    if not task.labelled(name):
-        raise ValueError(f"prune.data={split}: the task's {name} split has no labels; use the other split")
-    ds = ds.select(range(min(n, len(ds)))) if n > 0 else ds
-    enc = tokenize(ds, task.text_columns, tok, seq)
-    rows = [dict(zip(enc.column_names, vals)) for vals in zip(*[enc[c] for c in enc.column_names])]
-    collate = Collator(tok.pad_token_id, task.regression)
-    return [collate(rows[i:i + bs]) for i in range(0, len(rows), bs)]
-
-
-def _choose(scores: Any, model: Any, p: Any):
-    from tinyfw.prune import importance as imp
-    from tinyfw.prune.structure import heads_per_layer
-
-    h, f = scores
-    return (imp.heads_to_remove(h, heads_per_layer(model), per_layer=p.heads_per_layer, total=p.heads),
-            imp.neurons_to_keep(f, p.ffn_size))
-
-
-def _overlap(a: Dict[int, List[int]], b: Dict[int, List[int]]) -> float:
-    sa = {(i, j) for i, v in a.items() for j in v}
-    sb = {(i, j) for i, v in b.items() for j in v}
-    return len(sa & sb) / len(sa) if sa else 1.0
-
-
 def _recovery_setup(cfg: DictConfig, ctx: RunContext, student_dir: Path, student_config: Any) -> Tuple[Any, Any]:
-    """(the config, ``stage=task``'s Setup) of the recovery: the teacher the student's run recorded
-    and its training set, loaded before any pruning; the student must read the teacher's
-    tokenizer (a vocabulary-pruned export cannot be recovered)."""
+    """(the config, the TD :class:`~tinyfw.td.setup.Setup`) of the recovery: the teacher the
+    student's run recorded and its training set, loaded before any pruning; the student must
+    read the teacher's tokenizer (a vocabulary-pruned export cannot be recovered)."""
     from tinyfw.export.forms import student_origin
     from tinyfw.models.load import check_tokenizer
-    # TD step 2 is stage=task's own code. Known exception to "no stage imports another": its
-    # load/step2 (and Setup/Trained) belong in a lower layer, a move left until the branches
-    # editing tinyfw/stages/task.py now have merged.
-    from tinyfw.stages import task as td
+    from tinyfw.td.setup import load
 
     origin = student_origin(student_dir)
     rcfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     if origin.get("teacher_dir") and Path(origin["teacher_dir"]).is_dir() and not cfg.teacher_ft.path:
         rcfg.teacher_ft.path = origin["teacher_dir"]  # the teacher the student was distilled from
-    s = td.load(rcfg, ctx)
+    s = load(rcfg, ctx.home, ctx.tracker, ctx.run_dir / "teacher_ft")
     check_tokenizer(s.tok, student_config, f"prune.student {student_dir}", str(student_dir),
                     fix="prune the student of a stage=task run (its teacher's tokenizer), or set prune.recover_steps=0")
     return rcfg, s
@@ -158,9 +125,9 @@ def _recovery_setup(cfg: DictConfig, ctx: RunContext, student_dir: Path, student
 
 def _recover(cfg: DictConfig, ctx: RunContext, rcfg: DictConfig, s: Any, student: Any,
              student_dir: Path) -> Dict[str, Any]:
-    """TD step 2 of ``stage=task`` on the pruned student (``s``: :func:`_recovery_setup`)."""
+    """TD step 2 (:mod:`tinyfw.td.phases`) on the pruned student (``s``: :func:`_recovery_setup`)."""
     from tinyfw.artefacts import task_distill
-    from tinyfw.stages import task as td  # see _recovery_setup
+    from tinyfw.td import phases as td
 
     phase = OmegaConf.merge(rcfg.task_distill.step2, {"max_steps": int(cfg.prune.recover_steps), "epochs": 1.0})
     fp = {**task_distill.fingerprint(rcfg, ctx.home), "prune": plain(cfg.prune), "student": str(student_dir)}
@@ -168,7 +135,7 @@ def _recover(cfg: DictConfig, ctx: RunContext, rcfg: DictConfig, s: Any, student
                   group_by_length=bool(rcfg.task_distill.group_by_length))
     out = td.Trained()
     student.train()
-    td.step2(rcfg, ctx, s, student, phase, common, out)
+    td.step2(rcfg, ctx.home, ctx.run_dir, s, student, phase, common, out)
     return {"steps": out.steps.get("step2", 0), "best_step": out.best_step, "teacher": str(s.teacher_dir),
             "teacher_logits": out.logits}
 
@@ -179,7 +146,6 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     from tinyfw.data.collate import Collator
     from tinyfw.data.tasks import encode_splits, load_task
     from tinyfw.export.forms import student_origin
-    from tinyfw.models.card import param_counts
     from tinyfw.models.classifier import evaluate_all, load_classifier
     from tinyfw.prune import importance as imp
     from tinyfw.prune import structure as st
@@ -195,23 +161,18 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     seq, bs = cfg.task.max_seq_len, cfg.task_distill.eval_batch_size
     enc = encode_splits(task, tok, seq, task.eval_splits)
     collate = Collator(tok.pad_token_id, task.regression)
-    before = {"structure": st.structure(model.config), "params": param_counts(model),
-              "flops": st.flops(model.config, seq, num_labels=model.config.num_labels)}
+    before = st.summary(model, seq)
     phases = {"original": evaluate_all(model, task, enc, collate, bs)}
 
-    batches = _batches(task, tok, str(p.data), p.max_examples, p.batch_size, seq)
+    batches = imp.calibration_batches(task, tok, str(p.data), p.max_examples, p.batch_size, seq)
     scores = {"weight": imp.weight_scores(model)}
     if str(p.importance) == "gradient":
         scores["gradient"] = imp.gradient_scores(model, batches, task.regression)
-    chosen = {k: _choose(v, model, p) for k, v in scores.items()}
+    chosen = {k: imp.choose(v, model, p.heads_per_layer, p.heads, p.ffn_size) for k, v in scores.items()}
     heads, neurons = chosen[str(p.importance)]
-    removed = {k: {"heads": {str(i): v for i, v in h.items()}, "ffn_removed": {
-        str(i): st.ffn_sizes(model)[i] - len(v) for i, v in n.items()}} for k, (h, n) in chosen.items()}
-    if "gradient" in chosen:
-        removed["head_overlap_gradient_vs_weight"] = _overlap(chosen["gradient"][0], chosen["weight"][0])
+    removed = imp.removal_record(chosen, st.ffn_sizes(model))
     model = st.prune(model, heads, neurons)
-    after = {"structure": st.structure(model.config), "params": param_counts(model),
-             "flops": st.flops(model.config, seq, num_labels=model.config.num_labels)}
+    after = st.summary(model, seq)
     log.info("pruned: heads %s -> %s, FFN %s -> %s, params %d -> %d", before["structure"]["heads"],
              after["structure"]["heads"], before["structure"]["ffn"], after["structure"]["ffn"],
              before["params"]["total"], after["params"]["total"])
@@ -222,20 +183,10 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         phases["recovered"] = evaluate_all(model, task, enc, collate, bs)
     out = ctx.run_dir / "student"
     if ctx.is_main:
-        from tinyfw.fsutil import atomic_dir
+        from tinyfw.train.checkpoint import drop_checkpoints
 
-        model.eval()
-        with atomic_dir(out, overwrite=True) as tmp:
-            model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            (tmp / "pruning.json").write_text(json.dumps({"source": str(student_dir), "removed": removed,
-                                                          "criterion": str(p.importance)}, indent=1) + "\n")
-        reloaded = st.load_pruned(str(out))
-        if param_counts(reloaded) != after["params"]:
-            raise RuntimeError(f"{out} reloads with other parameter counts than the pruned model")
-        import shutil
-
-        shutil.rmtree(ctx.run_dir / "step2" / "checkpoints", ignore_errors=True)  # only for resuming
+        st.save_pruned(model, tok, out, {"source": str(student_dir), "removed": removed, "criterion": str(p.importance)})
+        drop_checkpoints(ctx.run_dir, ("step2",))  # only for resuming
     metrics = {"structure": {"before": before["structure"], "after": after["structure"]},
                "params": {"before": before["params"], "after": after["params"]},
                "flops_per_seq": {"before": before["flops"], "after": after["flops"],
@@ -256,35 +207,13 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
         outputs["export"] = str(edir / "export")
     if ctx.is_main:
         from tinyfw.fsutil import atomic_write_text
+        from tinyfw.prune.table import prune_table
 
         table = prune_table(metrics)
         atomic_write_text(ctx.run_dir / "prune.md", f"# Structured pruning of `{student_dir}` (task {task.name})\n\n{table}")
         print(table)
         outputs["markdown"] = str(ctx.run_dir / "prune.md")
     return StageResult(metrics=metrics, outputs=outputs)
-
-
-def prune_table(m: Dict[str, Any]) -> str:
-    """``prune.md``: the structure before and after, then the main metric of the original
-    student, the pruned one, the recovered one and every exported form (points vs the original)."""
-    main, s = m["main_metric"], m["structure"]
-    orig = m["phases"]["original"]
-    ref = "test" if "test" in orig else "dev"
-    lines = [f"- heads per layer {s['before']['heads']} -> {s['after']['heads']}; FFN per layer "
-             f"{s['before']['ffn']} -> {s['after']['ffn']}; criterion {m['criterion']}",
-             f"- parameters {m['params']['before']['total']:,} -> {m['params']['after']['total']:,} "
-             f"(non-embedding {m['params']['before']['non_embedding']:,} -> {m['params']['after']['non_embedding']:,}); "
-             f"FLOPs per sequence / {m['flops_per_seq']['ratio']:.2f}", "",
-             f"| model | dev {main} | test {main} | Δ vs original (points, {ref}) |", "|---|---|---|---|"]
-    rows = [(f"student ({k})", v) for k, v in m["phases"].items()]
-    from tinyfw.export.forms import LABELS
-
-    rows += [(f"pruned student, {LABELS[k]}", f) for k, f in (m.get("export") or {}).items() if k != "fp32"]
-    for label, f in rows:
-        cell = lambda sp: "—" if sp not in f else f"{100 * f[sp][main]:.1f}"  # noqa: E731
-        delta = "—" if ref not in f else f"{100 * (f[ref][main] - orig[ref][main]):+.1f}"
-        lines.append(f"| {label} | {cell('dev')} | {cell('test')} | {delta} |")
-    return "\n".join(lines) + "\n"
 
 
 def _write_origin(run_dir: Path, cfg: DictConfig, outputs: Dict[str, Any]) -> None:

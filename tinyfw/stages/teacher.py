@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from tinyfw.artefacts.teacher import ensure_teacher, teacher_metrics
 from tinyfw.data.collate import Collator
 from tinyfw.data.tasks import encode_splits, load_task
-from tinyfw.models.classifier import evaluate_all, load_classifier
+from tinyfw.models.classifier import load_classifier, scores
 from tinyfw.stages import RunContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -31,17 +31,13 @@ def run(cfg: DictConfig, ctx: RunContext) -> StageResult:
     path = ensure_teacher(cfg, ctx.home, ctx.tracker, ctx.run_dir / "teacher_ft", info)
     metrics = teacher_metrics(path)
     if not metrics:  # an external teacher (teacher_ft.path): evaluate it here
-        import torch
-
         from tinyfw.models.load import teacher_tokenizer
 
         task = load_task(cfg.task, ctx.home)
         model = load_classifier(str(path), task)
         tok = teacher_tokenizer(cfg.teacher, ctx.home, str(path), model.config)
-        with torch.no_grad():
-            metrics = evaluate_all(model, task, encode_splits(task, tok, cfg.task.max_seq_len),
-                                   Collator(tok.pad_token_id, task.regression), cfg.task_distill.eval_batch_size)
-        metrics["main_metric"] = task.main_metric
+        metrics = scores(model, task, encode_splits(task, tok, cfg.task.max_seq_len),
+                         Collator(tok.pad_token_id, task.regression), cfg.task_distill.eval_batch_size)
     for split in ("dev", "test"):
         if split in metrics:
             log.info("teacher %s: %s", split, metrics[split])

@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -171,3 +171,10 @@ def finished(run_dir: Path, fingerprint: Mapping[str, Any], desc: str, resume: b
         raise ResumeError(f"{desc}: {run_dir} holds a finished run of another training ({'; '.join(diff[:4])}{more}); "
                           f"re-running there would relabel it: {WAYS_OUT.replace('these checkpoints', 'that run')}")
     return True
+
+
+def drop_checkpoints(run_dir: Path, phases: Iterable[str]) -> None:
+    """Remove the loop checkpoints of a finished run's phases (``<run_dir>/<phase>/checkpoints``:
+    training state is only for resuming a killed run)."""
+    for phase in phases:
+        shutil.rmtree(Path(run_dir) / phase / "checkpoints", ignore_errors=True)
