@@ -24,8 +24,8 @@ from tinyfw import cache, dist, paths
 from tinyfw.artefacts.keys import as_config, settings
 from tinyfw.config import task_key
 from tinyfw.data.collate import Collator
-from tinyfw.data.tasks import encode_splits, evaluate, load_task
-from tinyfw.models.classifier import evaluate_all, load_classifier
+from tinyfw.data.tasks import encode_splits, load_task
+from tinyfw.models.classifier import dev_evaluator, evaluate_all, load_classifier
 from tinyfw.precision import resolved
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,7 @@ def finetune(cfg: DictConfig, home: Path, out: Path, work_dir: Path, tracker: An
             return hard_loss(mods["model"](**inputs).logits, batch["labels"]), {}
         return mods["model"](**batch).loss, {}
 
-    def dev_eval(mods):
-        from tinyfw.models.capture import unwrap
-
-        return evaluate(unwrap(mods["model"]), task, enc[task.dev_split], collate, bs)
-
+    dev_eval = dev_evaluator("model", task, enc[task.dev_split], collate, bs)
     log.info("fine-tuning teacher %s on %s (%d examples)", base, task.name, len(enc["train"]))
     res = fit({"model": model}, loss_fn, enc["train"], collate, cfg.teacher_ft.train,
               precision=resolved(cfg.precision, where="precision"), fast=bool(cfg.fast_path),
