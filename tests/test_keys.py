@@ -16,6 +16,7 @@ import tinyfw.__main__ as entry
 from tinyfw.artefacts import augmented, gd, mlm, task_distill, teacher
 from tinyfw.cache import key_of
 from tinyfw.fingerprint import differences
+from tinyfw.models.start import Origin, StartPoint
 
 # the augmenter's window is switched off so that no tokenizer is loaded (its part: tests/test_augment_tokens.py)
 BASE = ("stage=task", "experiment=smoke", "augmenter.window=false")
@@ -31,7 +32,8 @@ def _step1(cfg) -> Dict:
                                                      num_attention_heads=4, num_labels=2, vocab_size=99))
     enc = type("E", (), {"column_names": ["input_ids"], "__getitem__": lambda self, k: [[1, 2]],
                          "__len__": lambda self: 1})()
-    return task_distill.step1_key_parts(cfg, Path("/t"), "random", enc, [1], student, cfg.task_distill.step1, "fp32")
+    return task_distill.step1_key_parts(cfg, Path("/t"), StartPoint(Origin.random, None), enc, [1], student,
+                                        cfg.task_distill.step1, "fp32")
 
 
 def keys(home: Path, *overrides: str) -> Dict[str, str]:
@@ -109,3 +111,27 @@ def test_a_record_written_with_cadence_still_compares_equal():
     old = {"teacher_ft.train": {"lr": 1e-3, "log_every": 10, "save_every": 0, "num_workers": 0}, "seed": 1}
     assert differences(old, {"teacher_ft.train": {"lr": 1e-3}, "seed": 1}) == []
     assert differences(old, {"teacher_ft.train": {"lr": 2e-3}, "seed": 1}) == ["teacher_ft.train.lr: 0.001 -> 0.002"]
+
+
+def test_step1_key_reads_the_typed_start_point(tmp_path):
+    """TD step 1's key holds the start point as it did when it parsed "gd:<path>": the origin as
+    ``kind`` and, for a GD student, that model's identity (its path and weights' mtime), else the
+    origin again; the default path's key is pinned."""
+    gd_dir = tmp_path / "gd"
+    gd_dir.mkdir()
+    (gd_dir / "model.safetensors").write_bytes(b"w")
+    cfg = _cfg()
+    enc = type("E", (), {"column_names": ["input_ids"], "__getitem__": lambda self, k: [[1, 2]],
+                         "__len__": lambda self: 1})()
+    student = SimpleNamespace(config=SimpleNamespace(num_hidden_layers=1, hidden_size=32, intermediate_size=64,
+                                                     num_attention_heads=4, num_labels=2, vocab_size=99))
+
+    def init(start):
+        return task_distill.step1_key_parts(cfg, Path("/t"), start, enc, [1], student, cfg.task_distill.step1,
+                                            "fp32")["init"]
+
+    assert init(StartPoint(Origin.random, None)) == {"kind": "random", "model": "random"}
+    assert init(StartPoint(Origin.teacher_layers, None)) == {"kind": "teacher_layers", "model": "teacher_layers"}
+    mtime = (gd_dir / "model.safetensors").stat().st_mtime_ns
+    assert init(StartPoint(Origin.gd, None, str(gd_dir))) == {"kind": "gd", "model": f"{gd_dir.resolve()}:{mtime}"}
+    assert key_of(_step1(cfg)) == "cdd5d8638a55deab"  # as before the typed start point

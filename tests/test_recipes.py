@@ -281,15 +281,17 @@ def test_step1_key_of_the_default_takes_no_new_key():
     from types import SimpleNamespace
 
     from tinyfw.artefacts import task_distill as td
+    from tinyfw.models.start import Origin, StartPoint
 
     cfg = _compose("experiment=smoke")
+    random = StartPoint(Origin.random, None)
     student = SimpleNamespace(config=SimpleNamespace(num_hidden_layers=1, hidden_size=32, intermediate_size=64,
                                                      num_attention_heads=4, num_labels=2, vocab_size=99))
     enc = type("E", (), {"column_names": ["input_ids"], "__getitem__": lambda self, k: [[1, 2]], "__len__": lambda self: 1})()
-    parts = td.step1_key_parts(cfg, Path("/t"), "random", enc, [2], student, cfg.task_distill.step1, "fp32")
+    parts = td.step1_key_parts(cfg, Path("/t"), random, enc, [2], student, cfg.task_distill.step1, "fp32")
     assert "recipe" not in parts
     assert set(parts["distill"]) == {"weights", "attn_mode", "layer_reduction", "share_projection"}
-    kl = td.step1_key_parts(_compose("experiment=smoke", "distill.attn_loss=kl"), Path("/t"), "random", enc, [2],
+    kl = td.step1_key_parts(_compose("experiment=smoke", "distill.attn_loss=kl"), Path("/t"), random, enc, [2],
                             student, cfg.task_distill.step1, "fp32")
     assert kl["recipe"] == {"attn_loss": "kl"}
 

@@ -20,6 +20,7 @@ from tinyfw.artefacts.keys import settings
 from tinyfw.config import plain
 from tinyfw.data.collate import Collator
 from tinyfw.data.tasks import predict_logits
+from tinyfw.models.start import StartPoint
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +88,15 @@ def teacher_logits(teacher: Any, teacher_dir: Path, enc, collate: Collator, home
     return logits, not built["now"]
 
 
-def step1_key_parts(cfg: DictConfig, teacher_dir: Path, init: str, enc, mapping, student: Any,
+def step1_key_parts(cfg: DictConfig, teacher_dir: Path, start: StartPoint, enc, mapping, student: Any,
                     train_cfg: Any, precision: Any) -> Dict[str, Any]:
-    """Everything the student after TD step 1 depends on (the cache key)."""
-    gd = init[3:] if init.startswith("gd:") else ""
+    """Everything the student after TD step 1 depends on (the cache key); the start point as
+    its origin and, for a GD student, that model's identity (else the origin again)."""
+    gd = start.gd_dir
     distill = plain(cfg.distill)
     return {
         "teacher": model_id(teacher_dir),
-        "init": {"kind": init.split(":")[0], "model": model_id(Path(gd)) if gd else init},
+        "init": {"kind": start.origin.value, "model": model_id(Path(gd)) if gd else start.origin.value},
         "data": data_digest(enc), "rows": len(enc),
         "student": {k: getattr(student.config, k) for k in ("num_hidden_layers", "hidden_size", "intermediate_size",
                                                               "num_attention_heads", "num_labels", "vocab_size")},

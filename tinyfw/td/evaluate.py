@@ -11,9 +11,9 @@ from omegaconf import DictConfig
 
 from tinyfw.data.tasks import predict_logits
 from tinyfw.models.classifier import evaluate_all, throughput
+from tinyfw.models.start import StartPoint
 from tinyfw.td.phases import Trained
 from tinyfw.td.setup import Setup
-from tinyfw.td.start import StartPoint
 
 log = logging.getLogger(__name__)
 

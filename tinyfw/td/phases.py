@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 
 from tinyfw.artefacts.task_distill import cached_step1, step1_key_parts, teacher_logits
 from tinyfw.models.classifier import dev_evaluator
+from tinyfw.models.start import StartPoint
 from tinyfw.td.setup import Setup, weights
-from tinyfw.td.start import StartPoint
 from tinyfw.train.budget import examples_seen
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def step1(cfg: DictConfig, home: Path, run_dir: Path, s: Setup, student: Any, ma
         return {"steps": r1.steps, "examples_seen": examples_seen(r1, phase),
                 "final": {k: v for k, v in r1.final.items() if k != "step"}}
 
-    parts = step1_key_parts(cfg, s.teacher_dir, start.label, s.train, mapping, student, phase, common["precision"])
+    parts = step1_key_parts(cfg, s.teacher_dir, start, s.train, mapping, student, phase, common["precision"])
     r = cached_step1(home, parts, student, train)
     out.steps["step1"], out.seen["step1"] = r["steps"], r["examples_seen"]
     out.step1 = {"cached": r["cached"], "entry": r["entry"], "final": r["final"]}

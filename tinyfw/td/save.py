@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 
 from tinyfw.data.tasks import predict_logits
 from tinyfw.models.classifier import load_classifier
+from tinyfw.models.start import StartPoint
 from tinyfw.td.setup import Setup, weights
-from tinyfw.td.start import StartPoint
 
 
 def save(cfg: DictConfig, s: Setup, student: Any, mapping: List[int], start: StartPoint,

@@ -1,50 +1,18 @@
 """Where the TD student starts — the GD student (``gd=on``: ``task_distill.gd_checkpoint``,
 else the cached one), or ``task_distill.gd_off_init`` (``gd=off``: ``random`` or
-``teacher_layers``) — as a typed :class:`StartPoint`, and the student classifier built from it."""
+``teacher_layers``) — as a typed :class:`~tinyfw.models.start.StartPoint`, and the student
+classifier built from it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 from omegaconf import DictConfig
 
 from tinyfw.config import is_on, plain
+from tinyfw.models.start import Origin, StartPoint
 from tinyfw.td.setup import Setup, weights
-
-
-class Origin(str, Enum):
-    gd = "gd"  # a general-distillation student (a model directory)
-    random = "random"  # BERT initialisation (gd=off, the paper's "w/o GD")
-    teacher_layers = "teacher_layers"  # the teacher's embeddings and mapped layers (gd=off)
-
-
-@dataclass(frozen=True)
-class StartPoint:
-    """The student's starting point: its origin, the GD student's directory (``Origin.gd``
-    only) and the encoder shape it has."""
-
-    origin: Origin
-    shape: Any
-    path: Optional[str] = None
-
-    @property
-    def gd_dir(self) -> Optional[str]:
-        """The GD student's directory, else None."""
-        return self.path if self.origin is Origin.gd else None
-
-    @property
-    def init(self) -> str:
-        """:func:`~tinyfw.models.classifier.build_classifier`'s ``init``: the directory, or the origin."""
-        return self.path if self.origin is Origin.gd else self.origin.value
-
-    @property
-    def label(self) -> str:
-        """As result.json's ``init`` and the model card record it: ``gd:<path>``, ``random``,
-        ``teacher_layers``."""
-        return f"gd:{self.path}" if self.origin is Origin.gd else self.origin.value
 
 
 def check_gd_checkpoint(src: str) -> None:
