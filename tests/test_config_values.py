@@ -26,3 +26,10 @@ def test_composed_configs_match_the_frozen_expectation():
     assert sorted(now["combos"]) == sorted(frozen["combos"])
     assert [k for k, v in now["combos"].items() if frozen["combos"][k] != v] == []
 
+
+
+def test_no_yaml_value_restates_the_schema_default():
+    """A YAML leaf equal to the schema default at its key, which no earlier file in any
+    composition overrides, says nothing: it goes (a value lives in one place)."""
+    restated = {(f, k) for f, k, _ in values.restated()}
+    assert [(f, k, v) for f, k, v in values.redundant() if (f, k) in restated] == []
