@@ -20,8 +20,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from tinyfw.choices import (  # noqa: F401 - the schema's choices (tinyfw/choices.py), importable from here too
-    AttnKernel, AttnMode, AugmentMode, Budget, Device, GdOffInit, Importance, LayerReduction, Precision, Schedule,
-    Stage, Switch, TargetRule, TaskType, WandbMode,
+    AttnKernel, AttnMode, AugmentMode, Budget, Device, GdOffInit, Importance, LayerReduction, Precision, PruneData,
+    Schedule, Stage, Switch, TargetRule, TaskType, WandbMode,
 )
 from tinyfw.choices import AttnLoss, HidnLoss, PredLoss, Recipe  # noqa: F401 - the recipes' choices (issue 23)
 
@@ -331,7 +331,7 @@ class PruneCfg:
     # the student to prune (stage=task's <run>/student); "" = distil one first (stage=task, same overrides)
     student: str = ""
     importance: Importance = Importance.gradient  # gradient (Michel et al.) | weight (L2 norm, no data)
-    data: str = "dev"  # split whose labelled rows score the heads and neurons (gradient): dev | train
+    data: PruneData = PruneData.dev  # split whose labelled rows score the heads and neurons (gradient)
     max_examples: int = 2000  # rows of that split used (-1: all)
     batch_size: int = 32
     heads_per_layer: int = 0  # keep this many heads in every layer (0: see prune.heads)

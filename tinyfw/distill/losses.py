@@ -28,12 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-MODES = ("masked", "reference")
+from tinyfw.choices import AttnMode, PredLoss, check
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"unknown loss mode {mode!r}: use one of {', '.join(MODES)}")
+    check(AttnMode, mode, "loss mode")
 
 
 def _token_mse(s: Tensor, t: Tensor, proj: Optional[nn.Module], mask: Tensor, mode: str) -> Tensor:
@@ -149,20 +148,15 @@ def logits_mse(s_logits: Tensor, t_logits: Tensor) -> Tensor:
     return (s_logits.float() - t_logits.float()).pow(2).mean()
 
 
-PRED_LOSSES = ("soft_ce", "kl", "mse")
-
-
 def prediction_variant(s_logits: Tensor, t_logits: Tensor, temperature: float = 1.0, kind: str = "soft_ce") -> Tensor:
     """The prediction loss ``kind`` (soft_ce: :func:`soft_loss`, kl, mse); a one-output head
     (regression) always takes MSE to the teacher's output."""
-    kind = str(kind)
+    kind = check(PredLoss, kind, "distill.pred_loss")
     if kind == "soft_ce" or t_logits.shape[-1] == 1:
         return soft_loss(s_logits, t_logits, temperature)
     if kind == "kl":
         return prediction_kl(s_logits, t_logits, temperature)
-    if kind == "mse":
-        return logits_mse(s_logits, t_logits)
-    raise ValueError(f"unknown distill.pred_loss {kind!r}: use one of {', '.join(PRED_LOSSES)}")
+    return logits_mse(s_logits, t_logits)  # mse
 
 
 def attention_kl(s_scores: Tensor, t_scores: Tensor, mask: Tensor) -> Tensor:

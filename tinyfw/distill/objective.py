@@ -13,12 +13,12 @@ import torch
 from torch import Tensor, nn
 
 from tinyfw.distill import losses as L
-from tinyfw.distill.losses import (MODES, attention_loss, attention_loss_fast, embedding_loss, hidden_loss, soft_loss,
+from tinyfw.choices import AttnMode, LayerReduction, check
+from tinyfw.distill.losses import (attention_loss, attention_loss_fast, embedding_loss, hidden_loss, soft_loss,
                                    token_mse_fast, valid_cells)
 from tinyfw.models.capture import Features
 
 WEIGHT_KEYS = ("embd", "attn", "hidn", "pred", "rel_attn", "rel_value", "mlm", "mlm_soft")
-REDUCTIONS = ("sum", "mean")
 
 
 def _projection(d_in: int, d_out: int) -> nn.Linear:
@@ -69,15 +69,10 @@ class Distiller(nn.Module):
         negative = {k: v for k, v in self.weights.items() if v < 0}
         if negative:
             raise ValueError(f"loss weights must be >= 0, got {negative}")
-        attn_mode = str(attn_mode)  # an AttnMode gives its value
-        if attn_mode not in MODES:
-            raise ValueError(f"unknown distill.attn_mode {attn_mode!r}: use one of {', '.join(MODES)}")
+        attn_mode = check(AttnMode, attn_mode, "distill.attn_mode")
         if temperature <= 0:
             raise ValueError(f"distill.temperature must be > 0, got {temperature}")
-        layer_reduction = str(layer_reduction)  # a LayerReduction gives its value
-        if layer_reduction not in REDUCTIONS:
-            raise ValueError(f"unknown distill.layer_reduction {layer_reduction!r}: use one of {', '.join(REDUCTIONS)}")
-        self.layer_reduction = layer_reduction
+        self.layer_reduction = check(LayerReduction, layer_reduction, "distill.layer_reduction")
         self.mapping = [int(x) for x in mapping]
         self.share_projection = bool(share_projection)
         self.attn_mode = attn_mode

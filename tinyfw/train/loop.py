@@ -98,6 +98,7 @@ from torch import nn
 
 from tinyfw.config import plain
 from tinyfw.fingerprint import normalise
+from tinyfw.precision import PRECISIONS
 from tinyfw.train import checkpoint, optim
 from tinyfw.train.batches import Batches, count_tokens, epoch_examples, plan
 
@@ -139,8 +140,8 @@ def make_accelerator(precision: str = "fp32", cpu: Optional[bool] = None, find_u
     from accelerate import Accelerator
 
     precision = plain(precision)
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be fp32, bf16 or fp16, got '{precision}'")
+    if precision not in PRECISIONS:  # `auto` is resolved before (tinyfw/precision.py)
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     if cpu is None:
         cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
     if precision == "fp16" and cpu:  # Accelerate would silently run fp32
