@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from augment import sampling
 from augment.candidates import GloveCandidates, MlmCandidates, Query, build_query, cased, group_far_apart

@@ -152,7 +152,8 @@ def test_importance_scores_find_a_dead_head_and_rank_across_layers():
 def test_onnx_and_int8_of_uneven_heads_match_pytorch(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from tinyfw.export.onnx import OrtClassifier, export_classifier, max_abs_diff
+    from conftest import max_abs_diff
+    from tinyfw.export.onnx import OrtClassifier, export_classifier
     from tinyfw.export.quantize import quantize_int8
     from tinyfw.prune import structure as st
 

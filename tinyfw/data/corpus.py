@@ -180,7 +180,7 @@ def tokenize_and_segment(
     given. Streaming: the first ``heldout_stream`` segments are held out and the rest is
     split between ranks (``split_dataset_by_node``).
     """
-    from datasets import Dataset, DatasetDict, IterableDataset, load_from_disk
+    from datasets import DatasetDict, IterableDataset, load_from_disk
 
     segment = _segmenter(tokenizer, max_seq_len)
     if isinstance(ds, IterableDataset):

@@ -26,9 +26,7 @@ from tinyfw.config import plain
 from tinyfw.fingerprint import normalise
 from tinyfw.precision import PRECISIONS
 from tinyfw.train import checkpoint, optim
-from tinyfw.train.batches import Batches, count_tokens, epoch_examples, plan
-
-_Batches = Batches  # the name tests/test_loop.py imports
+from tinyfw.train.batches import count_tokens, epoch_examples, plan
 
 log = logging.getLogger("tinyfw.train")
 
