@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from augment import sampling
 from augment.candidates import GloveCandidates, MlmCandidates, Query, build_query, cased, group_far_apart
 from augment.window import Window
 from augment.words import STOPWORDS, join_words, split_words
 from augment.words import eligible as is_eligible
+
+MODES = ("exact", "reference")  # see `mode` below (tinyfw's config: tinyfw.choices.AugmentMode)
 
 
 @dataclass
@@ -36,8 +38,10 @@ class Augmenter:
         targets: which words may be replaced: ``reference`` (the reference code's rule: purely
             alphabetic and not a stop word), ``alpha`` (any word with a letter) or ``all`` (any
             word that is not punctuation).
-        stopwords: words never offered as masked-LM candidates (``True``: ``STOPWORDS``).
-        alpha_only: candidates must be alphabetic (else: not punctuation-only).
+        stopwords: words never offered as masked-LM candidates (``True``, the default: ``STOPWORDS``;
+            ``None``: none, as the reference code).
+        alpha_only: candidates must be alphabetic (default; ``False``: not punctuation-only, as
+            the reference code). The defaults are tinyfw's (``augmenter.*``, tinyfw/config.py).
         second_segment: the masked input also carries the original sentence as segment B, as the
             reference code does (doubles the length; off by default).
         multi_mask: approximation — mask several words at least ``multi_mask_gap`` pieces apart
@@ -59,13 +63,13 @@ class Augmenter:
     """
 
     def __init__(self, mlm_model, tokenizer, vectors, *, n_aug: int = 20, p_replace: float = 0.4,
-                 top_k: int = 15, seed: int = 42, targets: str = "reference", stopwords=None,
-                 alpha_only: bool = False, second_segment: bool = False, multi_mask: bool = False,
+                 top_k: int = 15, seed: int = 42, targets: str = "reference", stopwords=True,
+                 alpha_only: bool = True, second_segment: bool = False, multi_mask: bool = False,
                  multi_mask_gap: int = 8, mode: str = "exact", precision: str = "fp32",
                  batch_size: int = 128, device: Optional[str] = None, progress: bool = False,
                  max_seq_len: Optional[int] = None, window_tokenizer=None):
-        if mode not in ("exact", "reference"):
-            raise ValueError(f"mode must be 'exact' or 'reference', not '{mode}'")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not '{mode}'")
         if not 0.0 <= p_replace <= 1.0:
             raise ValueError(f"p_replace must be in [0, 1], got {p_replace}")
         if n_aug < 0 or top_k < 1:

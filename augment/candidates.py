@@ -1,21 +1,8 @@
-"""Replacement candidates: masked-LM top-K for single-wordpiece words, GloVe neighbours otherwise.
-
-Two implementations that give the same candidates:
-
-* ``exact`` (default): masked inputs of many (sentence, word) pairs go through the encoder
-  in batches of equal length (no padding, so a row's arithmetic does not depend on its batch
-  mates), the LM head runs only on the hidden states at the masked positions, ``topk``
-  replaces a full sort, and every distinct word's GloVe neighbours are computed once with
-  chunked matrix products over L2-normalised vectors (memoised across calls).
-* ``reference``: TinyBERT's Algorithm 1 as written — one forward per word at batch size 1
-  under ``inference_mode``, the full-vocabulary head at every position, a full sort, and a
-  dot product with every vector per multi-piece word. The honest baseline.
-
-Candidate rule (both modes): the K best-scoring vocabulary tokens that are not ``##``
-pieces, special tokens, punctuation-only tokens or the word itself (optionally: only
-alphabetic tokens, no stop words). Unlike the reference, which filters its top-K and keeps
-what is left, filtering comes first, so a word gets K candidates when K survive.
-GloVe: the K nearest other words by cosine (not punctuation; alphabetic with ``alpha_only``). Candidates take the casing of the original word.
+"""Replacement candidates: masked-LM top-K for single-wordpiece words, GloVe neighbours
+otherwise, in two implementations that give the same candidates: ``exact`` (batched, the
+default) and ``reference`` (TinyBERT's Algorithm 1 as written, the baseline). The candidate
+rule (filters first, then the top K; the casing of the original word) and how ``exact``
+batches: docs/internals.md in the tinyfw repository, "Augmentation candidates".
 """
 
 from __future__ import annotations

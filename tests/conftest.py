@@ -100,3 +100,20 @@ def save_tiny_mlm(d: Path, cls: Any = None, hidden: int = 32, heads: int = 2) ->
 
     tiny_mlm(write_tiny_tokenizer(d), cls, hidden, heads).save_pretrained(d)
     return d
+
+
+def max_abs_diff(model: Any, onnx_model: Any, batches) -> float:
+    """Largest absolute logit difference between a PyTorch classifier and its ONNX form."""
+    import numpy as np
+    import torch
+
+    from tinyfw.export.onnx import INPUTS
+
+    worst = 0.0
+    with torch.inference_mode():
+        for b in batches:
+            feeds = {k: b[k] for k in INPUTS if k in b}
+            ref = model(**feeds).logits.float().numpy()
+            got = onnx_model(**feeds).logits.numpy()
+            worst = max(worst, float(np.abs(ref - got).max()))
+    return worst

@@ -92,7 +92,7 @@ def test_candidates_that_are_not_one_word_are_dropped(mlm, tok):
     kv = KeyedVectors(2)  # "outstanding" is several pieces in the tiny vocabulary: GloVe neighbours
     kv.add_vectors(["outstanding", "new york", "superb", "awful"],
                    np.array([[1, 0], [0.99, 0.1], [0.97, 0.2], [-1, 0]], dtype=np.float32))
-    aug = _aug(mlm, tok, kv, top_k=2, p_replace=1.0)
+    aug = _aug(mlm, tok, kv, top_k=2, p_replace=1.0, alpha_only=False)  # "new york" passes the text filter
     [as_text] = aug.analyse(["an outstanding film"])
     [as_words] = aug.analyse_words([["an", "outstanding", "film"]])
     assert as_text.candidates[1] == ["new york", "superb"]

@@ -105,7 +105,8 @@ def test_onnx_export_has_dynamic_axes_and_matches_pytorch(tmp_path):
     import onnx
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tinyfw.export.onnx import OrtClassifier, export_classifier, max_abs_diff, opset_of
+    from conftest import max_abs_diff
+    from tinyfw.export.onnx import OrtClassifier, export_classifier, opset_of
 
     src = _classifier(tmp_path / "clf")
     model = AutoModelForSequenceClassification.from_pretrained(src).eval()

@@ -5,7 +5,6 @@ another rounding). Dropout is on: the fast path draws the same dropout masks."""
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch

@@ -10,7 +10,8 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from tinyfw.config import TrainCfg
-from tinyfw.train.loop import _Batches, fit
+from tinyfw.train.batches import Batches
+from tinyfw.train.loop import fit
 
 
 def tiny_bert(seed: int = 0) -> BertModel:
@@ -117,9 +118,9 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, save_every, kill_at):
 
 
 def test_rank_sharding_covers_global_batch():
-    one = _Batches(10, 4, 1, 0, seed=3, shuffle=True).epoch(0)
-    r0 = _Batches(10, 2, 2, 0, seed=3, shuffle=True).epoch(0)
-    r1 = _Batches(10, 2, 2, 1, seed=3, shuffle=True).epoch(0)
+    one = Batches(10, 4, 1, 0, seed=3, shuffle=True).epoch(0)
+    r0 = Batches(10, 2, 2, 0, seed=3, shuffle=True).epoch(0)
+    r1 = Batches(10, 2, 2, 1, seed=3, shuffle=True).epoch(0)
     assert len(one) == len(r0) == len(r1) == 3
     for b, x, y in zip(one[:2], r0, r1):
         assert x + y == b  # two ranks together see the single process's global batch
@@ -163,8 +164,8 @@ def test_length_grouped_batches_cover_the_epoch_with_less_padding():
 
     rnd = random.Random(0)
     lengths = [rnd.randint(5, 64) for _ in range(1000)]
-    plain = _Batches(1000, 8, 1, 0, seed=3, shuffle=True).epoch(0)
-    grouped = _Batches(1000, 8, 1, 0, seed=3, shuffle=True, lengths=lengths).epoch(0)
+    plain = Batches(1000, 8, 1, 0, seed=3, shuffle=True).epoch(0)
+    grouped = Batches(1000, 8, 1, 0, seed=3, shuffle=True, lengths=lengths).epoch(0)
     assert sorted(i for b in grouped for i in b) == list(range(1000))  # every example once
     assert len(grouped) == len(plain) == 125
 
@@ -172,14 +173,14 @@ def test_length_grouped_batches_cover_the_epoch_with_less_padding():
         return sum(max(lengths[i] for i in b) * len(b) for b in batches)
 
     assert padded(grouped) < 0.75 * padded(plain)
-    assert grouped == _Batches(1000, 8, 1, 0, seed=3, shuffle=True, lengths=lengths).epoch(0)  # deterministic
-    assert grouped != _Batches(1000, 8, 1, 0, seed=3, shuffle=True, lengths=lengths).epoch(1)  # reshuffled per epoch
+    assert grouped == Batches(1000, 8, 1, 0, seed=3, shuffle=True, lengths=lengths).epoch(0)  # deterministic
+    assert grouped != Batches(1000, 8, 1, 0, seed=3, shuffle=True, lengths=lengths).epoch(1)  # reshuffled per epoch
     # the order of batches stays random: long and short batches are mixed, not sorted
     maxes = [max(lengths[i] for i in b) for b in grouped[:50]]
     assert maxes != sorted(maxes) and maxes != sorted(maxes, reverse=True)
     # two ranks together still see the one-process global batch
-    r0 = _Batches(1000, 4, 2, 0, seed=3, shuffle=True, lengths=lengths).epoch(0)
-    r1 = _Batches(1000, 4, 2, 1, seed=3, shuffle=True, lengths=lengths).epoch(0)
+    r0 = Batches(1000, 4, 2, 0, seed=3, shuffle=True, lengths=lengths).epoch(0)
+    r1 = Batches(1000, 4, 2, 1, seed=3, shuffle=True, lengths=lengths).epoch(0)
     assert [a + b for a, b in zip(r0, r1)] == grouped
 
 

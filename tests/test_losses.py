@@ -184,9 +184,9 @@ def _feats(seed, hidden, layers, heads=2, b=2, t=5, logits=None) -> Features:
 
 def test_distiller_hand_computed_and_mapping():
     s, t = _feats(0, 4, 2), _feats(1, 6, 4)
-    d = Distiller(4, 6, [2, 4], dict(embd=1.0, attn=2.0, hidn=3.0, pred=1.0))
+    d = Distiller(4, 6, [2, 4], dict(embd=1.0, attn=2.0, hidn=3.0))
     total, parts = d(s, t)
-    assert set(parts) == {"embd", "attn", "hidn", "total"}  # no logits: no pred
+    assert set(parts) == {"embd", "attn", "hidn", "total"}
     e = embedding_loss(s.embeddings, t.embeddings, d.proj_e, s.mask)
     # default layer_reduction=sum: the reference's L = embd + sum_m attn_m + sum_m hidn_m
     a = attention_loss(s.scores[0], t.scores[1], s.mask) + attention_loss(s.scores[1], t.scores[3], s.mask)
@@ -239,21 +239,22 @@ def test_distiller_zero_weights_omit_losses_and_projections():
     torch.testing.assert_close(total, parts["attn"])
     # attention off: student scores are not even needed
     s.scores, t.scores = [], []
-    d = Distiller(4, 6, [2, 4], dict(embd=1.0, attn=0.0, hidn=1.0, pred=1.0))
+    d = Distiller(4, 6, [2, 4], dict(embd=1.0, attn=0.0, hidn=1.0, pred=0.0))
     total, parts = d(s, t)
-    assert set(parts) == {"embd", "hidn", "pred", "total"}
-    torch.testing.assert_close(parts["pred"], prediction_loss(s.logits, t.logits))
+    assert set(parts) == {"embd", "hidn", "total"}  # logits present: the prediction loss is TD step 2's
     with pytest.raises(ValueError, match="no distillation loss is active"):
-        Distiller(4, 6, [2, 4], dict(embd=0, attn=0, hidn=0, pred=1.0))(_feats(0, 4, 2), _feats(1, 6, 4))
+        Distiller(4, 6, [2, 4], dict(embd=0, attn=0, hidn=0, pred=0))(_feats(0, 4, 2), _feats(1, 6, 4))
+    with pytest.raises(ValueError, match="the prediction loss is TD step 2's"):
+        Distiller(4, 6, [2, 4], dict(embd=1, pred=1.0))
 
 
-def test_distiller_shared_projection_and_regression_head():
-    s, t = _feats(0, 4, 2, logits=1), _feats(1, 6, 4, logits=1)
-    d = Distiller(4, 6, [2, 4], dict(embd=1, attn=1, hidn=1, pred=1), share_projection=True)
+def test_distiller_shared_projection():
+    s, t = _feats(0, 4, 2), _feats(1, 6, 4)
+    d = Distiller(4, 6, [2, 4], dict(embd=1, attn=1, hidn=1), share_projection=True)
     _, parts = d(s, t)
     assert d.projection("embd") is d.projection("hidn") is d.proj
     assert set(d.state_dict()) == {"proj.weight", "proj.bias"}
-    torch.testing.assert_close(parts["pred"], regression_loss(s.logits, t.logits))
+    torch.testing.assert_close(parts["embd"], embedding_loss(s.embeddings, t.embeddings, d.proj, s.mask))
 
 
 def test_distiller_reference_mode_and_errors():
@@ -328,19 +329,17 @@ def test_prediction_distillation_with_classifier_heads():
         BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
                    max_position_embeddings=16, num_labels=3, attn_implementation="eager")
     ).train()
-    distiller = Distiller(8, 16, [2], dict(embd=0, attn=0, hidn=0, pred=1))
     opt = torch.optim.AdamW(student.parameters(), lr=1e-2)
     ids, mask = _batch()
     with torch.inference_mode():
         t = capture(teacher, ids, mask, need_scores=False)
     first = None
     for _ in range(10):
-        total, parts = distiller(capture(student, ids, mask, need_scores=False), t)
+        total = soft_loss(capture(student, ids, mask, need_scores=False).logits, t.logits.clone())
         opt.zero_grad()
         total.backward()
         opt.step()
         first = first if first is not None else total.item()
-    assert set(parts) == {"pred", "total"}
     assert total.item() < first
 
 

@@ -24,6 +24,8 @@ PAPER = {
     "general.train.epochs": (3, "paper: 3 epochs of general distillation"),
     "general.train.batch_size": (256, "BERT pre-training batch, reference script"),
     "general.train.lr": (5e-5, "reference general_distill.py default"),
+    "general.train.warmup_ratio": (0.1, "reference general_distill.py default"),
+    "teacher_ft.train.batch_size": (32, "reference run_glue.py: batch 32"),
     "augmenter.n_aug": (20, "paper: N_a = 20"),
     "augmenter.p_replace": (0.4, "paper: p_t = 0.4"),
     "augmenter.top_k": (15, "paper: K = 15"),
@@ -44,6 +46,8 @@ PAPER = {
     "task_distill.step2.batch_size": (32, "paper: batch from {16, 32}"),
     "task_distill.step2.lr": (3e-5, "paper: lr from {1e-5, 2e-5, 3e-5}"),
     "task_distill.step2.schedule": ("linear", "reference: warmup_linear"),
+    "task_distill.step2.warmup_ratio": (0.1, "reference: warmup_proportion 0.1"),
+    "task_distill.finetune.batch_size": (32, "the paper's batch for fine-tuning (w/o TD)"),
     "task_distill.precision": (None, "reference: TD in the run's --fp16 precision (the global one)"),
     "task_distill.group_by_length": (False, "reference: RandomSampler, no length grouping"),
 }

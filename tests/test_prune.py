@@ -152,7 +152,8 @@ def test_importance_scores_find_a_dead_head_and_rank_across_layers():
 def test_onnx_and_int8_of_uneven_heads_match_pytorch(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from tinyfw.export.onnx import OrtClassifier, export_classifier, max_abs_diff
+    from conftest import max_abs_diff
+    from tinyfw.export.onnx import OrtClassifier, export_classifier
     from tinyfw.export.quantize import quantize_int8
     from tinyfw.prune import structure as st
 
@@ -327,10 +328,12 @@ def test_impossible_or_empty_prune_targets_are_refused_before_any_work(tmp_path)
     for overrides, msg in ((["prune.heads=0"], "nothing to prune"),
                            (["prune.heads=4", "prune.batch_size=0"], "prune.batch_size=0"),
                            (["prune.heads=4", "prune.max_examples=0"], "prune.max_examples=0"),
-                           (["prune.heads=4", "prune.max_examples=-2"], "prune.max_examples=-2"),
-                           (["prune.heads=4", "prune.data=test"], "prune.data=test")):
+                           (["prune.heads=4", "prune.max_examples=-2"], "prune.max_examples=-2")):
         with pytest.raises(ValueError, match=msg):
             _check(_prune_cfg(*overrides))
+    with pytest.raises(Exception, match="prune.data=test") as bad:  # the enum (choices.PruneData), at composition
+        _prune_cfg("prune.heads=4", "prune.data=test")
+    assert "expected one of [dev, train]" in str(bad.value.__cause__)
     _check(_prune_cfg("prune.heads=4", "prune.max_examples=-1"))
 
     # the student to distil first: its shape from the config; a given student: its own config

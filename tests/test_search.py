@@ -89,8 +89,6 @@ def _job(root: Path, num: int, lr: float, dev, status: str = "ok",
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_search_section_lists_trials_best_first(tmp_path, direction):
-    import yaml
-
     from tinyfw.report import records, search
 
     root = tmp_path / "sweep"

@@ -4,12 +4,30 @@ value (``str(Switch.on) == "on"``), as are its interpolations and cache-key part
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
+from typing import Any, Tuple
 
 
 class _StrEnum(str, Enum):
     def __str__(self) -> str:  # interpolations (`${stage}`) and f-strings give the value
         return self.value
+
+
+@functools.lru_cache(maxsize=None)
+def values(kind: type) -> Tuple[str, ...]:
+    """The strings of the enum ``kind``, in their order."""
+    return tuple(m.value for m in kind)
+
+
+def check(kind: type, value: Any, what: str) -> str:
+    """``value`` (a member of the enum ``kind`` or its string) as its string, or a one-line
+    ValueError naming ``what`` and the valid values: the check of a choice passed as a plain
+    argument (the composed config's enums are checked by OmegaConf)."""
+    v = getattr(value, "value", value)
+    if not isinstance(v, str) or v not in values(kind):
+        raise ValueError(f"unknown {what} {v!r}: use one of {', '.join(values(kind))}")
+    return v
 
 
 class Stage(_StrEnum):
@@ -37,6 +55,18 @@ class Precision(_StrEnum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
+
+
+class LayerMap(_StrEnum):  # student.layer_map's names (it also takes an explicit list of teacher layers)
+    uniform = "uniform"  # m*N/M (N a multiple of M)
+    nearest = "nearest"  # ceil(m*N/M): uniform when exact, any N, M
+    top = "top"  # the teacher's last M layers
+    bottom = "bottom"  # the teacher's first M layers
+
+
+class PruneData(_StrEnum):
+    dev = "dev"
+    train = "train"
 
 
 class Device(_StrEnum):

@@ -20,8 +20,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from tinyfw.choices import (  # noqa: F401 - the schema's choices (tinyfw/choices.py), importable from here too
-    AttnKernel, AttnMode, AugmentMode, Budget, Device, GdOffInit, Importance, LayerReduction, Precision, Schedule,
-    Stage, Switch, TargetRule, TaskType, WandbMode,
+    AttnKernel, AttnMode, AugmentMode, Budget, Device, GdOffInit, Importance, LayerReduction, Precision, PruneData,
+    Schedule, Stage, Switch, TargetRule, TaskType, WandbMode,
 )
 from tinyfw.choices import AttnLoss, HidnLoss, PredLoss, Recipe  # noqa: F401 - the recipes' choices (issue 23)
 
@@ -41,25 +41,25 @@ class ShapeCfg:
 class TeacherCfg:
     # An asset short name (`minilm-l6`), a hub name (`bert-base-uncased`), a local
     # directory, or `random` (a model of `shape` with random weights: smoke runs, benches).
-    # Set by the `teacher` group (conf/teacher/), like `tokenizer`.
+    # Set by the `teacher` group (conf/teacher/).
     name_or_path: str = MISSING
     # Tokenizer: "" = the model's own; `tiny` = a small built-in WordPiece vocabulary
     # (letters, digits, punctuation and common words) used with random models.
-    tokenizer: str = MISSING
-    shape: ShapeCfg = field(default_factory=lambda: ShapeCfg(2, 64, 128, 4))
+    tokenizer: str = ""
+    shape: ShapeCfg = field(default_factory=lambda: ShapeCfg(2, 64, 128, 4))  # of `random` (teacher=tiny)
     seed: int = 42  # weights of `random` (ignored for pre-trained teachers)
 
 
 @dataclass
 class StudentCfg:
-    # all three set by the `student` group (conf/student/)
-    shape: ShapeCfg = MISSING
+    # The defaults are TinyBERT4 (student=tinybert4); the `student` group (conf/student/) sets others.
+    shape: ShapeCfg = field(default_factory=ShapeCfg)
     # random | teacher_layers | every_other (DistilBERT: teacher layers 1,3,5,.. when widths match, else
     # random; GD only) | path to a checkpoint directory (HF format)
-    init: str = MISSING
-    # uniform (m*N/M) | nearest (ceil(m*N/M): uniform when exact, any N, M) | top | bottom |
-    # explicit list of teacher layers (1-based), one per student layer
-    layer_map: Any = MISSING
+    init: str = "random"
+    # uniform (m*N/M) | nearest (ceil(m*N/M): uniform when exact, any N, M; 2,3,5,6 for the 6-layer
+    # MiniLM default) | top | bottom | explicit list of teacher layers (1-based), one per student layer
+    layer_map: Any = "nearest"
 
 
 @dataclass
@@ -120,14 +120,13 @@ class TrainCfg:
 @dataclass
 class CorpusCfg:
     # `offline` (the assets stage's text), a hub dataset name, or local file(s)
-    # (.txt / .json / .jsonl / .parquet; a glob or a directory). Set by the `corpus` group
-    # (conf/corpus/), like `text_column` and `max_seq_len`.
+    # (.txt / .json / .jsonl / .parquet; a glob or a directory). Set by the `corpus` group (conf/corpus/).
     source: str = MISSING
     config_name: Optional[str] = None
     split: str = "train"
-    text_column: str = MISSING
+    text_column: str = "text"
     streaming: bool = False
-    max_seq_len: int = MISSING
+    max_seq_len: int = 128  # GD segments (the paper's 128)
     max_docs: int = -1  # keep only the first N documents (-1: all)
     num_proc: int = 1
     heldout_fraction: float = 0.02
@@ -141,9 +140,10 @@ class TaskCfg:
     files: Dict[str, str] = field(default_factory=dict)  # custom: split -> path
     text_columns: List[str] = field(default_factory=list)  # custom: one or two columns
     label_column: str = "label"
-    labels: List[str] = field(default_factory=list)  # custom: label names; empty + regression
-    regression: bool = False
-    max_seq_len: int = 64
+    # custom: label names in their order; [] = the sorted distinct values of the train split (logged)
+    labels: List[str] = field(default_factory=list)
+    regression: bool = False  # one number per example (STS-B; custom: labels stay [])
+    max_seq_len: int = 64  # the paper's length for single-sentence tasks
     max_train_examples: int = -1
     max_eval_examples: int = -1
     hub_path: str = ""  # GLUE tasks: dataset path for load_dataset ("" = nyu-mll/glue)
@@ -331,7 +331,7 @@ class PruneCfg:
     # the student to prune (stage=task's <run>/student); "" = distil one first (stage=task, same overrides)
     student: str = ""
     importance: Importance = Importance.gradient  # gradient (Michel et al.) | weight (L2 norm, no data)
-    data: str = "dev"  # split whose labelled rows score the heads and neurons (gradient): dev | train
+    data: PruneData = PruneData.dev  # split whose labelled rows score the heads and neurons (gradient)
     max_examples: int = 2000  # rows of that split used (-1: all)
     batch_size: int = 32
     heads_per_layer: int = 0  # keep this many heads in every layer (0: see prune.heads)

@@ -18,10 +18,12 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple
 
+from tinyfw.choices import Precision, values
+
 log = logging.getLogger("tinyfw.precision")
 
-AUTO = "auto"
-PRECISIONS = ("fp32", "bf16", "fp16")
+AUTO = Precision.auto.value
+PRECISIONS = tuple(p for p in values(Precision) if p != AUTO)  # what `auto` resolves among
 
 _MADE: Dict[str, Dict[str, str]] = {}  # where -> the record of its choice (this process)
 
@@ -62,7 +64,7 @@ def resolve(requested: Any, device: Optional[str] = None, where: str = "") -> Ch
     when bf16 is asked on a CPU without native bf16."""
     req = str(getattr(requested, "value", requested))
     if req not in PRECISIONS + (AUTO,):
-        raise ValueError(f"{where or 'precision'}={req!r}: use one of auto, fp32, bf16, fp16")
+        raise ValueError(f"{where or 'precision'}={req!r}: use one of {', '.join(values(Precision))}")
     dev = _device(device)
     native, hw = capability(dev)
     if req == AUTO:

@@ -1,18 +1,8 @@
-"""CPU timing with every model in its own worker process, the rounds alternating between them.
-
-Timing ONNX Runtime and PyTorch in turns inside one process lets their thread pools disturb
-each other. Here each model is loaded again in a worker (``forkserver``: torch imported once,
-no thread pool copied by ``fork``); the parent asks one worker at a time for one timed round, so
-no other runtime's threads are busy while a model is timed, and a load change on a shared
-machine still hits every model alike. Per model it also measures:
-
-- ``dynamic``: batch 1 at the lengths of the task's real texts (``lengths``: one per round,
-  the same sequence for every model; random ids, no padding);
-- ``ort_options``: for ONNX Runtime forms, intra-op threads × graph optimisation level tried
-  at batch 1 (median of ``tune`` calls each); the fastest is kept for the timing;
-- ``isolated_check``: one model timed back to back (no alternation) against its alternating
-  figure: the two medians should agree within the rounds' spread.
-Every function takes explicit arguments (no config).
+"""CPU timing with every model in its own worker process, the rounds alternating between them,
+so that no other runtime's thread pool is busy while a model is timed; also batch-1 timings
+at real text lengths (``dynamic``), ONNX Runtime thread / graph-level tuning and a
+back-to-back check. Every function takes explicit arguments (no config). Why and how:
+docs/internals.md, "Isolated CPU timing".
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
-"""The unlabeled corpus for general distillation (and MLM adaptation).
-
-``load_corpus`` turns a source into a ``datasets`` dataset with one column ``text``:
-
-- ``offline``: the text file made by ``stage=assets`` (one document per line);
-- ``smoke``: gensim's bundled ``lee_background.cor`` (300 news paragraphs, ~60k words);
-- local files: ``.txt`` (one document per line), ``.json``/``.jsonl``, ``.parquet``, ``.csv``
-  — a file, a directory (all supported files below it, one format) or a glob;
-- anything else: a hub dataset name (``load_dataset(name, config_name, split=...)``),
-  optionally streaming.
-
-``tokenize_and_segment`` tokenises (batched ``map``, ``num_proc``), packs the token stream
-into segments of up to ``max_seq_len`` (``[CLS] ... [SEP]``) and splits off a held-out part.
-In-memory corpora are cached on disk under ``<home>/cache/corpus/<key>``, keyed by the
-source's identity (paths, sizes, mtimes or hub name), the tokenizer's vocabulary and the
-segmentation settings; streaming corpora are tokenised lazily and sharded per rank.
+"""The unlabeled corpus for general distillation (and MLM adaptation): :func:`load_corpus` turns
+a source (``offline``, ``smoke``, local files, a hub dataset) into a dataset with one ``text``
+column; :func:`tokenize_and_segment` packs it into ``max_seq_len`` segments with a held-out
+part, cached on disk by the source's identity. Sources and cache key: docs/internals.md,
+"The unlabeled corpus".
 """
 
 from __future__ import annotations
@@ -191,7 +180,7 @@ def tokenize_and_segment(
     given. Streaming: the first ``heldout_stream`` segments are held out and the rest is
     split between ranks (``split_dataset_by_node``).
     """
-    from datasets import Dataset, DatasetDict, IterableDataset, load_from_disk
+    from datasets import DatasetDict, IterableDataset, load_from_disk
 
     segment = _segmenter(tokenizer, max_seq_len)
     if isinstance(ds, IterableDataset):

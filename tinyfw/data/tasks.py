@@ -1,30 +1,7 @@
 """Labelled tasks: a registry (GLUE, movie reviews, smoke) plus custom tasks declared in
-config, loaded into one uniform shape, then tokenised, collated and evaluated.
-
-``load_task(task_cfg, home) -> TaskData``. Every split holds the task's text column(s) and
-``label`` (int class index, ``-1`` = unlabelled, e.g. GLUE test; float for regression).
-Split names are normalised: ``train``, ``validation`` (the dev set used for
-best-checkpoint selection; MNLI: *matched*), ``test``; others (MNLI
-``validation_mismatched`` / ``test_mismatched``) are kept and evaluated at the end only.
-
-Sources:
-
-- GLUE (``cola sst2 mrpc stsb qqp mnli qnli rte wnli``): ``datasets.load_dataset(
-  "nyu-mll/glue", name)`` (``task.hub_path`` changes the path). Label order is the registry's
-  (``TASKS`` below; MNLI = entailment, neutral, contradiction, as in the HF GLUE dataset).
-  Labels are mapped **by name** from the source's ``ClassLabel`` names or string values, so
-  a copy with another order (the reference code's MNLI bug) still lands right. The same
-  tasks load from local files with ``task.files`` (offline copies, stand-ins).
-- ``mr``: the movie-review polarity set made by ``stage=assets`` (``datasets`` on disk).
-- ``smoke``: gensim's 200 ``pang_lee_polarity.cor`` sentences, split 140/30/30 by a fixed
-  shuffle.
-- ``custom``: ``task.files`` {split: path} (CSV / TSV / JSON / JSONL / parquet by suffix),
-  ``task.text_columns`` (one or two), ``task.label_column``, and ``task.labels`` (label
-  names; a value in the file matches a name as a string first, else an integer is read as
-  the index) or ``task.regression: true``. Empty ``labels`` = the sorted distinct values of
-  the train split. A test split without the label column is unlabelled.
-
-``task.max_train_examples`` / ``max_eval_examples`` keep a fixed-seed random subset.
+config, loaded by :func:`load_task` into one uniform shape (normalised split names, ``label``
+as a class index, ``-1`` unlabelled, or a float for regression), then tokenised, collated and
+evaluated. Sources, label mapping by name and split names: docs/internals.md, "Labelled tasks".
 """
 
 from __future__ import annotations

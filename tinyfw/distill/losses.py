@@ -1,22 +1,9 @@
 """TinyBERT's distillation losses, each defined once: ``embd``, ``hidn``, ``attn`` (one mapped
-layer pair) and the prediction loss (:func:`soft_loss`: soft cross-entropy, or MSE to the
-teacher's output for a one-output head), which both the :class:`~tinyfw.distill.objective.Distiller`
-and TD step 2 (:func:`tinyfw.distill.steps.prediction_loss_fn`) call.
-
-Weights live elsewhere (the Distiller); these return unweighted values, computed in fp32
-whatever the input dtype (bf16 autocast included).
-
-Padding. ``mode="masked"`` (default) counts real tokens only: embedding/hidden MSE averages
-over real tokens × features; attention MSE masks padded query rows *and* key columns and
-averages over valid cells × heads. Padding the same batch longer therefore leaves every loss
-unchanged. ``mode="reference"`` reproduces the reference implementation: plain means over all
-positions, padding included; for attention the additive mask is applied first (padded key
-columns -> -10000) and every score <= -100 is then set to 0 (so padded columns vanish but
-padded query rows stay, and the mean divides by padded cells too: the loss depends on the
-padding length).
-
-Teacher tensors may come from ``torch.inference_mode``: the ops below never save a teacher
-tensor for backward, so they mix with the student's autograd graph.
+layer pair), the prediction losses (:func:`soft_loss` and its variants) and the other recipes'
+losses, which the :class:`~tinyfw.distill.objective.Distiller` and TD step 2 call. They return
+unweighted values computed in fp32; ``mode`` (``masked`` | ``reference``) says how padding
+counts, and teacher tensors may come from ``torch.inference_mode``: docs/internals.md,
+"Distillation losses and padding".
 """
 
 from __future__ import annotations
@@ -28,12 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-MODES = ("masked", "reference")
+from tinyfw.choices import AttnMode, PredLoss, check
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"unknown loss mode {mode!r}: use one of {', '.join(MODES)}")
+    check(AttnMode, mode, "loss mode")
 
 
 def _token_mse(s: Tensor, t: Tensor, proj: Optional[nn.Module], mask: Tensor, mode: str) -> Tensor:
@@ -149,20 +135,15 @@ def logits_mse(s_logits: Tensor, t_logits: Tensor) -> Tensor:
     return (s_logits.float() - t_logits.float()).pow(2).mean()
 
 
-PRED_LOSSES = ("soft_ce", "kl", "mse")
-
-
 def prediction_variant(s_logits: Tensor, t_logits: Tensor, temperature: float = 1.0, kind: str = "soft_ce") -> Tensor:
     """The prediction loss ``kind`` (soft_ce: :func:`soft_loss`, kl, mse); a one-output head
     (regression) always takes MSE to the teacher's output."""
-    kind = str(kind)
+    kind = check(PredLoss, kind, "distill.pred_loss")
     if kind == "soft_ce" or t_logits.shape[-1] == 1:
         return soft_loss(s_logits, t_logits, temperature)
     if kind == "kl":
         return prediction_kl(s_logits, t_logits, temperature)
-    if kind == "mse":
-        return logits_mse(s_logits, t_logits)
-    raise ValueError(f"unknown distill.pred_loss {kind!r}: use one of {', '.join(PRED_LOSSES)}")
+    return logits_mse(s_logits, t_logits)  # mse
 
 
 def attention_kl(s_scores: Tensor, t_scores: Tensor, mask: Tensor) -> Tensor:

@@ -13,12 +13,12 @@ import torch
 from torch import Tensor, nn
 
 from tinyfw.distill import losses as L
-from tinyfw.distill.losses import (MODES, attention_loss, attention_loss_fast, embedding_loss, hidden_loss, soft_loss,
-                                   token_mse_fast, valid_cells)
+from tinyfw.choices import AttnMode, LayerReduction, check
+from tinyfw.distill.losses import (attention_loss, attention_loss_fast, embedding_loss, hidden_loss, token_mse_fast,
+                                   valid_cells)
 from tinyfw.models.capture import Features
 
 WEIGHT_KEYS = ("embd", "attn", "hidn", "pred", "rel_attn", "rel_value", "mlm", "mlm_soft")
-REDUCTIONS = ("sum", "mean")
 
 
 def _projection(d_in: int, d_out: int) -> nn.Linear:
@@ -37,9 +37,10 @@ class Distiller(nn.Module):
     (1-based) and are combined over the mapped layers by ``layer_reduction``: ``sum`` (default,
     the reference code: L = embd + Σ_m attn_m + Σ_m hidn_m, so each layer weighs as much as the
     embedding term) or ``mean`` (the layer terms divided by M, i.e. the embedding term weighs
-    M times a layer). ``pred`` applies only when both sides have logits: soft
-    cross-entropy, or MSE to the teacher's output when the head has a single output
-    (regression). ``attn_mode`` (masked | reference) applies to all token-level losses.
+    M times a layer). The prediction loss is not here: TD step 2 computes it
+    (:func:`~tinyfw.distill.steps.prediction_loss_fn`); a ``pred`` weight must be 0, and
+    ``temperature`` is only checked (> 0), so that a bad ``distill.temperature`` fails before TD
+    step 1. ``attn_mode`` (masked | reference) applies to all token-level losses.
     ``fast`` (masked mode): the same losses computed with the valid cells built once per batch
     (:func:`~tinyfw.distill.losses.valid_cells`; equal up to rounding, tests/test_fast_path.py).
     """
@@ -69,19 +70,16 @@ class Distiller(nn.Module):
         negative = {k: v for k, v in self.weights.items() if v < 0}
         if negative:
             raise ValueError(f"loss weights must be >= 0, got {negative}")
-        attn_mode = str(attn_mode)  # an AttnMode gives its value
-        if attn_mode not in MODES:
-            raise ValueError(f"unknown distill.attn_mode {attn_mode!r}: use one of {', '.join(MODES)}")
+        if self.weights["pred"] > 0:
+            raise ValueError("the Distiller computes the feature losses; the prediction loss is TD step 2's "
+                             "(tinyfw.distill.steps.prediction_loss_fn): pass pred=0")
+        attn_mode = check(AttnMode, attn_mode, "distill.attn_mode")
         if temperature <= 0:
             raise ValueError(f"distill.temperature must be > 0, got {temperature}")
-        layer_reduction = str(layer_reduction)  # a LayerReduction gives its value
-        if layer_reduction not in REDUCTIONS:
-            raise ValueError(f"unknown distill.layer_reduction {layer_reduction!r}: use one of {', '.join(REDUCTIONS)}")
-        self.layer_reduction = layer_reduction
+        self.layer_reduction = check(LayerReduction, layer_reduction, "distill.layer_reduction")
         self.mapping = [int(x) for x in mapping]
         self.share_projection = bool(share_projection)
         self.attn_mode = attn_mode
-        self.temperature = float(temperature)
         self.attn_loss, self.hidn_loss = str(attn_loss), str(hidn_loss)
         self.relation_heads, self.mlm_temperature = int(relation_heads), float(mlm_temperature)
         self.fast = bool(fast)
@@ -125,7 +123,7 @@ class Distiller(nn.Module):
 
     def forward(self, s: Features, t: Features, mlm: Optional[Tuple[Tensor, ...]] = None
                 ) -> Tuple[Tensor, Dict[str, Tensor]]:
-        """``(total, {"embd", "attn", "hidn", ["pred"], "total"})``; values unweighted except total."""
+        """``(total, {"embd", "attn", "hidn", ..., "total"})``: the active losses unweighted, the weighted total."""
         mask, mode = s.mask, self.attn_mode
         if tuple(s.mask.shape) != tuple(t.mask.shape):
             raise ValueError(f"student and teacher ran on different batches: masks {tuple(s.mask.shape)} vs {tuple(t.mask.shape)}")
@@ -160,14 +158,10 @@ class Distiller(nn.Module):
     def _total(self, s: Features, t: Features, losses: Dict[str, Tensor],
                mlm: Optional[Tuple[Tensor, ...]]) -> Tuple[Tensor, Dict[str, Tensor]]:
         w = self.weights
-        if w["pred"] > 0 and s.logits is not None and t.logits is not None:
-            losses["pred"] = soft_loss(s.logits, t.logits, self.temperature)
         losses.update(self._recipe_losses(s, t, mlm))
         if not losses:
-            raise ValueError(
-                "no distillation loss is active: every weight is 0 (or pred is the only one and the "
-                "models have no logits); set at least one of distill.weights.{embd,attn,hidn,pred} > 0"
-            )
+            raise ValueError("no distillation loss is active: every weight is 0; set at least one of "
+                             "distill.weights.{embd,attn,hidn} > 0")
         total = sum(w[k] * v for k, v in losses.items())
         losses["total"] = total
         return total, losses

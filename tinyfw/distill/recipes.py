@@ -1,24 +1,8 @@
-"""The distillation recipes as settings of one objective: which loss variants and weights a
-recipe turns on (the YAMLs in ``conf/recipe/`` set them; every key stays overridable),
-the checks that refuse a teacher/student pair the chosen losses cannot handle, and how the
-new keys stay out of the default path's cache keys.
-
-- ``tinybert`` (default): embedding + attention-scores MSE + hidden MSE (W_h) in GD and TD
-  step 1, soft cross-entropy in TD step 2.
-- ``distilbert``: GD with soft targets over the teacher's masked-LM distribution
-  (``weights.mlm_soft``, at ``mlm_temperature``), the student's own masked-LM loss
-  (``weights.mlm``; 15% masking as ``stage=mlm``) and hidden cosine; the student starts from
-  every other teacher layer when the widths match (``student.init=every_other``); TD is
-  step 2 alone (``task_distill.intermediate=false``).
-- ``minilm``: GD with the last layer's attention and value relations (``weights.rel_attn``,
-  ``rel_value``) over ``relation_heads`` heads shared by teacher and student (any head count
-  or width); no layer map, no projection; TD is step 2 alone.
-
-Relation heads (MiniLM v2): the last layer's concatenated Q, K and V ([B,T,H]) are split into
-r heads on both sides (teacher H/r wide, student H'/r), so the [T,T] relations compare for any
-head counts. ``relation_heads=0`` picks r = the largest count <= the teacher's head count
-that divides both widths (= the head count for equal shapes, so the attention relation is
-then exactly the attention distribution).
+"""The distillation recipes (``tinybert``, ``distilbert``, ``minilm``) as settings of one
+objective: the loss variants and weights a recipe turns on (``conf/recipe/`` sets them), the
+checks that refuse a teacher/student pair the chosen losses cannot handle (MiniLM's relation
+heads among them), and how the new keys stay out of the default path's cache keys. What each
+recipe does: README.md, "Other recipes".
 """
 
 from __future__ import annotations

@@ -15,9 +15,8 @@ import logging
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional
 
-import numpy as np
 import torch
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -125,14 +124,3 @@ class OrtClassifier(torch.nn.Module):
         """The ONNX file plus any external-data files beside it."""
         return sum(f.stat().st_size for f in self.path.parent.glob(self.path.name + "*"))
 
-
-def max_abs_diff(model: Any, onnx_model: Any, batches: Sequence[Dict[str, torch.Tensor]]) -> float:
-    """Largest absolute logit difference between a PyTorch classifier and its ONNX form."""
-    worst = 0.0
-    with torch.inference_mode():
-        for b in batches:
-            feeds = {k: b[k] for k in INPUTS if k in b}
-            ref = model(**feeds).logits.float().numpy()
-            got = onnx_model(**feeds).logits.numpy()
-            worst = max(worst, float(np.abs(ref - got).max()))
-    return worst

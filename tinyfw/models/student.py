@@ -10,7 +10,9 @@ from typing import Any, List, Sequence, Union
 import torch
 from transformers import BertConfig, BertModel, PreTrainedModel
 
-STRATEGIES = ("uniform", "nearest", "top", "bottom")
+from tinyfw.choices import LayerMap, values
+
+STRATEGIES = values(LayerMap)
 
 
 def layer_mapping(strategy: Union[str, Sequence[int]], n_student: int, n_teacher: int) -> List[int]:

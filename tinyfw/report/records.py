@@ -1,38 +1,8 @@
-"""Run records for the ablation report, read from a sweep dir, a local wandb dir or wandb.
-
-A *run record* is what one ``stage=task`` job leaves behind. The schema the report expects in
-``<run_dir>/result.json`` (written by ``tinyfw/runner.py``)::
-
-    {"stage": "task", "status": "ok" | "failed", "error": "...",     # error: failed runs only
-     "flags": {"gd": "on" | "off", "td": "on" | "off", "da": "on" | "off"},
-     "metrics": {
-        "main_metric": "accuracy",                 # name of the task's main metric
-        "dev":  {"accuracy": 0.81, ...},            # the student on the dev split
-        "test": {"accuracy": 0.80, ...},            # the student on the test split (optional)
-        "teacher": {"dev": {...}, "test": {...}},   # the fine-tuned teacher (optional)
-     },
-     "config": {"task": {"name": "mr"}, "seed": 42,
-                "distill": {"weights": {"embd": 1.0, "attn": 1.0, "hidn": 1.0, "pred": 1.0}},
-                ...}}                               # the resolved config
-
-Nested metric dicts and flat keys (``"dev/accuracy"``, ``"teacher/dev/accuracy"``) mean the
-same: the report flattens metrics with ``/``. Which metric is shown is ``report.metric``
-(see ``table.pick_metric``).
-
-Sources (``load``):
-
-* **a multirun sweep dir** (or one run dir): each job subdir's ``result.json``. A job dir with
-  no result.json is a *missing* run (its ``.hydra/config.yaml`` still says which cell it
-  belongs to); so is a job that the sweep's ``multirun.yaml`` expands to but that has no dir.
-* **a local wandb dir**: every ``run-*.wandb`` record log below it, read offline with wandb's
-  own reader (``wandb leet inspect --json``: run, config, summary and exit records). tinyfw's
-  tracker puts ``gd``/``td``/``da``/``task``/``seed``/``stage`` at the top of the run config,
-  the full config under ``cfg``, tags ``gd:on`` ..., and the flattened result metrics plus
-  ``status`` in the summary. A log with no exit record is a failed (killed) run.
-* **``wandb:ENTITY/PROJECT/GROUP``**: the same fields from ``wandb.Api()`` (server + API key).
-
-Only ``stage=task`` records enter the table: runs of other stages (a teacher fine-tune, GD, a
-report ...) in the same directory are skipped and listed (``load(..., skipped=[])``).
+"""Run records for the ablation report: what each ``stage=task`` job left, read from a sweep
+dir (``result.json``; a job without one is a *missing* run), a local wandb dir or a wandb
+server (``wandb:ENTITY/PROJECT/GROUP``), as one record shape; runs of other stages are
+skipped and listed. The ``result.json`` schema and the sources: docs/internals.md,
+"Run records for the report".
 """
 
 from __future__ import annotations

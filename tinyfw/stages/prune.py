@@ -49,8 +49,6 @@ def _check(cfg: DictConfig) -> None:
         raise ValueError("prune.heads_per_layer, prune.heads, prune.ffn_size and prune.recover_steps must be >= 0")
     if p.heads_per_layer and p.heads:
         raise ValueError("set prune.heads_per_layer (every layer) or prune.heads (in all), not both")
-    if str(p.data) not in ("dev", "train"):
-        raise ValueError(f"prune.data={p.data}: use dev or train")
     if not (p.heads_per_layer or p.heads or p.ffn_size):
         raise ValueError("nothing to prune: set prune.heads_per_layer (every layer), prune.heads (in all) "
                          "or prune.ffn_size")

@@ -1,86 +1,12 @@
 """The one training loop, on Accelerate, used by every training stage (GD, MLM adaptation,
-teacher fine-tuning, TD steps 1 and 2).
+teacher fine-tuning, TD steps 1 and 2): :func:`fit` trains ``trainable`` modules with a
+caller's ``loss_fn`` beside ``frozen`` ones, under one precision, with resumable checkpoints
+(same result as an uninterrupted run), periodic evaluation and best-weight restoring.
+:mod:`tinyfw.train.batches` picks each micro-step's examples, :mod:`tinyfw.train.optim` the
+optimizer and schedule, :mod:`tinyfw.train.checkpoint` writes and reads checkpoints.
 
-Usage::
-
-    from tinyfw.train.loop import fit
-
-    def loss_fn(modules, batch):            # modules = trainable + frozen, by name
-        s = modules["student"](**batch)
-        loss = ...
-        return loss, {"mse": loss.item()}    # logs: floats, averaged per optimizer step
-
-    res = fit({"student": student, "distiller": distiller}, loss_fn, dataset, collate,
-              train_cfg, precision="bf16", out_dir=run_dir, tracker=ctx.tracker, seed=42,
-              frozen={"teacher": teacher}, evaluate=None)
-    res.history[-1]["loss"], res.tokens_per_s, res.steps
-
-Contract:
-
-- ``trainable``: modules whose ``requires_grad`` parameters are optimised (AdamW, no weight
-  decay on biases and LayerNorm weights; linear warmup, then linear decay to 0 or, with
-  ``schedule=constant``, a constant rate). They are trained
-  in place: after ``fit`` the caller's objects hold the trained weights, and their forward is
-  the plain one again (the bf16/fp16 autocast wrapper Accelerate adds is removed).
-- ``frozen``: put in ``eval()`` with ``requires_grad=False`` and moved to the device; never
-  wrapped in DDP and never saved in checkpoints. Every ``loss_fn`` call runs under
-  ``accelerator.autocast()``, so frozen and trainable forwards share the precision
-  (``fp32`` | ``bf16`` | ``fp16``). Run the teacher forward under ``torch.inference_mode()``
-  yourself (and ``.clone()`` what enters the autograd graph).
-- ``dataset``: a map-style dataset (``len`` + ``ds[i]`` / ``__getitems__``) or an iterable
-  one. ``collate_fn(list_of_examples) -> dict of tensors`` runs in the main process, right
-  before the step, so a collate that draws random numbers (MLM masking) stays reproducible
-  across resume. Map-style data is shuffled per epoch from ``seed + epoch`` and sharded by
-  rank: each optimizer micro-step consumes one *global* batch of ``batch_size x processes``
-  examples, rank r taking slice r (so N processes with ``batch_size`` b see exactly what one
-  process with ``b*N`` sees; a short last global batch is padded by wrapping around when
-  N > 1). Iterable data is NOT sharded here: pass it already split per rank
-  (``datasets.distributed.split_dataset_by_node``), and set ``max_steps``.
-- ``train_cfg`` (``tinyfw.config.TrainCfg``): ``batch_size`` per process, ``grad_accum``,
-  ``lr``, ``weight_decay``, ``warmup_ratio``, ``schedule`` (linear | constant),
-  ``max_grad_norm`` (<=0: no clipping),
-  ``epochs`` (may be fractional) or ``max_steps`` (>0 wins; counts optimizer steps),
-  ``log_every``, ``save_every`` (0: checkpoint only at the end), ``eval_every`` (0: evaluate
-  only at the end), ``num_workers``, ``grad_checkpointing``.
-- Checkpoints (``tinyfw.train.checkpoint``): ``out_dir/checkpoints/step-N``
-  (``accelerator.save_state``: trainable modules, optimizer, scheduler, RNG of every process;
-  ``trainer_state.json``: epoch, batches consumed, history, evals, ``fingerprint``; with
-  ``restore_best`` the best weights so far). Written to ``step-N.tmp`` and renamed; the last
-  ``keep_checkpoints`` are kept. When ``out_dir/checkpoints`` holds one, ``fit`` resumes from
-  the latest: a killed run restarted with the same arguments ends where an uninterrupted
-  run ends (same parameters, same loss history, same restored best weights). A finished
-  run's final checkpoint makes a re-run return at once. ``fingerprint`` (a JSON-able dict of
-  what defines the training, chosen by the caller) is stored with each checkpoint; resuming
-  with another one raises :class:`~tinyfw.train.checkpoint.ResumeError` naming the differing
-  keys, and so does a checkpoint whose tensors do not fit the model. ``resume=False``
-  discards existing checkpoints and trains from scratch.
-- Rank 0 alone logs (tracker, progress bar) and writes checkpoints; every rank returns the
-  same ``FitResult``. ``ACCELERATE_USE_CPU=true`` (or ``cpu=True``) keeps ``torchrun`` on
-  CPU with gloo.
-- ``evaluate(modules) -> dict`` runs before the first step (step 0, so a run that never
-  leaves its starting point shows it), every ``eval_every`` steps and at the end (its
-  metrics go to the tracker as ``eval/<name>``); ``eval_key`` + ``eval_mode`` pick the best,
-  and ``restore_best=True`` reloads the best trainable weights at the end (kept with each
-  checkpoint, so a resumed or re-run job restores the same ones).
-- ``group_by_length``: map-style batches of similar length (``input_ids``), in random order.
-- ``accelerator``: optional, a fresh one per ``fit`` (``make_accelerator(precision)``), for
-  callers that need the rank before training (e.g. to shard a streaming corpus).
-- ``find_unused_parameters=True``: for trainable modules with parameters the loss does not
-  reach (TD step 1's classifier: its pooler and head; GD without the hidden-state loss: the
-  last layer's value, output and FFN weights); DDP then searches the autograd graph for them
-  at every step (slower), without it DDP fails at the second step. Off by default (GD's
-  student has its pooler frozen). With an own ``accelerator``, pass it to ``make_accelerator``.
-- ``fast=True``: torch's fused AdamW (the same update up to rounding; BENCHMARKS "fast path").
-- Gradient accumulation: an optimizer step follows the mean loss of its ``grad_accum``
-  micro-batches (gradients are synchronised across ranks on the last one only); the last
-  group of a map-style epoch may be shorter and is averaged over its own size, so no step
-  mixes two epochs.
-
-Inside: :mod:`tinyfw.train.batches` decides which examples each micro-step gets,
-:mod:`tinyfw.train.optim` sets up AdamW and its schedule, :mod:`tinyfw.train.checkpoint`
-writes and reads checkpoints; here ``_Trainer`` runs one ``fit``: ``resume``, then per
-optimizer step ``micro_step`` x group (forward + backward), ``optimizer_step`` (step + the
-history record), ``log_step``, ``evaluate`` / ``save`` when due, and ``finish``.
+The contract (arguments, data, checkpoints, ranks, gradient accumulation) and a usage
+example: docs/internals.md, "The training loop".
 """
 
 from __future__ import annotations
@@ -98,10 +24,9 @@ from torch import nn
 
 from tinyfw.config import plain
 from tinyfw.fingerprint import normalise
+from tinyfw.precision import PRECISIONS
 from tinyfw.train import checkpoint, optim
-from tinyfw.train.batches import Batches, count_tokens, epoch_examples, plan
-
-_Batches = Batches  # the name tests/test_loop.py imports
+from tinyfw.train.batches import count_tokens, epoch_examples, plan
 
 log = logging.getLogger("tinyfw.train")
 
@@ -139,8 +64,8 @@ def make_accelerator(precision: str = "fp32", cpu: Optional[bool] = None, find_u
     from accelerate import Accelerator
 
     precision = plain(precision)
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be fp32, bf16 or fp16, got '{precision}'")
+    if precision not in PRECISIONS:  # `auto` is resolved before (tinyfw/precision.py)
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     if cpu is None:
         cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
     if precision == "fp16" and cpu:  # Accelerate would silently run fp32

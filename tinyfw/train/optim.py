@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Sequence
 import torch
 from torch import nn
 
+from tinyfw.choices import Schedule, check
 from tinyfw.config import plain
 
 
@@ -33,12 +34,9 @@ def make_scheduler(opt: torch.optim.Optimizer, schedule: Any, warmup: int, total
     a constant rate (``constant``: the reference code's TD step 1, which runs without schedule)."""
     from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
-    name = str(plain(schedule))
-    if name == "linear":
+    if check(Schedule, plain(schedule), "schedule") == "linear":
         return get_linear_schedule_with_warmup(opt, warmup, total)
-    if name == "constant":
-        return get_constant_schedule_with_warmup(opt, warmup)
-    raise ValueError(f"unknown schedule {name!r}: use linear or constant")
+    return get_constant_schedule_with_warmup(opt, warmup)
 
 
 def set_up(acc: Any, trainable: Dict[str, nn.Module], frozen: Dict[str, nn.Module], tc: Any, total: int,
