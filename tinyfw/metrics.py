@@ -1,17 +1,11 @@
 """Task metrics through scikit-learn / scipy (never by hand).
 
-``compute(names, predictions, labels)`` returns ``{name: value}`` for the requested names:
-
-- ``accuracy`` — share of exact matches;
-- ``f1`` — binary F1 of the positive class (index 1, as in GLUE MRPC/QQP);
-- ``mcc`` — Matthews correlation (CoLA);
-- ``pearson`` / ``spearman`` — correlations of regression outputs (STS-B);
-- ``acc_and_f1`` — mean of accuracy and F1 (the main MRPC/QQP metric);
-- ``corr`` — mean of Pearson and Spearman (the main STS-B metric).
-
-``predictions`` are class indices for classification (``argmax`` of the logits, see
-``predictions_from_logits``) and floats for regression. All values are fractions in [0, 1]
-(correlations in [-1, 1]), not percentages.
+``compute(names, predictions, labels)`` returns ``{name: value}``: ``accuracy`` (share of exact
+matches); ``f1`` (binary, of the positive class, index 1, as in GLUE MRPC/QQP); ``mcc``
+(Matthews, CoLA); ``pearson`` / ``spearman`` (regression outputs, STS-B); ``acc_and_f1`` (mean
+of accuracy and F1: MRPC/QQP's main metric); ``corr`` (mean of Pearson and Spearman: STS-B's).
+``predictions`` are class indices (``argmax`` of the logits, ``predictions_from_logits``) or
+floats for regression. Values are fractions in [0, 1] (correlations in [-1, 1]), not percentages.
 """
 
 from __future__ import annotations

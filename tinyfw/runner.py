@@ -1,16 +1,12 @@
 """Runs one stage inside a Hydra job: seeds, wandb, and result.json (ok or failed).
 
-Before any stage work the composed config is validated (unknown keys, training settings) and
-``$TINYFW_HOME`` is checked to be writable. An expected user error (bad config or input,
-a missing file, a full or read-only disk) ends the run with one line on the console; the
-traceback goes to result.json and the run's log file. Anything else keeps its traceback.
-In a run directory that already holds a run, a refused re-run (another training there, or bad
-input next to a finished run) leaves that run's records as they were and writes its own
-``refused-<time>-<pid>.json`` beside them (:mod:`tinyfw.rundir`).
-
-It also runs other stages as child processes for the stages that chain them (``pipeline``,
-``prune``), since no stage imports another: :func:`run_step`, :func:`tinyfw_cmd`,
-:func:`passthrough_overrides`.
+Before any stage work the config is validated and ``$TINYFW_HOME`` checked writable. An expected
+user error (bad config or input, a missing file, a full or read-only disk) ends the run with one
+console line, its traceback in result.json and the run's log; anything else keeps its traceback.
+A refused re-run leaves the run already in its directory as it was and writes its own
+``refused-<time>-<pid>.json`` (:mod:`tinyfw.rundir`; README "Stages"). Stages that chain others
+(``pipeline``, ``prune``; no stage imports another) run them as child processes:
+:func:`run_step`, :func:`tinyfw_cmd`, :func:`passthrough_overrides`.
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """Label texts with an exported student: ``python -m tinyfw.serve EXPORT_DIR [FILE] < texts``.
 
-``EXPORT_DIR`` is one exported form — a directory with ``model.onnx`` (run by ONNX Runtime) or
-a PyTorch classifier (``config.json`` + weights; pruned students included) — with its tokenizer,
-or a ``stage=export`` run / its ``export/`` directory (``--form`` picks one; default the int8
-ONNX form, else ONNX fp32, else the PyTorch one). One text per line (a tab separates the two
-sentences of a pair task); output one line per text: ``label<TAB>probability`` (``--json``: a
-JSON object per line with every label's probability). Sequence classification only.
-
-From Python::
-
-    from tinyfw.serve import Predictor
-    p = Predictor("runs/…/export/onnx-int8")
-    p.predict(["a fine film", "a dull one"])  # [{"label": "positive", "score": 0.93, ...}, ...]
+``EXPORT_DIR``: a directory with ``model.onnx`` (ONNX Runtime) or a PyTorch classifier
+(``config.json`` + weights; pruned students included) with its tokenizer, or a ``stage=export``
+run / its ``export/`` directory (``--form``; default the int8 ONNX form, else ONNX fp32, else the
+PyTorch one). In: one text per line (a tab separates a pair's two sentences); out: one
+``label<TAB>probability`` line per text (``--json``: a JSON object with every label's
+probability). Sequence classification only. From Python: ``Predictor("runs/…/export/onnx-int8")
+.predict(["a fine film"])`` -> ``[{"label": "positive", "score": 0.93, ...}]``.
 """
 
 from __future__ import annotations

@@ -1,25 +1,9 @@
 """The augmented training split: the task's training split expanded by word replacement
-(``augment/``).
+(``augment/``), built once into the cache in resumable shards.
 
-The result is a ``datasets`` dataset with the original columns (labels kept), the text
-column(s) replaced by the variants, plus ``source_row`` (index of the row in the training
-split it came from) and ``is_original``. It lives in the content-addressed cache
-(``<home>/cache/augmented/<key>``), keyed by a hash of the training data's content, the
-augmenter settings (batch size and shard size excluded: they do not change the output), the
-identities of the masked LM and the word vectors, and the seed. Work happens in shards of
-``augmenter.shard_size`` rows, each written atomically to a work directory, so an
-interrupted run resumes from its finished shards; the entry appears, complete, only when
-all shards are merged. In a distributed job (``torchrun``) rank r augments shards
-``i % world == r`` on its own device and rank 0 merges them in order: the entry is byte for
-byte what one process builds with the same settings. :func:`ensure_augmented` is what
-``stage=task augment=on`` calls, :func:`ensure_augmented_entry` what ``stage=augment`` calls.
-
-Token tasks (a words column of lists, ``task.type=token``): each row's variants replace whole
-words one for one (:meth:`augment.Augmenter.augment_words`) and carry ``label`` = -1 per word
-(no gold tag: TD step 2 labels them with the teacher's soft targets); the key gains
-``type: token``. The window (``augmenter.window``): only the words inside the
-``task.max_seq_len`` word pieces TD reads are augmented (:mod:`tinyfw.artefacts.augwindow`);
-it enters the key only when a text is longer than the window.
+:func:`ensure_augmented` is what ``stage=task augment=on`` calls, :func:`ensure_augmented_entry`
+what ``stage=augment`` calls. Columns, key, shards and token tasks: docs/internals.md "The
+augmented training split"; the window: :mod:`tinyfw.artefacts.augwindow`.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
-"""The augmenter's window (``augmenter.window``): TD reads only the first ``task.max_seq_len``
-word pieces of a text (of a pair: each segment's ``longest_first`` share), so only the words
-inside are augmented; the words beyond stay as they are in every variant
-(:class:`augment.Window`).
+"""The augmenter's window (``augmenter.window``): only the words inside the first
+``task.max_seq_len`` word pieces TD reads are augmented; the words beyond stay as they are in
+every variant (:class:`augment.Window`).
 
-The pieces are counted with the masked LM's tokenizer — in tinyfw the teacher's (and so the
-student's) vocabulary, by construction when ``augmenter.mlm=mlm`` adapts the teacher. When the
-masked LM is another model and a text is cut, its tokenizer is checked against the teacher's
-(vocabulary and the pieces of a probe text); when they differ, the window is counted with the
-teacher's tokenizer instead, said in one warning.
-
-The window enters the cache key only when at least one text is longer than it, as the digest
-of how many words of each cut text are read: keys of data sets whose texts fit are unchanged.
+Counted with the masked LM's tokenizer, or the teacher's when the two differ (one warning). The
+window enters the cache key only when a text is longer than it, as a digest of how many words of
+each cut text are read. README "Augmenting token tasks and only what the student reads".
 """
 
 from __future__ import annotations

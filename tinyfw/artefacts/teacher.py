@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from tinyfw import cache, dist, paths
+from tinyfw import cache, dist
 from tinyfw.artefacts.keys import as_config, settings
 from tinyfw.config import task_key
 from tinyfw.data.collate import Collator

@@ -1,17 +1,12 @@
-"""BERT sequence classifier with fewer attention heads and FFN neurons per layer (structured
-pruning), loadable by ``from_pretrained``.
+"""A structurally pruned BERT sequence classifier (fewer heads, FFN neurons) for ``from_pretrained``.
 
-``BertConfig`` cannot express a pruned BERT: its head size is ``hidden_size /
-num_attention_heads`` and transformers 5 dropped ``prune_heads`` / ``pruned_heads``. This file
-records the structure in two extra config keys and rebuilds it on load:
-
-- ``pruned_heads``: ``{"layer": [original head indices removed]}``;
-- ``layer_intermediate_sizes``: the FFN width of each layer (absent when ``intermediate_size``
-  holds for all).
-
-It imports only torch and transformers, so ``save_pretrained`` copies it beside the weights and
-``AutoModelForSequenceClassification.from_pretrained(dir, trust_remote_code=True)`` loads the
-model without tinyfw.
+``BertConfig`` cannot express it (head size = ``hidden_size / num_attention_heads``;
+transformers 5 dropped ``prune_heads`` / ``pruned_heads``), so two extra config keys record the
+structure, rebuilt on load: ``pruned_heads`` (``{"layer": [original head indices removed]}``) and
+``layer_intermediate_sizes`` (each layer's FFN width; absent when ``intermediate_size`` holds for
+all). Only torch and transformers are imported: ``save_pretrained`` copies this file beside the
+weights; ``AutoModelForSequenceClassification.from_pretrained(dir, trust_remote_code=True)``
+loads it without tinyfw.
 """
 
 from __future__ import annotations

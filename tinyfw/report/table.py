@@ -1,16 +1,8 @@
 """The ablation table in the paper's shape: rows = variants, columns = tasks (+ average).
 
-Rows: the teacher on top, then ``GD+TD+DA (full)``, ``w/o GD``, ``w/o TD``, ``w/o DA``, other
-flag combinations present (``w/o GD, TD`` ...), then objective ablations present (a loss
-weight ``distill.weights.X == 0``: ``w/o Embd``, ``w/o Pred``, ``w/o Trm`` (attention and
-hidden both off), ``w/o Attn``, ``w/o Hidn``), then anything else (other loss weights, other
-swept settings in brackets). A cell is mean ± sample std over seeds with n; runs that failed,
-are missing or collapsed (result.json ``metrics.collapsed``: one class predicted for every dev
-input, or a loss that never left ln C; see ``tinyfw.train.health``) are counted in the cell
-(``failed``/``missing``/``collapsed`` when none is left) and listed below the table, never
-averaged in and never dropped. MNLI's mismatched dev set gets its own column (``mnli-mm``)
-when dev metrics are shown. The average column (2+ columns) is the mean of the column means;
-its ± is the std over seeds of per-seed averages (seeds complete in every column).
+A cell is mean ± sample std over seeds with n; failed, missing and collapsed runs are counted
+in their cell and listed below the table, never averaged in nor dropped. Row order, the
+``mnli-mm`` column and the average column: docs/internals.md "The ablation table".
 """
 
 from __future__ import annotations

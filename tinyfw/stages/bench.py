@@ -1,19 +1,10 @@
 """``stage=bench``: what the student buys at inference.
 
-For the teacher (``cfg.teacher``), the student (``cfg.student.shape`` with random weights and
-the teacher's vocabulary, or ``bench.student_path``), extra checkpoints (``bench.models``) and,
-with ``bench.paper_shapes``, the paper's BERT-base / TinyBERT4 / TinyBERT6 shapes (random
-weights, vocabulary 30522): parameters (embedding / non-embedding), safetensors size, FLOPs per
-sequence (analytic, cross-checked by torch's FLOP counter), median forward time at each of
-``bench.batch_sizes`` for ``bench.seq_len`` tokens on CPU (and GPU when present; the models
-of a group take turns, ``bench.interleave``), speed-up and
-FLOPs ratio against the group's first model, and dev accuracy for classifier checkpoints.
-``bench.export_dir`` (a ``stage=export`` run) adds a row per exported form (pruned PyTorch,
-ONNX Runtime fp32 and int8) beside its fp32 student and fine-tuned teacher; ``bench.onnx``
-adds ONNX Runtime fp32 / int8 rows of the paper TinyBERT4 shape (exported on the fly; ONNX
-Runtime forms are timed on the CPU only). Writes ``bench.md`` (a Markdown table) in the run
-directory. The models are :mod:`tinyfw.bench.entries`, the measuring :mod:`tinyfw.bench.compare`,
-the table :mod:`tinyfw.bench.render`.
+Parameters, size on disk, FLOPs, CPU (and GPU) latency and dev accuracy of the teacher, the
+student, extra checkpoints, the paper's shapes and exported forms, written to ``bench.md``.
+The models are :mod:`tinyfw.bench.entries`, the measuring :mod:`tinyfw.bench.compare`, the
+table :mod:`tinyfw.bench.render`. What is measured and the options: docs/internals.md "The
+bench stage" and README "Deployment" / "Structured pruning and serving" (timing).
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
 """``stage=export``: a distilled student in the forms that run in production.
 
-``python -m tinyfw stage=export export.student=<run>/student [task=<its task>]`` writes into
-``<run dir>/export/``:
-
-- ``pruned/`` — vocabulary pruning (``export.prune``): only the word pieces of the task's texts
-  (every split; ``export.prune_corpus`` adds the GD corpus) plus the special tokens; embeddings
-  and tokenizer remapped; HF format (``AutoModelForSequenceClassification`` /
-  ``AutoTokenizer``). Checked: the pruned tokenizer splits every task text as before and the
-  dev logits equal the unpruned model's;
-- ``onnx/model.onnx`` — ONNX export of the pruned (else the fp32) student, opset
-  ``export.opset``, dynamic batch and sequence axes, run by ONNX Runtime; checked: dev logits
-  within ``export.atol`` of PyTorch's;
-- ``onnx-int8/model.onnx`` — ONNX Runtime ``quantize_dynamic`` int8 of it (``export.int8``);
-- a model card (README.md with Hugging Face metadata) in each, config + tokenizer beside the
-  ONNX files, ``export.json`` (the manifest ``stage=bench bench.export_dir=...`` reads) and
-  ``export.md`` (the table below).
-
-Metrics: ``forms.<fp32|pruned|onnx|onnx_int8>`` = {dev, test, size_bytes, path, delta (main
-metric vs fp32, on test when labelled)}, ``vocab`` (before, after), ``checks`` (max logit
-differences, int8 prediction agreement on dev), ``main_metric``.
+``python -m tinyfw stage=export export.student=<run>/student [task=<its task>]`` writes the
+pruned-vocabulary, ONNX and int8 ONNX forms, with their checks and cards, into
+``<run dir>/export/`` (README "Deployment: pruned, ONNX and int8 students"); the forms are made
+by :mod:`tinyfw.export.write` and compared by :mod:`tinyfw.export.forms`. result.json's
+metrics: docs/internals.md "Exported forms".
 """
 
 from __future__ import annotations

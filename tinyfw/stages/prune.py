@@ -1,27 +1,10 @@
 """``stage=prune``: structured pruning of a distilled student — attention heads and FFN
 neurons removed for real — an optional recovery by TD step 2, then its exported forms.
 
-``python -m tinyfw stage=prune task=mr prune.student=<run>/student prune.heads=24 prune.ffn_size=600
-prune.recover_steps=300`` (``prune.student=""``: a ``stage=task`` run with the same overrides
-distils the student first, so distil → prune → recover → export → int8 is one command):
-
-1. importance of every head and FFN neuron (``prune.importance``: ``gradient``, |∂L/∂ξ| of a
-   gate per head / neuron summed over batches of ``prune.data``'s labelled rows; ``weight``,
-   the L2 norm of their weights). Both criteria's choices are recorded, with their overlap;
-2. removal of the least important (``prune.heads_per_layer`` or ``prune.heads`` in all, ranked
-   across layers; ``prune.ffn_size`` per layer) — :mod:`tinyfw.prune.structure`;
-3. ``prune.recover_steps`` > 0: TD step 2 (:mod:`tinyfw.td.phases`, as ``stage=task`` runs
-   it: soft cross-entropy to the fine-tuned teacher's cached logits, ``task_distill.step2``'s
-   settings with that many steps; the best dev weights kept);
-4. ``<run>/student``: HF format + tokenizer (loads with ``from_pretrained(dir,
-   trust_remote_code=True)``, or :func:`tinyfw.prune.structure.load_pruned`); with
-   ``prune.export``, ``stage=export`` of it into ``<run>/exported/export/``.
-
-Metrics: ``structure`` (heads and FFN width per layer, before/after), ``params``,
-``flops_per_seq`` (seq ``task.max_seq_len``), ``removed`` (per criterion: heads and neurons
-removed, and their overlap), ``dev``/``test`` per phase (``original``, ``pruned``,
-``recovered``), ``export`` (the forms' metrics when exported). Sequence classification only
-(a token task or a token-classification student is refused before any work).
+Wiring only: a ``stage=task`` child run when ``prune.student`` is empty, the importance and
+removal of :mod:`tinyfw.prune`, the recovery of :mod:`tinyfw.td.phases`, then ``stage=export``
+as a child run. Usage and options: README "Structured pruning and serving"; result.json's
+metrics: docs/internals.md "Structured pruning".
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """``stage=report``: the ablation table and chart of a sweep.
 
 ``python -m tinyfw stage=report report.source=SRC [report.out=DIR] [report.metric=dev]``
-where SRC is a multirun sweep dir, a local wandb dir, or ``wandb:ENTITY/PROJECT/GROUP``.
-Writes ``report.md`` (our table, the chart, failed/missing runs, the paper's table beside it),
-``report.csv`` and ``report.png`` into ``report.out`` (default: this run's dir), prints the
-table, and logs it (``wandb.Table``) and the chart to this stage's own wandb run.
-
-Options: ``report.metric`` ("" = the test split's main metric when every run has it, else
-dev's; ``dev`` / ``test``; or an exact ``split/name`` such as ``dev/f1``), ``report.percent``
-(x100, default on), ``report.digits``. The run-record schema it reads is documented in
-``tinyfw/report/records.py``; the table's rows and cells in ``tinyfw/report/table.py``, the
-document in ``tinyfw/report/document.py``.
-Only ``stage=task`` runs are reported; runs of other stages in the source (a teacher
-fine-tune, GD, ...) are listed under "Skipped runs". A search sweep (``hydra/sweeper=optuna_dev``
-/ ``optuna``) adds its trials, best dev main metric first (``tinyfw/report/search.py``).
-Metrics: rows, runs_ok, runs_failed, runs_missing, runs_collapsed, runs_skipped (+ search:
-trials, best_run, best_value, best_params).
+where SRC is a multirun sweep dir, a local wandb dir, or ``wandb:ENTITY/PROJECT/GROUP``
+(README "Sweeps and the report"). Options, outputs and metrics: docs/internals.md "The report
+stage".
 """
 
 from __future__ import annotations

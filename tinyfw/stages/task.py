@@ -1,53 +1,10 @@
 """``stage=task``: TinyBERT's task-specific distillation (TD) of a student classifier.
 
-Wiring (each piece lives in :mod:`tinyfw.td`: ``setup`` for the teacher and the training set,
-``start`` for the student's starting point, ``phases`` for the training, ``evaluate`` and
-``save`` for the student; ``run`` only connects them and writes the record):
-
-1. the task (``tinyfw.data.tasks``), the fine-tuned teacher (``ensure_teacher``: cached, or
-   fine-tuned now), and the train split — augmented when ``augment=on`` (``ensure_augmented``:
-   the cache of ``stage=augment``, built when missing);
-2. the student: ``gd=on`` starts from the general-distillation student
-   (``task_distill.gd_checkpoint``, else ``ensure_gd_student``: cached or trained now);
-   ``gd=off`` from ``task_distill.gd_off_init`` (default ``random``: BERT initialisation, the
-   paper's "w/o GD"; ``teacher_layers`` copies mapped teacher layers when widths match). A
-   fresh classification head is put on top;
-3. ``td=on``: **step 1**, intermediate-layer distillation (embedding + attention + hidden
-   losses with ``distill.weights``; the prediction weight is not used here) with
-   ``task_distill.step1``; skipped when embd = attn = hidn = 0 ("w/o Trm" and friends are weight
-   ablations). **Step 2**, prediction-layer distillation with ``task_distill.step2``: soft
-   cross-entropy to the teacher's logits at ``distill.temperature`` (MSE to the teacher's
-   output for regression) times ``weights.pred``; ``weights.pred=0`` ("w/o Pred") trains on the
-   hard labels instead. The teacher's logits are computed once per training example and cached
-   (``<home>/cache/teacher-logits/<key>``, keyed by the teacher and the tokenised train set),
-   never recomputed per epoch or per run;
-4. ``td=off`` ("w/o TD"): no distillation, the student is fine-tuned on hard labels with
-   ``task_distill.finetune`` (on the augmented set when ``augment=on``);
-5. evaluation on the dev split every ``eval_every`` steps and at the end of the last phase;
-   the best weights by the task's main dev metric (MNLI: matched) are kept and evaluated on
-   every labelled split.
-
-Output: ``<run>/student`` — HF format with its head (``AutoModelForSequenceClassification``
-loads it with no missing key; checked after saving) + tokenizer + ``README.md`` card.
-
-result.json ``metrics`` (read by ``stage=report``)::
-
-    {"dev": {metric: value}, "test": {...}, "validation_mismatched": {...} (MNLI),
-     "teacher": {"dev": {...}, "test": {...}}, "main_metric": "accuracy",
-     "retention": student/teacher main metric (test when labelled, else dev),
-     "student": {"params", "non_embedding_params"}, "teacher_size": {...},
-     "size_ratio": {"params", "non_embedding_params"} (teacher / student),
-     "inference": {"student_examples_per_s", "teacher_examples_per_s", "speedup"} (dev set),
-     "steps": {"step1": n, "step2": n} | {"finetune": n}, "best_step": n,
-     "train_examples": n (distinct rows), "budget": "steps" | "epochs",
-     "examples_seen": {phase: n}, "passes": {phase: examples_seen / train_examples},
-     "teacher_logits": {"cached": bool, "computed": n},
-     "projections": {"source", "loaded", "fresh", "reason"} (step 1 from the GD projections),
-     "step1": {"cached": bool, "entry": path, "final": {...}} (cache/td-step1),
-     "health": {"collapsed", "reasons", ...}, "collapsed": bool, "dev_curve": [{"step", metric}],
-     "init": "gd:<path>" | "random" | "teacher_layers" (``StartPoint.label``), "wall_time_s": s}
-
-Values are fractions (accuracy 0.91, not 91). Flags gd/td/da sit in result.json ``flags``.
+Wiring only: the pieces live in :mod:`tinyfw.td` (``setup`` for the teacher and the training
+set, ``start`` for the student's starting point, ``phases`` for the training, ``evaluate`` and
+``save`` for the student); ``run`` connects them and writes the record. The steps and the
+output: docs/internals.md "Task-specific distillation"; result.json's ``metrics``: its "Run
+records" section; switches and budgets: README "Tasks and task-specific distillation".
 """
 
 from __future__ import annotations
