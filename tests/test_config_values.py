@@ -76,3 +76,13 @@ def test_string_choices_live_in_the_enums():
     with pytest.raises(ValueError, match=r"use one of uniform, nearest, top, bottom"):
         layer_mapping("middle", 2, 4)
     assert PRECISIONS == ("fp32", "bf16", "fp16") and choices(LayerMap)[0] == "uniform"
+
+
+def test_token_tasks_share_one_td_budget():
+    """conll2003 and pos take TD's budget from conf/td_budget/token.yaml (one place), and a
+    custom token task gets the same budget with ``+td_budget=token``."""
+    td = lambda *o: values.composed(values.entry.CONF_DIR, list(o))["task_distill"]
+    conll, pos = td("task=conll2003"), td("task=pos")
+    assert conll == pos and conll != td("task=mr")
+    assert (conll["step1"]["max_steps"], conll["step1"]["lr"], conll["finetune"]["max_steps"]) == (1800, 3e-4, 2400)
+    assert td("task=custom", "task.type=token", "+td_budget=token") == conll
