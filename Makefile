@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export WANDB_SILENT := true
 
-.PHONY: setup assets demo pipeline gd test test-fast
+.PHONY: setup assets demo study pipeline gd test test-fast
 
 setup:
 	bash scripts/setup.sh
@@ -17,6 +17,12 @@ demo: setup
 	$(PY) -m tinyfw stage=pipeline pipeline.publish=docs/example
 
 pipeline: demo
+
+# the two-task study: the demo's rows on MR and CoNLL-2003 NER, 3 seeds each, one report with a
+# column per task (+ average), published to docs/example-two-tasks. Not measured end to end: about
+# 4.5 h on 2 idle cores by the per-step times (README, "Token classification")
+study: setup
+	$(PY) -m tinyfw stage=pipeline 'pipeline.tasks=[mr,conll2003]' pipeline.publish=docs/example-two-tasks
 
 # general distillation alone on the embedded default (MiniLM-L6 -> TinyBERT4 shape)
 gd: assets

@@ -67,3 +67,35 @@ def test_smoke_pipeline_runs_the_3_seed_grid_and_reports_it(tmp_path):
     result = json.loads((again / "result.json").read_text())
     assert result["outputs"]["skipped"] == ["mlm", "general"]
     assert result["metrics"]["step_seconds"] == {} and not (again / "mlm").exists()
+
+
+@pytest.mark.slow
+def test_two_task_pipeline_trains_a_teacher_and_augments_per_task_and_reports_a_column_each(tmp_path):
+    """``pipeline.tasks=[smoke,smoke_token]`` (what a two-task study runs, e.g. [mr,conll2003]):
+    a teacher and an augmented set per task, one masked LM and one GD student shared, one grid
+    over the tasks and one report with a column per task (headed with its metric) and the average."""
+    run_dir, home = tmp_path / "pipe", tmp_path / "home"
+    env = {**os.environ, "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinyfw", "stage=pipeline", "experiment=smoke", f"home={home}",
+         f"hydra.run.dir={run_dir}", "pipeline.tasks=[smoke,smoke_token]", "pipeline.jobs=2",
+         "pipeline.threads=1", "pipeline.grid=['ablation=full,wo_td','seed=1']"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=1500,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert set(result["metrics"]["step_seconds"]) == {
+        "teacher/smoke", "teacher/smoke_token", "mlm", "general", "augment/smoke", "augment/smoke_token", "grid", "report"}
+    jobs = sorted(p for p in (run_dir / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+    records = [json.loads((j / "result.json").read_text()) for j in jobs]
+    assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
+    assert sorted((r["config"]["task"]["name"], r["flags"]["td"]) for r in records) == [
+        ("smoke", "off"), ("smoke", "on"), ("smoke_token", "off"), ("smoke_token", "on")]
+    by_task = {t: {r["outputs"]["teacher"] for r in records if r["config"]["task"]["name"] == t} for t in ("smoke", "smoke_token")}
+    assert all(len(v) == 1 for v in by_task.values()) and by_task["smoke"] != by_task["smoke_token"]
+    assert len({r["metrics"]["init"] for r in records if r["flags"]["td"] == "on"}) == 1  # one GD student
+    with open(result["outputs"]["csv"]) as f:
+        header = next(csv.reader(f))
+    assert {"smoke_mean", "smoke_token_mean", "avg_mean"} <= set(header), header
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "smoke_token (entity F1)" in md, md[:1500]
