@@ -24,6 +24,22 @@ def test_time_group_runs_each_model_in_a_worker():
     assert res["check"]["batch"] == 1 and isinstance(res["check"]["agree"], bool)
 
 
+def test_time_group_lets_the_other_workers_settle_before_each_timed_round(monkeypatch):
+    """Before every timed round (and the back-to-back check) the parent pauses ``settle`` s, so
+    the previous worker's spinning thread pool is idle when the next model is timed."""
+    import tinyfw.bench.isolated as iso
+
+    pauses = []
+    monkeypatch.setattr(iso.time, "sleep", pauses.append)
+    loaders = [random_model(ShapeCfg(1, 16, 32, 2, 64), 50, s) for s in (0, 1)]
+    time_group(loaders, [1], 8, repeats=3, warmup=1, lengths=[3, 5, 4, 6], threads=1, check=1, settle=0.25)
+    assert pauses == [0.25] * (2 * 3 + 1 + 2 * 4)  # rounds x models + the check + lengths x models
+    pauses.clear()
+    time_group(loaders, [1], 8, repeats=2, warmup=1, threads=1, settle=0.0)
+    assert pauses == []
+    assert iso.SETTLE_S >= 0.05  # the default: 20 ms was too short (BENCHMARKS.md)
+
+
 def test_isolated_sections_only_for_models_timed_that_way():
     """bench.md claims worker-process timing only when some model was timed so (bench.isolate
     times fp32 on the CPU; bf16 or a GPU-only run is timed in process)."""

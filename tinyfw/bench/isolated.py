@@ -16,6 +16,13 @@ import torch
 
 from tinyfw.bench.measure import _stats, example_inputs
 
+# Pause before asking a worker for a timed round: the previous worker's idle thread pool (ONNX
+# Runtime's intra-op threads, OpenMP's) keeps spinning for tens of ms after its call and would
+# take the cores from the next model. Measured (BENCHMARKS.md, "Isolated timing: the settle
+# pause"): int8 TinyBERT4 right after the ONNX fp32 form 13-15 ms with no pause, 10.8 ms after
+# 20 ms, 5.4-7.6 ms after 50-200 ms, against 5.1-5.8 ms back to back.
+SETTLE_S = 0.1
+
 
 def _worker(conn: Any, load: Callable, threads: int, attn: str) -> None:
     torch.set_num_threads(threads)
@@ -96,7 +103,10 @@ class Workers:
             raise RuntimeError(f"benchmark worker {i} died (exit code {self.procs[i].exitcode})") from None
         return val
 
-    def ask(self, i: int, cmd: str, arg: Any = None) -> Any:
+    def ask(self, i: int, cmd: str, arg: Any = None, settle: float = 0.0) -> Any:
+        """Run ``cmd`` in worker ``i``, after ``settle`` seconds for the others' threads to go idle."""
+        if settle > 0:
+            time.sleep(settle)
         self.conns[i].send((cmd, arg))
         return self._reply(i)
 
@@ -126,10 +136,11 @@ def tune_candidates(cores: int) -> List[tuple]:
 
 def time_group(loaders: Sequence[Callable], batch_sizes: Sequence[int], seq_len: int, repeats: int, warmup: int,
                lengths: Sequence[int] = (), threads: int = 0, attn: str = "sdpa", tune: int = 0,
-               check: Optional[int] = None) -> Dict[str, Any]:
+               check: Optional[int] = None, settle: float = SETTLE_S) -> Dict[str, Any]:
     """Time each loader's model in its own worker: per batch size ``seq_len`` tokens,
     ``repeats`` alternating rounds (``warmup`` untimed calls first, one untimed call before
-    each timed one); then batch 1 at each of ``lengths`` in alternating rounds; ``tune`` > 0:
+    each timed one, ``settle`` s after the previous model's call); then batch 1 at each of
+    ``lengths`` in alternating rounds; ``tune`` > 0:
     ONNX Runtime options chosen first; ``check``: index of the model also timed back to back.
     Returns ``{"fixed": [{f"b{bs}": stats}], "dynamic": [stats] | None, "ort_options": [...],
     "check": {...} | None}``."""
@@ -140,24 +151,24 @@ def time_group(loaders: Sequence[Callable], batch_sizes: Sequence[int], seq_len:
     with Workers(loaders, threads, attn) as w:
         if tune:
             cands = tune_candidates(os.cpu_count() or 1)
-            out["ort_options"] = [w.ask(i, "tune", (cands, seq_len, tune)) for i in range(n)]
+            out["ort_options"] = [w.ask(i, "tune", (cands, seq_len, tune), settle) for i in range(n)]
         for bs in batch_sizes:
             for i in range(n):
                 w.ask(i, "time", (bs, seq_len, 0, warmup))
             times: List[List[float]] = [[] for _ in range(n)]
             for _ in range(repeats):
                 for i in range(n):
-                    times[i] += w.ask(i, "time", (bs, seq_len, 1, 1))
+                    times[i] += w.ask(i, "time", (bs, seq_len, 1, 1), settle)
             for i in range(n):
                 out["fixed"][i][f"b{bs}"] = _stats(times[i])
             if check is not None and bs == min(batch_sizes):
-                alone = w.ask(check, "time", (bs, seq_len, repeats, warmup))
+                alone = w.ask(check, "time", (bs, seq_len, repeats, warmup), settle)
                 out["check"] = agreement(out["fixed"][check][f"b{bs}"], _stats(alone), bs, seq_len)
         if lengths:
             times = [[] for _ in range(n)]
             for seq in lengths:
                 for i in range(n):
-                    times[i] += w.ask(i, "time", (1, int(seq), 1, 1))
+                    times[i] += w.ask(i, "time", (1, int(seq), 1, 1), settle)
             out["dynamic"] = [_stats(t) for t in times]
     return out
 
