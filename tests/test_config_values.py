@@ -84,5 +84,5 @@ def test_token_tasks_share_one_td_budget():
     td = lambda *o: values.composed(values.entry.CONF_DIR, list(o))["task_distill"]
     conll, pos = td("task=conll2003"), td("task=pos")
     assert conll == pos and conll != td("task=mr")
-    assert (conll["step1"]["max_steps"], conll["step1"]["lr"], conll["finetune"]["max_steps"]) == (1800, 3e-4, 2400)
+    assert (conll["step1"]["max_steps"], conll["step2"]["max_steps"], conll["finetune"]["max_steps"]) == (1800, 1800, 3600)
     assert td("task=custom", "task.type=token", "+td_budget=token") == conll
