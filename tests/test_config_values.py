@@ -85,4 +85,7 @@ def test_token_tasks_share_one_td_budget():
     conll, pos = td("task=conll2003"), td("task=pos")
     assert conll == pos and conll != td("task=mr")
     assert (conll["step1"]["max_steps"], conll["step2"]["max_steps"], conll["finetune"]["max_steps"]) == (1800, 1800, 3600)
+    # the set with DA is capped at one pass of step 2 (1800 x 32); sentence tasks keep 19,200
+    assert conll["max_train_examples"] == conll["step2"]["max_steps"] * conll["step2"]["batch_size"] == 57600
+    assert td("task=mr")["max_train_examples"] == 19200
     assert td("task=custom", "task.type=token", "+td_budget=token") == conll
